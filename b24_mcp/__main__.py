@@ -1,0 +1,5 @@
+"""`python -m b24_mcp`, the same as the `b24-mcp` command."""
+
+from .cli import main
+
+main()
