@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 from pydantic import ValidationError
 
-from .config import OAuthConfig, Settings, WebhookAuth
+from .config import CALL_BUDGET, OAuthConfig, Settings, WebhookAuth
 from .errors import B24Error, InputError, PortalError, TransportError, portal_error
 from .logs import redact
 from .models import Chat
+from .pacing import LeakyBucket
 
 if TYPE_CHECKING:
     from .oauth import OAuthSession
@@ -29,6 +33,11 @@ log = logging.getLogger("b24_mcp.client")
 
 GET_CHAT = "imbot.v2.Chat.get"
 EXPIRED_CODES = frozenset({"expired_token", "invalid_token"})
+LIMIT_ATTEMPTS = 8  # tries for a call the portal refused for its rate limit (bounded by the deadline too)
+TRANSPORT_RETRIES = 2  # extra tries after connection errors, timeouts and 5xx pages without a code
+
+OnWait = Callable[[float, str], Awaitable[None]]
+"""Told (seconds, why) before each wait, so the tool layer can report progress."""
 
 
 def make_http(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
@@ -48,13 +57,17 @@ class B24Client:
         self.settings = settings
         self._http = http
         self._oauth = oauth
+        self._bucket = LeakyBucket(settings.rate_limit, settings.rate_burst)
+        self._reset_at: dict[str, float] = {}  # method -> unix time its time budget resets
         redact.add(settings.secrets)
 
     @property
     def host(self) -> str:
         return self.settings.host
 
-    async def get_chat(self, dialog_id: str, bot_id: int | None = None, bot_token: str | None = None) -> Chat:
+    async def get_chat(
+        self, dialog_id: str, bot_id: int | None = None, bot_token: str | None = None, on_wait: OnWait | None = None
+    ) -> Chat:
         """imbot.v2.Chat.get. botId/botToken fall back to B24_BOT_ID/B24_BOT_TOKEN; checked before sending."""
         bot_id = bot_id if bot_id is not None else self.settings.bot_id
         if bot_id is None:
@@ -71,7 +84,7 @@ class B24Client:
                 )
             redact.add([bot_token])
             params["botToken"] = bot_token
-        result = await self.call(GET_CHAT, params)
+        result = await self.call(GET_CHAT, params, on_wait)
         chat = result.get("chat") if isinstance(result, dict) else None
         if not isinstance(chat, dict):
             raise TransportError(f"Bitrix24 at {self.host} answered {GET_CHAT} without result.chat; nothing to show.")
@@ -85,37 +98,112 @@ class B24Client:
                 "This b24-mcp version does not understand it; please report it."
             ) from None
 
-    async def call(self, method: str, params: dict[str, Any]) -> Any:
-        """One REST call; in OAuth mode an expired access token is renewed once and the call repeated."""
+    async def call(self, method: str, params: dict[str, Any], on_wait: OnWait | None = None) -> Any:
+        """One REST call, bounded by CALL_BUDGET x B24_TIMEOUT; an expired OAuth token is renewed once."""
+        deadline = time.monotonic() + CALL_BUDGET * self.settings.timeout
         auth = self.settings.auth
         if isinstance(auth, WebhookAuth):
-            return await self._post(f"{auth.url}{method}", params, params)
+            return await self._exchange(method, f"{auth.url}{method}", params, params, deadline, on_wait)
         assert isinstance(auth, OAuthConfig) and self._oauth is not None
         url = f"{auth.portal_url}/rest/{method}"
         token = await self._oauth.access_token()
         try:
-            return await self._post(url, {**params, "auth": token}, params)
+            return await self._exchange(method, url, {**params, "auth": token}, params, deadline, on_wait)
         except PortalError as err:
             if err.code not in EXPIRED_CODES:
                 raise
         token = await self._oauth.refresh(token)
-        return await self._post(url, {**params, "auth": token}, params)
+        return await self._exchange(method, url, {**params, "auth": token}, params, deadline, on_wait)
 
-    async def _post(self, url: str, body: dict[str, Any], call: dict[str, Any]) -> Any:
+    async def _exchange(
+        self, method: str, url: str, body: dict[str, Any], call: dict[str, Any], deadline: float, on_wait: OnWait | None
+    ) -> Any:
+        """Pace, send, and retry what the portal did not run, by its error code; never past the deadline.
+
+        - QUERY_LIMIT_EXCEEDED (or a bare 429/503): the request did not run. Our bucket is resynchronised with
+          the portal's, and the call tries again after an exponential, jittered back-off.
+        - OPERATION_TIME_LIMIT: wait once for the operating_reset_at seen in earlier answers, if it fits.
+        - Connection errors, timeouts, 5xx without a code: at most two more tries (the method only reads).
+        - Everything else (OVERLOAD_LIMIT, ACCESS_DENIED, BOT_*, auth errors, ...) is final.
+        """
+        limited = 0
+        failed = 0
+        waited_for_reset = False
+        while True:
+            await self._paced(deadline, on_wait)
+            try:
+                return await self._post(method, url, body, call, min(self.settings.timeout, _left(deadline)))
+            except PortalError as err:
+                if err.code == "OPERATION_TIME_LIMIT" and not waited_for_reset:
+                    waited_for_reset = True
+                    await self._wait_for_reset(method, err, deadline, on_wait)
+                    continue
+                if err.code != "QUERY_LIMIT_EXCEEDED":
+                    raise
+                refusal: B24Error = err
+            except TransportError as err:
+                if err.status in (429, 503):
+                    refusal = err
+                elif err.retryable and failed < TRANSPORT_RETRIES:
+                    failed += 1
+                    await self._sleep(_backoff(failed, 0.25, 1.0), deadline, err, on_wait, "the portal to recover")
+                    continue
+                else:
+                    raise
+            self._bucket.saturate()
+            limited += 1
+            if limited >= LIMIT_ATTEMPTS:
+                raise _gave_up(refusal, limited)
+            await self._sleep(_backoff(limited, 0.5, 8.0), deadline, refusal, on_wait, "the portal's rate limit")
+
+    async def _paced(self, deadline: float, on_wait: OnWait | None) -> None:
+        delay = self._bucket.reserve()
+        if delay <= 0:
+            return
+        if delay > _left(deadline):
+            raise TransportError(
+                f"Too many calls to Bitrix24 at {self.host} at once: this one would wait {delay:.0f} s for its turn "
+                f"(B24_RATE_LIMIT={self.settings.rate_limit:g}/s), longer than it may take. Try again shortly."
+            )
+        if on_wait is not None:
+            await on_wait(delay, f"waiting {delay:.1f} s for the Bitrix24 rate limit (B24_RATE_LIMIT)")
+        await anyio.sleep(delay)
+
+    async def _sleep(self, delay: float, deadline: float, err: B24Error, on_wait: OnWait | None, what: str) -> None:
+        if delay >= _left(deadline):
+            raise err
+        if on_wait is not None:
+            await on_wait(delay, f"retrying in {delay:.1f} s, waiting for {what}")
+        await anyio.sleep(delay)
+
+    async def _wait_for_reset(self, method: str, err: PortalError, deadline: float, on_wait: OnWait | None) -> None:
+        reset_at = self._reset_at.get(method)
+        wait = None if reset_at is None else max(0.0, reset_at - time.time())
+        if wait is None or wait >= _left(deadline):
+            when = "in a few minutes" if wait is None else f"in {wait:.0f} s"
+            raise PortalError(
+                f"{err.message} {method} is available again {when}; Bitrix24 limits each method's total run time.",
+                code=err.code,
+                status=err.status,
+                description=err.description,
+            )
+        await self._sleep(wait, deadline, err, on_wait, f"{method}'s time budget to reset")
+
+    async def _post(self, method: str, url: str, body: dict[str, Any], call: dict[str, Any], limit: float) -> Any:
         # httpx's timeout is per phase (connect, each read...): a trickling portal could outlast it many times
         # over. fail_after bounds the whole exchange.
-        timeout = self.settings.timeout
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(limit):
                 response = await self._http.post(url, json=body)
         except TimeoutError:
             raise TransportError(
-                f"Bitrix24 at {self.host} did not answer within {timeout:g} s (B24_TIMEOUT); the portal may be "
-                "overloaded or unreachable. Try again later."
+                f"Bitrix24 at {self.host} did not answer within {limit:.3g} s (B24_TIMEOUT); the portal may be "
+                "overloaded or unreachable. Try again later.",
+                retryable=True,
             ) from None
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
-        return self._read(response, call)
+        return self._read(method, response, call)
 
     def _transport_error(self, exc: httpx.HTTPError) -> TransportError:
         reason = redact(str(exc)) or type(exc).__name__
@@ -125,15 +213,23 @@ class B24Client:
                 "an internal CA, set SSL_CERT_FILE to that CA's PEM file."
             )
         if isinstance(exc, httpx.ConnectError):
-            return TransportError(f"Could not connect to Bitrix24 at {self.host} ({reason}); check the address.")
-        return TransportError(f"The connection to Bitrix24 at {self.host} failed ({reason}); try again.")
+            return TransportError(
+                f"Could not connect to Bitrix24 at {self.host} ({reason}); check the address.", retryable=True
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return TransportError(f"Bitrix24 at {self.host} timed out ({reason}).", retryable=True)
+        return TransportError(
+            f"The connection to Bitrix24 at {self.host} failed ({reason}); try again.", retryable=True
+        )
 
-    def _read(self, response: httpx.Response, call: dict[str, Any]) -> Any:
+    def _read(self, method: str, response: httpx.Response, call: dict[str, Any]) -> Any:
         status = response.status_code
         try:
             data = json.loads(response.content)
         except ValueError:
             data = None
+        if isinstance(data, dict):
+            self._note_time(method, data.get("time"))
         if isinstance(data, dict) and data.get("error"):
             code = str(data["error"])
             description = data.get("error_description")
@@ -147,7 +243,9 @@ class B24Client:
         if not 200 <= status < 300:
             raise TransportError(
                 f"Bitrix24 at {self.host} answered HTTP {status} with {_describe(response.content, data)} "
-                "instead of a Bitrix24 error; a proxy or the portal itself may be failing. Try again later."
+                "instead of a Bitrix24 error; a proxy or the portal itself may be failing. Try again later.",
+                status=status,
+                retryable=status >= 500,
             )
         if not isinstance(data, dict) or "result" not in data:
             raise TransportError(
@@ -155,6 +253,29 @@ class B24Client:
                 "instead of a Bitrix24 result."
             )
         return data["result"]
+
+    def _note_time(self, method: str, block: object) -> None:
+        """Remember when the method's time budget resets (self-hosted portals may not say)."""
+        if isinstance(block, dict):
+            reset_at = block.get("operating_reset_at")
+            if isinstance(reset_at, (int, float)) and not isinstance(reset_at, bool):
+                self._reset_at[method] = float(reset_at)
+
+
+def _left(deadline: float) -> float:
+    return deadline - time.monotonic()
+
+
+def _backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential back-off with jitter, so that refused callers do not come back in lockstep."""
+    ceiling = min(cap, base * 2.0 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not cryptography
+
+
+def _gave_up(err: B24Error, tries: int) -> B24Error:
+    err.message = f"{err.message} (gave up after {tries} tries)"
+    err.args = (err.message,)
+    return err
 
 
 def _describe(body: bytes, data: object) -> str:

@@ -106,8 +106,14 @@ def _answer(status: int, body: dict[str, Any]) -> httpx.Response:
     if status == 200:
         body = {
             **body,
-            "time": {"start": now, "finish": now, "duration": 0.0, "processing": 0.0,
-                     "operating": 0, "operating_reset_at": int(now) + 600},
+            "time": {
+                "start": now,
+                "finish": now,
+                "duration": 0.0,
+                "processing": 0.0,
+                "operating": 0,
+                "operating_reset_at": int(now) + 600,
+            },
         }
     return httpx.Response(status, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
 

@@ -29,15 +29,22 @@ class InputError(B24Error):
 class PortalError(B24Error):
     """Bitrix24 answered with an error code (`{"error": CODE, "error_description": TEXT}`)."""
 
-    def __init__(
-        self, message: str, *, code: str, status: int | None = None, description: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, code: str, status: int | None = None, description: str = "") -> None:
         super().__init__(message, code=code, status=status)
+        self.code: str = code
         self.description = description
 
 
 class TransportError(B24Error):
-    """The portal could not be reached, timed out, or sent something that is not a Bitrix24 answer."""
+    """The portal could not be reached, timed out, or sent something that is not a Bitrix24 answer.
+
+    `retryable` marks the failures where the request may simply not have got through (connection errors,
+    timeouts, 5xx pages without a Bitrix24 code); get_chat only reads, so repeating it is safe.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message, status=status)
+        self.retryable = retryable
 
 
 class AuthError(B24Error):
@@ -104,5 +111,7 @@ def portal_error(code: str, description: str, *, status: int | None, host: str, 
     message = f"Bitrix24 error {code} ({where})" + (f": {said}." if said else ".")
     hint = HINTS.get(code)
     if hint:
-        message += " " + hint.format_map({"dialogId": call.get("dialogId", "that chat"), "botId": call.get("botId", "?")})
+        message += " " + hint.format_map(
+            {"dialogId": call.get("dialogId", "that chat"), "botId": call.get("botId", "?")}
+        )
     return PortalError(message, code=code, status=status, description=said)

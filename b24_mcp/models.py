@@ -3,9 +3,9 @@
 `Chat` mirrors "Objects and Fields — Chat" (chat-bots-v2/entities.md) field by field, typed as documented and
 nullable where documented. Its JSON schema is the tool's `outputSchema`, and MCP clients validate
 `structuredContent` against it, so it must admit whatever a real portal sends: only `id` and `dialogId` are
-required, every other field is optional (absent stays absent), and fields the docs do not list yet pass through untouched
-(`extra="allow"`). Opaque objects (permissions, entityLink, public) accept `[]` too, because PHP encodes an
-empty array that way.
+required, every other field is optional (absent stays absent), and fields the docs do not list yet pass
+through untouched (`extra="allow"`). Opaque objects (permissions, entityLink, public) accept `[]` too,
+because PHP encodes an empty array that way.
 """
 
 from __future__ import annotations

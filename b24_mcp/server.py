@@ -111,7 +111,9 @@ def summary(chat: dict[str, Any]) -> str:
         parts[0] += f" of type {chat['type']!r}"
     if chat.get("role"):
         parts.append(f"the bot's role: {chat['role']}")
-    counts = [f"{chat[k]} {label}" for k, label in (("userCounter", "members"), ("messageCount", "messages")) if k in chat]
+    counts = [
+        f"{chat[k]} {name}" for k, name in (("userCounter", "members"), ("messageCount", "messages")) if k in chat
+    ]
     if counts:
         parts.append(", ".join(counts))
     if chat.get("owner"):

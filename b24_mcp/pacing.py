@@ -1,0 +1,47 @@
+"""Client-side pacing that mirrors Bitrix24's own leaky bucket, so the portal never has to refuse us.
+
+Bitrix24 counts each request as 1 in a bucket that drains R per second and refuses requests above B
+(standard plans: R=2, B=50; Enterprise: R=5, B=250), and the whole portal shares it. This is the same bucket
+run on our side as GCRA (the "virtual scheduling" form of a leaky bucket): each request is given its send time
+the moment it asks, so waiting calls go out in arrival order without a queue, a lock or a background task, and
+every caller knows at once how long it will wait (which the tool reports as progress).
+Hand-written rather than aiolimiter: FIFO order and the up-front wait are the two properties we need, and
+`saturate()` lets a refusal from the portal resynchronise us with the portal's real counter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class LeakyBucket:
+    """At most `burst` requests at once, `rate` per second sustained."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._interval = 1.0 / rate
+        self._tolerance = (burst - 1) * self._interval
+        self._tat = clock()  # theoretical arrival time of the next request when the bucket is drained
+
+    def reserve(self) -> float:
+        """Take the next slot; return how many seconds from now the request may be sent (0 = at once)."""
+        now = self._clock()
+        tat = max(self._tat, now)
+        send_at = max(now, tat - self._tolerance)
+        self._tat = tat + self._interval
+        return send_at - now
+
+    def saturate(self) -> None:
+        """The portal said its bucket is full: behave as if ours were too, so what follows is paced at `rate`."""
+        now = self._clock()
+        self._tat = max(self._tat, now + self._tolerance + self._interval)
+
+    @property
+    def level(self) -> float:
+        """Requests currently counted in the bucket (0..burst), as the portal would count them."""
+        return max(0.0, (self._tat - self._clock()) * self.rate)
