@@ -48,6 +48,9 @@ class WebhookAuth:
     url: str  # normalised, ends with "/"
     code: str
 
+    def __repr__(self) -> str:  # reprs end up in tracebacks and logs: never show the code
+        return f"WebhookAuth(url={self.masked_url!r})"
+
     @property
     def host(self) -> str:
         return urlsplit(self.url).netloc
@@ -62,10 +65,10 @@ class OAuthConfig:
     """A Bitrix24 application's tokens; `botToken` is not needed in this mode."""
 
     portal_url: str  # https://{portal}, no trailing slash
-    access_token: str
-    refresh_token: str
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     oauth_server: str
     token_file: Path | None  # None: the default file in the user's data directory
 
@@ -82,7 +85,7 @@ class OAuthConfig:
 class Settings:
     auth: WebhookAuth | OAuthConfig
     bot_id: int | None = None
-    bot_token: str | None = None
+    bot_token: str | None = field(default=None, repr=False)
     timeout: float = 10.0  # one request; a whole call, retries and waits included, ends within CALL_BUDGET x this
     rate_limit: float = 2.0
     rate_burst: int = 10
@@ -144,7 +147,7 @@ def parse_webhook_url(raw: str) -> WebhookAuth:
         hint = f" (remove the trailing '{extra.group(1)}')" if extra else ""
         raise ConfigError(
             f"{var} must be the inbound webhook URL ending right after the webhook code{hint}; "
-            f"got {mask_webhook_url(scheme + '://' + netloc + path)!r}; expected {form}"
+            f"the path is not /rest/{{user_id}}/{{webhook_code}}/; expected {form}"
         )
     url = f"{scheme}://{netloc}/rest/{match['user']}/{match['code']}/"
     return WebhookAuth(url=url, code=match["code"])

@@ -31,7 +31,7 @@ from .models import DIALOG_ID_FORM, Chat, check_bot_id, check_bot_token, check_d
 if TYPE_CHECKING:
     import httpx
 
-    from .client import B24Client
+    from .client import B24Client, OnWait
 
 log = logging.getLogger("b24_mcp.server")
 
@@ -123,6 +123,23 @@ def summary(chat: dict[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
+def _progress(ctx: Context | None) -> OnWait | None:
+    """Waits (rate limit, back-off) become MCP progress notifications, so hosts can show why a call is slow."""
+    if ctx is None:
+        return None
+    waited = 0.0
+
+    async def report(seconds: float, why: str) -> None:
+        nonlocal waited
+        waited += seconds
+        try:
+            await ctx.report_progress(waited, None, why)
+        except Exception:  # progress is a courtesy: never let it fail the call
+            log.debug("progress notification failed", exc_info=True)
+
+    return report
+
+
 @dataclass
 class Portal:
     """What the tool needs, made on first use: the client (and the httpx import) stay off the start-up path."""
@@ -181,7 +198,7 @@ def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBase
             dialog_id = check_dialog_id(dialogId)
             bot_id = None if botId is None else check_bot_id(botId)
             bot_token = None if botToken is None else check_bot_token(botToken)
-            chat = await portal.client().get_chat(dialog_id, bot_id, bot_token)
+            chat = await portal.client().get_chat(dialog_id, bot_id, bot_token, _progress(ctx))
         except B24Error as err:
             return tool_error(err)
         except Exception:

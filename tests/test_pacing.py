@@ -1,0 +1,64 @@
+"""The client-side leaky bucket, on a fake clock: burst, sustained rate, FIFO, resynchronisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from b24_mcp.pacing import LeakyBucket
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_burst_goes_at_once_then_rate() -> None:
+    clock = Clock()
+    bucket = LeakyBucket(rate=2, burst=5, clock=clock)
+    waits = [bucket.reserve() for _ in range(9)]
+    assert waits[:5] == [0, 0, 0, 0, 0]
+    assert waits[5:] == pytest.approx([0.5, 1.0, 1.5, 2.0])  # then one every 1/rate, in arrival order
+
+
+def test_bucket_drains_with_time() -> None:
+    clock = Clock()
+    bucket = LeakyBucket(rate=2, burst=3, clock=clock)
+    for _ in range(3):
+        bucket.reserve()
+    assert bucket.level == pytest.approx(3)
+    clock.now += 1.0  # two drained
+    assert bucket.level == pytest.approx(1)
+    assert [bucket.reserve(), bucket.reserve(), bucket.reserve()] == pytest.approx([0, 0, 0.5])
+
+
+def test_never_more_than_burst_in_the_portals_bucket() -> None:
+    """Replay the sends against the portal's own rule: +1 per request, drained `rate`/s, refuse above burst."""
+    clock = Clock()
+    rate, burst = 2.0, 4
+    bucket = LeakyBucket(rate=rate, burst=burst, clock=clock)
+    sends = sorted(clock.now + bucket.reserve() for _ in range(40))
+    level, last = 0.0, sends[0]
+    for t in sends:
+        level = max(0.0, level - (t - last) * rate) + 1
+        last = t
+        assert level <= burst + 1e-9
+    assert sends[-1] - sends[0] == pytest.approx((40 - burst) / rate)  # and no slower than needed
+
+
+def test_saturate_resynchronises_with_a_full_portal() -> None:
+    clock = Clock()
+    bucket = LeakyBucket(rate=2, burst=10, clock=clock)
+    assert bucket.reserve() == 0
+    bucket.saturate()  # the portal said QUERY_LIMIT_EXCEEDED: it is full even if we thought not
+    assert bucket.reserve() == pytest.approx(0.5)
+    assert bucket.reserve() == pytest.approx(1.0)
+
+
+def test_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        LeakyBucket(rate=0, burst=1)
+    with pytest.raises(ValueError):
+        LeakyBucket(rate=1, burst=0)
