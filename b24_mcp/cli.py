@@ -2,7 +2,8 @@
 
 A bad configuration never stops the server from starting: hosts show a server that fails to start as a
 bare "failed" with no reason. Instead the problem is logged once, in one line, and `get_chat` returns it to
-the model, naming the variable to fix. Heavy imports wait until they are needed.
+the model, naming the variable to fix. Heavy imports (the SDK, httpx) wait until a path needs them, so
+`--help`, `--version` and a bad option answer at once.
 """
 
 from __future__ import annotations
@@ -25,16 +26,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--demo", action="store_true", help="answer from the built-in demo portal (no account needed)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser(
+        "check",
+        help="diagnose the setup: settings, portal, and a real get_chat round trip",
+        description="Report the settings (secrets masked), reach the portal, start b24-mcp over stdio and call "
+        "get_chat through a real MCP client. Exit 0 when all is well.",
+    )
+    check.add_argument("--demo", action="store_true", help="check against the built-in demo portal")
+    check.add_argument("--dialog", metavar="DIALOG_ID", help="the chat to fetch, e.g. chat5 (demo default: chat5)")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("b24-mcp")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.version:
-        from importlib.metadata import version
-
-        print(f"b24-mcp {version('b24-mcp')}")
+        print(f"b24-mcp {_version()}")
         return
+    if args.command == "check":
+        from . import check
+
+        sys.exit(
+            check.run(
+                ["--demo"] if args.demo else [], demo=args.demo, dialog=args.dialog, env=os.environ, out=sys.stdout
+            )
+        )
+
     logs.setup(config.log_level(os.environ))
     settings: config.Settings | ConfigError
     try:

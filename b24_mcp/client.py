@@ -202,25 +202,8 @@ class B24Client:
                 retryable=True,
             ) from None
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
+            raise transport_error(self.host, exc) from None
         return self._read(method, response, call)
-
-    def _transport_error(self, exc: httpx.HTTPError) -> TransportError:
-        reason = redact(str(exc)) or type(exc).__name__
-        if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate" in reason.lower():
-            return TransportError(
-                f"TLS certificate of {self.host} could not be verified ({reason}). For an on-premise portal with "
-                "an internal CA, set SSL_CERT_FILE to that CA's PEM file."
-            )
-        if isinstance(exc, httpx.ConnectError):
-            return TransportError(
-                f"Could not connect to Bitrix24 at {self.host} ({reason}); check the address.", retryable=True
-            )
-        if isinstance(exc, httpx.TimeoutException):
-            return TransportError(f"Bitrix24 at {self.host} timed out ({reason}).", retryable=True)
-        return TransportError(
-            f"The connection to Bitrix24 at {self.host} failed ({reason}); try again.", retryable=True
-        )
 
     def _read(self, method: str, response: httpx.Response, call: dict[str, Any]) -> Any:
         status = response.status_code
@@ -260,6 +243,21 @@ class B24Client:
             reset_at = block.get("operating_reset_at")
             if isinstance(reset_at, (int, float)) and not isinstance(reset_at, bool):
                 self._reset_at[method] = float(reset_at)
+
+
+def transport_error(host: str, exc: httpx.HTTPError) -> TransportError:
+    """A failure below HTTP, explained; the message names the host, never the URL."""
+    reason = redact(str(exc)) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate" in reason.lower():
+        return TransportError(
+            f"TLS certificate of {host} could not be verified ({reason}). For an on-premise portal with "
+            "an internal CA, set SSL_CERT_FILE to that CA's PEM file."
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return TransportError(f"Could not connect to Bitrix24 at {host} ({reason}); check the address.", retryable=True)
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportError(f"Bitrix24 at {host} timed out ({reason}).", retryable=True)
+    return TransportError(f"The connection to Bitrix24 at {host} failed ({reason}); try again.", retryable=True)
 
 
 def _left(deadline: float) -> float:

@@ -56,6 +56,11 @@ class WebhookAuth:
         return urlsplit(self.url).netloc
 
     @property
+    def origin(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
     def masked_url(self) -> str:
         return mask_webhook_url(self.url)
 
@@ -75,6 +80,10 @@ class OAuthConfig:
     @property
     def host(self) -> str:
         return urlsplit(self.portal_url).netloc
+
+    @property
+    def origin(self) -> str:
+        return self.portal_url
 
     @property
     def token_url(self) -> str:
