@@ -26,6 +26,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--demo", action="store_true", help="answer from the built-in demo portal (no account needed)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--transport",
+        choices=("stdio", "streamable-http"),
+        default="stdio",
+        help="stdio (default, what desktop hosts launch) or streamable-http (serves /mcp, stateless)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="streamable-http: address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="streamable-http: port (default 8000)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(
         "check",
@@ -70,6 +78,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     server = build_server(settings)
     try:
-        server.run()
+        if args.transport == "stdio":
+            server.run()
+        else:
+            if not config.is_loopback(args.host):
+                logging.getLogger("b24_mcp").warning(
+                    "serving on %s without TLS or authentication: put a reverse proxy with both in front of it "
+                    "(see the README) before anyone else can reach it",
+                    args.host,
+                )
+            # Stateless with JSON answers: any instance can serve any request, so several can sit behind a
+            # load balancer, and no session state is lost when one restarts.
+            server.run("streamable-http", host=args.host, port=args.port, stateless_http=True, json_response=True)
     except KeyboardInterrupt:
         sys.exit(130)

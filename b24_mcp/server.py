@@ -19,12 +19,13 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import WithJsonSchema
 
 from .config import Settings
-from .errors import B24Error, ConfigError
+from .errors import B24Error, ConfigError, InputError
 from .logs import redact
 from .models import DIALOG_ID_FORM, Chat, check_bot_id, check_bot_token, check_dialog_id
 
@@ -39,6 +40,9 @@ try:
     __version__ = version("b24-mcp")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
+
+CHAT_URI = "bitrix24://chat/{dialogId}"
+UNEXPECTED = "b24-mcp failed unexpectedly (a bug); the details are in the server's log."
 
 INSTRUCTIONS = (
     "Reads Bitrix24 chats through a chat bot. Use get_chat with a dialogId ('chat5' for a group chat, '123' for the "
@@ -171,7 +175,9 @@ class Portal:
         return self._client
 
     async def aclose(self) -> None:
-        for close in self._closers:
+        # Forget the client too: should a transport run the lifespan again, the next call builds a fresh one.
+        closers, self._closers, self._client = self._closers, [], None
+        for close in closers:
             await close()
 
 
@@ -188,6 +194,14 @@ def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBase
         finally:
             await portal.aclose()
 
+    async def fetch(dialog_id: object, bot_id: object, bot_token: object, ctx: Context | None) -> dict[str, Any]:
+        """Check the arguments, ask the portal; the chat's fields as sent (B24Error on any failure)."""
+        dialog = check_dialog_id(dialog_id)
+        bot = None if bot_id is None else check_bot_id(bot_id)
+        token = None if bot_token is None else check_bot_token(bot_token)
+        chat = await portal.client().get_chat(dialog, bot, token, _progress(ctx))
+        return chat.model_dump(mode="json", exclude_unset=True)
+
     async def get_chat(
         dialogId: DialogIdArg = None,
         botId: BotIdArg = None,
@@ -195,16 +209,12 @@ def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBase
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, Chat]:
         try:
-            dialog_id = check_dialog_id(dialogId)
-            bot_id = None if botId is None else check_bot_id(botId)
-            bot_token = None if botToken is None else check_bot_token(botToken)
-            chat = await portal.client().get_chat(dialog_id, bot_id, bot_token, _progress(ctx))
+            data = await fetch(dialogId, botId, botToken, ctx)
         except B24Error as err:
             return tool_error(err)
         except Exception:
             log.exception("get_chat failed unexpectedly")
-            return tool_error("b24-mcp failed unexpectedly (a bug); the details are in the server's log.")
-        data = chat.model_dump(mode="json", exclude_unset=True)
+            return tool_error(UNEXPECTED)
         text = summary(data)
         if isinstance(settings, Settings) and settings.demo:
             from .demo import NOTICE
@@ -214,6 +224,19 @@ def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBase
             content=[TextContent(type="text", text=text), TextContent(type="text", text=json.dumps(data))],
             structured_content=data,
         )
+
+    async def chat_resource(dialogId: str) -> str:
+        # Same chat JSON as the tool's structuredContent. Resources have no isError: failures are protocol
+        # errors, with the same masked message (a malformed dialogId is "invalid params").
+        try:
+            return json.dumps(await fetch(dialogId, None, None, None))
+        except InputError as err:
+            raise ResourceNotFoundError(redact(str(err))) from None
+        except B24Error as err:
+            raise ResourceError(redact(str(err))) from None
+        except Exception:
+            log.exception("reading a chat resource failed unexpectedly")
+            raise ResourceError(UNEXPECTED) from None
 
     tool = Tool.from_function(
         get_chat,
@@ -234,7 +257,7 @@ def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBase
         prop.pop("default", None)
     tool.parameters["required"] = ["dialogId"]
     tool.parameters["additionalProperties"] = False
-    return MCPServer(
+    server: MCPServer = MCPServer(
         "b24-mcp",
         title="Bitrix24 chats",
         version=__version__,
@@ -243,3 +266,12 @@ def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBase
         lifespan=lifespan,
         log_level="WARNING",  # only used when nothing set logging up before (tests); see logs.setup
     )
+    server.resource(
+        CHAT_URI,
+        name="bitrix24-chat",
+        title="Bitrix24 chat",
+        description="A Bitrix24 chat as JSON (the same fields get_chat returns), e.g. bitrix24://chat/chat5 for "
+        "group chat 5 or bitrix24://chat/123 for the personal chat with user 123. The bot must be in the chat.",
+        mime_type="application/json",
+    )(chat_resource)
+    return server
