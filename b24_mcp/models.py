@@ -11,14 +11,16 @@ because PHP encodes an empty array that way.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from .config import BOT_TOKEN_MAX, check_secret, parse_bot_id
 from .errors import ConfigError, InputError
 
-Opaque = dict[str, Any] | list[Any]
+# PHP's json_encode writes an empty associative array as []: only an *empty* list stands for an empty object.
+EmptyArray = Annotated[list[Any], Field(max_length=0), WithJsonSchema({"type": "array", "maxItems": 0})]
+Opaque = dict[str, Any] | EmptyArray
 
 
 def _without_null_defaults(schema: dict[str, Any]) -> None:
