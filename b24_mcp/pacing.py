@@ -7,6 +7,8 @@ the moment it asks, so waiting calls go out in arrival order without a queue, a 
 every caller knows at once how long it will wait (which the tool reports as progress).
 Hand-written rather than aiolimiter: FIFO order and the up-front wait are the two properties we need, and
 `saturate()` lets a refusal from the portal resynchronise us with the portal's real counter.
+One request of headroom is kept below `burst`: the portal counts arrivals, not our send times, and a few
+milliseconds of jitter between two requests would otherwise tip a bucket filled to exactly `burst` over.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 
 
 class LeakyBucket:
-    """At most `burst` requests at once, `rate` per second sustained."""
+    """At most `burst - 1` requests at once (one of headroom; `burst` 1 means one), `rate` per second sustained."""
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0 or burst < 1:
@@ -25,7 +27,8 @@ class LeakyBucket:
         self.burst = burst
         self._clock = clock
         self._interval = 1.0 / rate
-        self._tolerance = (burst - 1) * self._interval
+        self.capacity = max(1, burst - 1)
+        self._tolerance = (self.capacity - 1) * self._interval
         self._tat = clock()  # theoretical arrival time of the next request when the bucket is drained
 
     def reserve(self) -> float:
@@ -43,5 +46,5 @@ class LeakyBucket:
 
     @property
     def level(self) -> float:
-        """Requests currently counted in the bucket (0..burst), as the portal would count them."""
+        """Requests currently counted in the bucket (0..capacity), as the portal would count them."""
         return max(0.0, (self._tat - self._clock()) * self.rate)

@@ -18,14 +18,14 @@ class Clock:
 def test_burst_goes_at_once_then_rate() -> None:
     clock = Clock()
     bucket = LeakyBucket(rate=2, burst=5, clock=clock)
-    waits = [bucket.reserve() for _ in range(9)]
-    assert waits[:5] == [0, 0, 0, 0, 0]
-    assert waits[5:] == pytest.approx([0.5, 1.0, 1.5, 2.0])  # then one every 1/rate, in arrival order
+    waits = [bucket.reserve() for _ in range(8)]
+    assert waits[:4] == [0, 0, 0, 0]  # burst - 1: one request of headroom below the portal's bucket
+    assert waits[4:] == pytest.approx([0.5, 1.0, 1.5, 2.0])  # then one every 1/rate, in arrival order
 
 
 def test_bucket_drains_with_time() -> None:
     clock = Clock()
-    bucket = LeakyBucket(rate=2, burst=3, clock=clock)
+    bucket = LeakyBucket(rate=2, burst=4, clock=clock)
     for _ in range(3):
         bucket.reserve()
     assert bucket.level == pytest.approx(3)
@@ -44,8 +44,8 @@ def test_never_more_than_burst_in_the_portals_bucket() -> None:
     for t in sends:
         level = max(0.0, level - (t - last) * rate) + 1
         last = t
-        assert level <= burst + 1e-9
-    assert sends[-1] - sends[0] == pytest.approx((40 - burst) / rate)  # and no slower than needed
+        assert level <= burst - 1 + 1e-9  # one request of headroom for arrival jitter
+    assert sends[-1] - sends[0] == pytest.approx((40 - (burst - 1)) / rate)  # and no slower than that
 
 
 def test_saturate_resynchronises_with_a_full_portal() -> None:
@@ -55,6 +55,11 @@ def test_saturate_resynchronises_with_a_full_portal() -> None:
     bucket.saturate()  # the portal said QUERY_LIMIT_EXCEEDED: it is full even if we thought not
     assert bucket.reserve() == pytest.approx(0.5)
     assert bucket.reserve() == pytest.approx(1.0)
+
+
+def test_burst_of_one_still_sends() -> None:
+    bucket = LeakyBucket(rate=4, burst=1, clock=Clock())
+    assert [bucket.reserve(), bucket.reserve()] == pytest.approx([0, 0.25])
 
 
 def test_rejects_nonsense() -> None:
