@@ -1,0 +1,111 @@
+"""OAuth end to end: real b24-mcp processes in OAuth mode against the stand-in portal's rotating token endpoint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.e2e import server_env, spawned, text_of
+from tests.portal import OAuthSettings, StandInPortal
+
+pytestmark = pytest.mark.anyio
+
+APP = OAuthSettings()
+
+
+@pytest.fixture
+def portal() -> Iterator[StandInPortal]:
+    with StandInPortal(oauth=OAuthSettings(), refresh_delay=0.05) as p:
+        yield p
+
+
+def oauth_env(portal: StandInPortal, token_file: Path) -> dict[str, str]:
+    return server_env(
+        B24_PORTAL_URL=portal.base_url,
+        B24_OAUTH_SERVER=portal.base_url,
+        B24_ACCESS_TOKEN=APP.access_token,
+        B24_REFRESH_TOKEN=APP.refresh_token,
+        B24_CLIENT_ID=APP.client_id,
+        B24_CLIENT_SECRET=APP.client_secret,
+        B24_TOKEN_FILE=str(token_file),
+        B24_BOT_ID="456",
+        B24_LOG_LEVEL="DEBUG",
+    )
+
+
+async def calls(client: Any, n: int) -> list[Any]:
+    results: list[Any] = []
+
+    async def one() -> None:
+        results.append(await client.call_tool("get_chat", {"dialogId": "chat5"}))
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(one)
+    return results
+
+
+def secrets_of(portal: StandInPortal) -> list[str]:
+    return [APP.client_secret, APP.access_token, APP.refresh_token, *portal.current_access_tokens]
+
+
+async def test_expiry_under_concurrent_calls_refreshes_once(portal: StandInPortal, tmp_path: Path) -> None:
+    token_file, stderr = tmp_path / "tokens.json", tmp_path / "stderr.log"
+    async with spawned(oauth_env(portal, token_file), stderr) as client:
+        (first,) = await calls(client, 1)
+        assert not first.is_error, text_of(first)
+        portal.expire_access_token()
+        results = await calls(client, 10)
+    assert all(not r.is_error for r in results), [text_of(r) for r in results]
+    assert portal.refresh_count == 1 and portal.invalid_grants == 0
+    request = portal.requests[0]
+    assert request.path == "/rest/imbot.v2.Chat.get" and request.body["auth"] == APP.access_token
+    assert "botToken" not in request.body  # OAuth needs none
+    saved = json.loads(token_file.read_text())
+    assert saved["access_token"] in portal.current_access_tokens
+    logged = stderr.read_text() + "".join(r.model_dump_json() for r in results)
+    for secret in secrets_of(portal):
+        assert secret not in logged
+
+    # A restart with the same (now dead) tokens in the environment continues from the saved pair.
+    async with spawned(oauth_env(portal, token_file), tmp_path / "stderr2.log") as client:
+        (again,) = await calls(client, 1)
+    assert not again.is_error and portal.refresh_count == 1
+
+
+async def test_two_server_processes_sharing_a_token_file(portal: StandInPortal, tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens.json"
+    env = oauth_env(portal, token_file)
+    async with spawned(env, tmp_path / "a.log") as a, spawned(env, tmp_path / "b.log") as b:
+        assert not (await calls(a, 1))[0].is_error and not (await calls(b, 1))[0].is_error
+        portal.expire_access_token()
+        results: list[Any] = []
+
+        async def both(client: Any) -> None:
+            results.extend(await calls(client, 5))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(both, a)
+            tg.start_soon(both, b)
+    assert len(results) == 10 and all(not r.is_error for r in results), [text_of(r) for r in results]
+    assert portal.refresh_count == 1 and portal.invalid_grants == 0
+
+
+async def test_dead_refresh_token_asks_to_reauthorise(portal: StandInPortal, tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens.json"
+    token_file.write_text("keep me")  # whatever is there must survive a failed refresh
+    portal.expire_access_token()
+    with portal._state.lock:
+        portal._state.refresh_tokens.clear()  # the app was uninstalled, or the token aged out
+    async with spawned(oauth_env(portal, token_file), tmp_path / "stderr.log") as client:
+        (result,) = await calls(client, 1)
+    assert result.is_error
+    text = text_of(result)
+    assert "invalid_grant" in text and "re-authorise" in text and "B24_REFRESH_TOKEN" in text
+    assert token_file.read_text() == "keep me"
