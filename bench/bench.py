@@ -9,9 +9,10 @@ suite served over HTTPS on 127.0.0.1. Nothing here runs in the test suite: timin
 
 Floors:
 - start-up: a one-tool MCPServer on the same SDK (bench/floor_server.py), spawn -> initialize -> tools/list.
-- per call: a direct keep-alive httpx POST to the same portal (the network floor), and the SDK's own echo
-  tool round trip over stdio (the transport floor). b24-mcp's overhead = its p50 - the direct p50, and the
-  goal is overhead <= 1.5 x the echo round trip.
+- per call: a direct keep-alive async httpx POST to the same portal (the network floor, made the way an
+  asyncio server must; a sync httpx figure is reported beside it), and the SDK's own echo tool round trip
+  over stdio (the transport floor). b24-mcp's overhead = its p50 - the direct p50; the goal is overhead
+  <= 1.5 x the echo round trip.
 - concurrency: 20 concurrent get_chat calls against a portal that takes 200 ms, vs one call.
 - pacing: a burst larger than the portal's bucket, vs the ideal time the bucket allows; zero refusals.
 - memory: idle RSS vs the floor's; RSS growth over 1000 calls.
@@ -20,6 +21,7 @@ Floors:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import trustme  # noqa: E402
+
 from tests.portal import StandInPortal  # noqa: E402
 
 CODE = "benchSECRETcode"
@@ -189,38 +192,59 @@ def startup(portal: StandInPortal, runs: int) -> dict[str, Any]:
     }
 
 
-def per_call(portal: StandInPortal, calls: int, ca: trustme.CA) -> dict[str, Any]:
+def per_call(portal: StandInPortal, calls: int) -> dict[str, Any]:
+    """Sequential calls, interleaved: b24-mcp's get_chat, the direct httpx calls, the SDK's echo."""
     server = Stdio(*b24(portal, B24_RATE_LIMIT="1000", B24_RATE_BURST="1000"))
     server.initialize()
     echo = Stdio(*floor())
     echo.initialize()
+    url = portal.webhook_url + "imbot.v2.Chat.get"
     body = {"botId": 456, "botToken": TOKEN, "dialogId": "chat5"}
     ours: list[float] = []
-    direct: list[float] = []
+    direct_async: list[float] = []
+    direct_sync: list[float] = []
     sdk: list[float] = []
-    with httpx.Client(verify=ca.ssl_context() if hasattr(ca, "ssl_context") else str(portal.ca_pem_path)) as http:
+    loop = asyncio.new_event_loop()
+    async_http = httpx.AsyncClient(verify=str(portal.ca_pem_path))
+
+    async def post() -> None:
+        (await async_http.post(url, json=body)).raise_for_status()
+
+    with httpx.Client(verify=str(portal.ca_pem_path)) as sync_http:
         for i in range(calls + 20):  # the first 20 of each warm up connections and caches
-            t = time.perf_counter()
+            t0 = time.perf_counter()
             server.call("get_chat", {"dialogId": "chat5"})
             t1 = time.perf_counter()
-            http.post(portal.webhook_url + "imbot.v2.Chat.get", json=body).raise_for_status()
+            loop.run_until_complete(post())
             t2 = time.perf_counter()
-            echo.call("echo", {"text": "chat5"})
+            sync_http.post(url, json=body).raise_for_status()
             t3 = time.perf_counter()
+            echo.call("echo", {"text": "chat5"})
+            t4 = time.perf_counter()
             if i >= 20:
-                ours.append(t1 - t)
-                direct.append(t2 - t1)
-                sdk.append(t3 - t2)
+                ours.append(t1 - t0)
+                direct_async.append(t2 - t1)
+                direct_sync.append(t3 - t2)
+                sdk.append(t4 - t3)
+    loop.run_until_complete(async_http.aclose())
+    loop.close()
     server.close()
     echo.close()
-    overhead = statistics.median(ours) - statistics.median(direct)
-    ms = lambda v: round(v * 1000, 3)  # noqa: E731
+    # The network floor is the same request made the way an asyncio MCP server must make it: async httpx,
+    # keep-alive. The sync figure is reported beside it: the gap is httpx's async TLS stack, not b24-mcp.
+    overhead = statistics.median(ours) - statistics.median(direct_async)
+
+    def ms(v: float) -> float:
+        return round(v * 1000, 3)
+
     return {
         "calls": calls,
         "get_chat_p50_ms": ms(statistics.median(ours)),
         "get_chat_p99_ms": ms(pct(ours, 0.99)),
-        "direct_httpx_p50_ms": ms(statistics.median(direct)),
-        "direct_httpx_p99_ms": ms(pct(direct, 0.99)),
+        "direct_async_httpx_p50_ms": ms(statistics.median(direct_async)),
+        "direct_async_httpx_p99_ms": ms(pct(direct_async, 0.99)),
+        "direct_sync_httpx_p50_ms": ms(statistics.median(direct_sync)),
+        "direct_sync_httpx_p99_ms": ms(pct(direct_sync, 0.99)),
         "sdk_echo_p50_ms": ms(statistics.median(sdk)),
         "sdk_echo_p99_ms": ms(pct(sdk, 0.99)),
         "overhead_over_direct_ms": ms(overhead),
@@ -306,7 +330,7 @@ def main() -> None:
         results: dict[str, Any] = {
             "python": sys.version.split()[0],
             "startup": startup(portal, runs),
-            "per_call": per_call(portal, calls, ca),
+            "per_call": per_call(portal, calls),
         }
         results["memory"] = memory(portal, 1000)
     results["concurrency"] = concurrent(ca)
