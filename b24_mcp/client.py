@@ -197,8 +197,9 @@ class B24Client:
                 response = await self._http.post(url, json=body)
         except TimeoutError:
             raise TransportError(
-                f"Bitrix24 at {self.host} did not answer within {limit:.3g} s (B24_TIMEOUT); the portal may be "
-                "overloaded or unreachable. Try again later.",
+                f"Bitrix24 at {self.host} did not answer in time (B24_TIMEOUT={self.settings.timeout:g} s a request, "
+                f"{CALL_BUDGET * self.settings.timeout:g} s for the whole call); the portal may be overloaded or "
+                "unreachable. Try again later.",
                 retryable=True,
             ) from None
         except httpx.HTTPError as exc:
