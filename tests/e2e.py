@@ -16,6 +16,8 @@ from typing import Any
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from tests.portal import StandInPortal
+
 ROOT = Path(__file__).resolve().parent.parent
 CODE = "hookSECRETcode123"  # the stand-in portal's webhook code: a secret that must never surface
 TOKEN = "botSECRETtoken456"  # the bot's token: likewise
@@ -26,6 +28,18 @@ def server_env(**env: str | None) -> dict[str, str]:
     base = {k: os.environ[k] for k in ("PATH", "HOME", "SYSTEMROOT") if k in os.environ}
     base["PYTHONUNBUFFERED"] = "1"
     return {**base, **{k: v for k, v in env.items() if v is not None}}
+
+
+def webhook_env(portal: StandInPortal, **extra: str | None) -> dict[str, str]:
+    """The server's environment for a webhook against `portal`; `extra` overrides or (None) drops a variable."""
+    base: dict[str, str | None] = {
+        "B24_WEBHOOK_URL": portal.webhook_url,
+        "B24_BOT_ID": "456",
+        "B24_BOT_TOKEN": TOKEN,
+        "SSL_CERT_FILE": str(portal.ca_pem_path) if portal.ca_pem_path else None,
+        "B24_LOG_LEVEL": "DEBUG",  # the most the server ever logs: all of it must be free of secrets
+    }
+    return server_env(**{**base, **extra})
 
 
 @asynccontextmanager

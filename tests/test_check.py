@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from tests.e2e import CODE, ROOT, TOKEN, server_env
+from tests.e2e import CODE, ROOT, TOKEN, server_env, webhook_env
 from tests.portal import StandInPortal
 
 
@@ -28,16 +28,6 @@ def check(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def portal(ca: trustme.CA) -> Iterator[StandInPortal]:
     with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as p:
         yield p
-
-
-def webhook_env(portal: StandInPortal, **extra: str) -> dict[str, str]:
-    env = {
-        "B24_WEBHOOK_URL": portal.webhook_url,
-        "B24_BOT_ID": "456",
-        "B24_BOT_TOKEN": TOKEN,
-        "SSL_CERT_FILE": str(portal.ca_pem_path),
-    }
-    return {**env, **extra}
 
 
 def test_demo_check_passes() -> None:

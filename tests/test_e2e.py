@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import trustme
 
-from tests.e2e import CODE, ROOT, TOKEN, server_env, spawned, text_of
+from tests.e2e import CODE, ROOT, TOKEN, server_env, spawned, text_of, webhook_env
 from tests.portal import Fault, StandInPortal
 
 pytestmark = pytest.mark.anyio
@@ -39,17 +39,6 @@ def https_portal(ca: trustme.CA) -> Iterator[StandInPortal]:
         yield p
 
 
-def env_for(portal: StandInPortal, **extra: str | None) -> dict[str, str]:
-    base: dict[str, str | None] = {
-        "B24_WEBHOOK_URL": portal.webhook_url,
-        "B24_BOT_ID": "456",
-        "B24_BOT_TOKEN": TOKEN,
-        "SSL_CERT_FILE": str(portal.ca_pem_path) if portal.ca_pem_path else None,
-        "B24_LOG_LEVEL": "DEBUG",  # the most the server ever logs: all of it must be free of secrets
-    }
-    return server_env(**{**base, **extra})
-
-
 def assert_no_secret(*texts: str) -> None:
     for text in texts:
         assert CODE not in text
@@ -59,7 +48,7 @@ def assert_no_secret(*texts: str) -> None:
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_get_chat_over_stdio(portal: StandInPortal, tmp_path: Path, mode: str) -> None:
     stderr = tmp_path / "stderr.log"
-    async with spawned(env_for(portal), stderr, mode=mode) as client:
+    async with spawned(webhook_env(portal), stderr, mode=mode) as client:
         (tool,) = (await client.list_tools()).tools
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
     assert not result.is_error, text_of(result)
@@ -73,7 +62,7 @@ async def test_get_chat_over_stdio(portal: StandInPortal, tmp_path: Path, mode: 
 
 
 async def test_undocumented_fields_and_nulls_pass_through(https_portal: StandInPortal, tmp_path: Path) -> None:
-    async with spawned(env_for(https_portal), tmp_path / "stderr.log") as client:
+    async with spawned(webhook_env(https_portal), tmp_path / "stderr.log") as client:
         result = await client.call_tool("get_chat", {"dialogId": "chat9"})
         personal = await client.call_tool("get_chat", {"dialogId": "1"})
     assert not result.is_error, text_of(result)
@@ -96,7 +85,7 @@ async def test_each_documented_error_code(https_portal: StandInPortal, tmp_path:
         (400, "SOMETHING_NEW", "SOMETHING_NEW"),
     ]
     https_portal.script(*(Fault.error(status, code, f"{code} said") for status, code, _ in codes))
-    async with spawned(env_for(https_portal), stderr) as client:
+    async with spawned(webhook_env(https_portal), stderr) as client:
         for status, code, advice in codes:
             result = await client.call_tool("get_chat", {"dialogId": "chat5"})
             text = text_of(result)
@@ -110,7 +99,7 @@ async def test_each_documented_error_code(https_portal: StandInPortal, tmp_path:
 
 
 async def test_the_portals_own_refusals(https_portal: StandInPortal, tmp_path: Path) -> None:
-    async with spawned(env_for(https_portal), tmp_path / "stderr.log") as client:
+    async with spawned(webhook_env(https_portal), tmp_path / "stderr.log") as client:
         denied = await client.call_tool("get_chat", {"dialogId": "chat7"})
         no_bot = await client.call_tool("get_chat", {"dialogId": "chat5", "botId": 999})
         wrong_token = await client.call_tool("get_chat", {"dialogId": "chat5", "botToken": "not-the-token"})
@@ -120,7 +109,7 @@ async def test_the_portals_own_refusals(https_portal: StandInPortal, tmp_path: P
 
 
 async def test_wrong_webhook_code(https_portal: StandInPortal, tmp_path: Path) -> None:
-    env = env_for(https_portal, B24_WEBHOOK_URL=https_portal.webhook_url.replace(CODE, "wrongCODE9876"))
+    env = webhook_env(https_portal, B24_WEBHOOK_URL=https_portal.webhook_url.replace(CODE, "wrongCODE9876"))
     stderr = tmp_path / "stderr.log"
     async with spawned(env, stderr) as client:
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
@@ -135,7 +124,7 @@ async def test_malformed_answers(https_portal: StandInPortal, tmp_path: Path) ->
         Fault.raw(200, b"", "application/json"),
         Fault.ok({"unexpected": True}),
     )
-    async with spawned(env_for(https_portal), tmp_path / "stderr.log") as client:
+    async with spawned(webhook_env(https_portal), tmp_path / "stderr.log") as client:
         html = await client.call_tool("get_chat", {"dialogId": "chat5"})
         truncated = await client.call_tool("get_chat", {"dialogId": "chat5"})
         empty = await client.call_tool("get_chat", {"dialogId": "chat5"})
@@ -160,7 +149,7 @@ async def test_bad_input_sends_nothing(https_portal: StandInPortal, tmp_path: Pa
         {"dialogId": "chat5", "botToken": 42},
         {"dialogId": "chat5", "botToken": "two words"},
     ]
-    async with spawned(env_for(https_portal), tmp_path / "stderr.log") as client:
+    async with spawned(webhook_env(https_portal), tmp_path / "stderr.log") as client:
         for arguments in bad:
             result = await client.call_tool("get_chat", arguments)
             assert result.is_error, arguments
@@ -169,7 +158,7 @@ async def test_bad_input_sends_nothing(https_portal: StandInPortal, tmp_path: Pa
 
 
 async def test_tls_without_the_ca_points_at_ssl_cert_file(https_portal: StandInPortal, tmp_path: Path) -> None:
-    async with spawned(env_for(https_portal, SSL_CERT_FILE=None), tmp_path / "stderr.log") as client:
+    async with spawned(webhook_env(https_portal, SSL_CERT_FILE=None), tmp_path / "stderr.log") as client:
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
     assert result.is_error and "SSL_CERT_FILE" in text_of(result) and "127.0.0.1" in text_of(result)
 
@@ -200,7 +189,7 @@ async def test_demo_mode_needs_no_configuration(tmp_path: Path) -> None:
 
 async def test_hanging_portal_ends_within_the_bound(https_portal: StandInPortal, tmp_path: Path) -> None:
     https_portal.script(Fault.hang(20), Fault.hang(20), Fault.hang(20))
-    async with spawned(env_for(https_portal, B24_TIMEOUT="0.5"), tmp_path / "stderr.log") as client:
+    async with spawned(webhook_env(https_portal, B24_TIMEOUT="0.5"), tmp_path / "stderr.log") as client:
         with anyio.fail_after(15):  # a bound for the test itself; the server promises 3 x 0.5 s
             result = await client.call_tool("get_chat", {"dialogId": "chat5"})
     assert (

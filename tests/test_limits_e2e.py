@@ -13,20 +13,10 @@ import anyio
 import pytest
 import trustme
 
-from tests.e2e import CODE, TOKEN, server_env, spawned, text_of
+from tests.e2e import CODE, TOKEN, spawned, text_of, webhook_env
 from tests.portal import Fault, StandInPortal
 
 pytestmark = pytest.mark.anyio
-
-
-def env_for(portal: StandInPortal, **extra: str) -> dict[str, str]:
-    base = {
-        "B24_WEBHOOK_URL": portal.webhook_url,
-        "B24_BOT_ID": "456",
-        "B24_BOT_TOKEN": TOKEN,
-        "SSL_CERT_FILE": str(portal.ca_pem_path),
-    }
-    return server_env(**{**base, **extra})
 
 
 async def burst(client: Any, n: int) -> list[Any]:
@@ -50,7 +40,7 @@ def limited(ca: trustme.CA) -> Iterator[StandInPortal]:
 
 
 async def test_burst_with_matching_settings_is_never_refused(limited: StandInPortal, tmp_path: Path) -> None:
-    async with spawned(env_for(limited, B24_RATE_LIMIT="10", B24_RATE_BURST="6"), tmp_path / "err") as client:
+    async with spawned(webhook_env(limited, B24_RATE_LIMIT="10", B24_RATE_BURST="6"), tmp_path / "err") as client:
         results = await burst(client, 20)
     assert all(not r.is_error for r in results), [text_of(r) for r in results if r.is_error]
     assert limited.refusals == 0
@@ -59,7 +49,7 @@ async def test_burst_with_matching_settings_is_never_refused(limited: StandInPor
 
 async def test_burst_against_a_stricter_portal_still_answers_every_call(limited: StandInPortal, tmp_path: Path) -> None:
     # The client believes the portal allows 40/s and 30 at once; the portal allows 10/s and 6.
-    async with spawned(env_for(limited, B24_RATE_LIMIT="40", B24_RATE_BURST="30"), tmp_path / "err") as client:
+    async with spawned(webhook_env(limited, B24_RATE_LIMIT="40", B24_RATE_BURST="30"), tmp_path / "err") as client:
         results = await burst(client, 20)
     assert all(not r.is_error for r in results), [text_of(r) for r in results if r.is_error]
     assert limited.refusals > 0  # the portal did refuse some...
@@ -68,7 +58,7 @@ async def test_burst_against_a_stricter_portal_still_answers_every_call(limited:
 
 async def test_concurrent_calls_run_in_parallel(ca: trustme.CA, tmp_path: Path) -> None:
     with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN, delay=0.3) as portal:
-        async with spawned(env_for(portal, B24_RATE_BURST="30"), tmp_path / "err") as client:
+        async with spawned(webhook_env(portal, B24_RATE_BURST="30"), tmp_path / "err") as client:
             results = await burst(client, 12)
         assert all(not r.is_error for r in results)
         assert portal.max_in_flight == 12  # nothing serialised them: all were at the portal at once
@@ -96,7 +86,7 @@ async def test_retry_rules_by_error_code(
 ) -> None:
     with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as portal:
         portal.script(*faults)
-        async with spawned(env_for(portal, B24_RATE_LIMIT="50"), tmp_path / "err") as client:
+        async with spawned(webhook_env(portal, B24_RATE_LIMIT="50"), tmp_path / "err") as client:
             result = await client.call_tool("get_chat", {"dialogId": "chat5"})
         assert portal.count() == requests
     if outcome is None:
@@ -107,7 +97,7 @@ async def test_retry_rules_by_error_code(
 
 async def test_operation_time_limit_waits_for_the_reset_it_was_told(ca: trustme.CA, tmp_path: Path) -> None:
     with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as portal:
-        async with spawned(env_for(portal), tmp_path / "err") as client:
+        async with spawned(webhook_env(portal), tmp_path / "err") as client:
             portal.script(Fault.ok({"chat": portal.chats["chat5"]}, time_block={"operating_reset_at": 0}))
             await client.call_tool("get_chat", {"dialogId": "chat5"})  # learns the reset time (already past)
             portal.script(Fault.time_limit(0))
@@ -119,7 +109,7 @@ async def test_operation_time_limit_waits_for_the_reset_it_was_told(ca: trustme.
 async def test_trickling_portal_is_cut_off_at_the_bound(ca: trustme.CA, tmp_path: Path) -> None:
     with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as portal:
         portal.script(Fault.trickle(10), Fault.trickle(10), Fault.trickle(10))
-        async with spawned(env_for(portal, B24_TIMEOUT="0.5"), tmp_path / "err") as client:
+        async with spawned(webhook_env(portal, B24_TIMEOUT="0.5"), tmp_path / "err") as client:
             with anyio.fail_after(15):
                 result = await client.call_tool("get_chat", {"dialogId": "chat5"})
     assert (
