@@ -37,10 +37,11 @@ def portal() -> Iterator[StandInPortal]:
         yield p
 
 
-def session(portal: StandInPortal, file: Path, http: httpx.AsyncClient, seed: TokenPair = SEED) -> OAuthSession:
+def session(portal: StandInPortal | str, file: Path, http: httpx.AsyncClient, seed: TokenPair = SEED) -> OAuthSession:
+    """A session against the stand-in portal's token endpoint, or against `portal` as a token URL."""
     return OAuthSession(
         http=http,
-        token_url=f"{portal.base_url}/oauth/token/",
+        token_url=portal if isinstance(portal, str) else f"{portal.base_url}/oauth/token/",
         client_id="local.test.app",
         client_secret=SECRET,
         seed=seed,
@@ -227,14 +228,7 @@ async def test_invalid_client_names_the_variables(tmp_path: Path) -> None:
 )
 async def test_bad_token_endpoint_answers(tmp_path: Path, response: httpx.Response, words: str) -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: response)) as http:
-        s = OAuthSession(
-            http=http,
-            token_url="https://oauth.example.test/oauth/token/",
-            client_id="id",
-            client_secret=SECRET,
-            seed=SEED,
-            token_file=tmp_path / "t.json",
-        )
+        s = session("https://oauth.example.test/oauth/token/", tmp_path / "t.json", http)
         with pytest.raises(AuthError) as info:
             await s.refresh(SEED.access_token)
     assert words in str(info.value) and "oauth.example.test" in str(info.value)
@@ -246,14 +240,7 @@ async def test_unreachable_token_endpoint(tmp_path: Path) -> None:
         raise httpx.ConnectError("refused", request=request)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
-        s = OAuthSession(
-            http=http,
-            token_url="https://oauth.example.test/oauth/token/",
-            client_id="id",
-            client_secret=SECRET,
-            seed=SEED,
-            token_file=tmp_path / "t.json",
-        )
+        s = session("https://oauth.example.test/oauth/token/", tmp_path / "t.json", http)
         with pytest.raises(AuthError, match=r"Could not reach the OAuth server oauth\.example\.test"):
             await s.refresh(SEED.access_token)
 
