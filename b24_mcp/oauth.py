@@ -31,6 +31,7 @@ import anyio
 import httpx
 
 from .errors import AuthError
+from .logs import redact
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -107,8 +108,14 @@ class OAuthSession:
             saved = self._read()
             # The saved pair descends from this seed: it is newer. A different seed means the user
             # re-authorised and pasted fresh tokens, which then win.
-            self._current = saved.pair if saved is not None and saved.seed == self._seed_fp else self._seed
+            self._use(saved.pair if saved is not None and saved.seed == self._seed_fp else self._seed)
+        assert self._current is not None
         return self._current
+
+    def _use(self, pair: TokenPair) -> None:
+        """Make `pair` the live one; its tokens join the redactor, so no log or error can quote them."""
+        redact.add([pair.access_token, pair.refresh_token])
+        self._current = pair
 
     async def refresh(self, stale_access_token: str) -> str:
         """The token to retry with, after `stale_access_token` was refused as expired."""
@@ -137,14 +144,14 @@ class OAuthSession:
                     # Another process refreshed while we waited: its pair is the live one, ours is dead. (A file
                     # from another seed is ignored while we still hold our own fresher seed from the environment.)
                     log.info("reusing the token pair another b24-mcp process refreshed")
-                    self._current = saved.pair
+                    self._use(saved.pair)
                     return saved.pair.access_token
                 pair = await self._request(current.refresh_token)
                 if self._after_receive is not None:
                     self._after_receive(pair)
                 seed = saved.seed if saved is not None and saved.pair == current else self._seed_fp
                 await anyio.to_thread.run_sync(self._write, seed, pair)
-                self._current = pair
+                self._use(pair)
                 log.info("access token renewed")
                 return pair.access_token
             finally:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from b24_mcp.errors import AuthError
+from b24_mcp.logs import redact
 from b24_mcp.oauth import OAuthSession, TokenPair, default_token_file, fingerprint
 from tests.e2e import ROOT
 from tests.portal import OAuthSettings, StandInPortal
@@ -295,6 +296,15 @@ async def test_no_secret_in_logs_errors_or_reprs(
     for text in texts:
         for secret in secrets:
             assert secret not in text
+
+
+async def test_renewed_tokens_are_masked_wherever_they_are_quoted(portal: StandInPortal, tmp_path: Path) -> None:
+    async with httpx.AsyncClient() as http:
+        s = session(portal, tmp_path / "t.json", http)
+        fresh = await s.refresh(SEED.access_token)
+    assert fresh not in redact(f"a message that quotes {fresh} by mistake")
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["refresh_token"] not in redact(f"the new refresh token is {saved['refresh_token']}")
 
 
 def test_default_token_file_is_per_portal_and_app() -> None:
