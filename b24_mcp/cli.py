@@ -18,6 +18,13 @@ from . import config, logs
 from .errors import ConfigError
 
 
+def _port(raw: str) -> int:
+    """A TCP port, refused by argparse in one line (uvicorn would fail much later, with a traceback)."""
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a TCP port; expected a number from 1 to 65535, e.g. 8000")
+    return int(raw)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="b24-mcp",
@@ -33,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         help="stdio (default, what desktop hosts launch) or streamable-http (serves /mcp, stateless)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="streamable-http: address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="streamable-http: port (default 8000)")
+    parser.add_argument("--port", type=_port, default=8000, help="streamable-http: port (default 8000)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(
         "check",

@@ -257,3 +257,16 @@ def test_console_script_and_module_agree() -> None:
     b = subprocess.run([sys.executable, "-m", "b24_mcp", "--version"], capture_output=True, text=True, timeout=30)
     assert a.returncode == b.returncode == 0
     assert a.stdout == b.stdout and a.stdout.startswith("b24-mcp ")
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "http"])
+def test_bad_port_is_one_line_naming_the_option(port: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "b24_mcp", "--demo", "--transport", "streamable-http", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=server_env(),
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert "--port" in done.stderr and "1 to 65535" in done.stderr and "Traceback" not in done.stderr
