@@ -171,7 +171,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
     if ok:
         report.line("→", "Verdict: all good. Add the server to your MCP host (see the README) and ask about a chat.")
         return 0
-    report.line("→", f"Verdict: the portal refused the call; the message above says what to fix. {_advice(said)}")
+    report.line("→", f"Verdict: get_chat failed; the message above says what to fix. {_advice(said)}")
     return 1
 
 

@@ -73,3 +73,10 @@ def test_bad_configuration_exits_2_naming_the_variable() -> None:
     assert "B24_WEBHOOK_URL must use https://" in done.stdout
     assert CODE not in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_malformed_dialog_is_explained_not_blamed_on_the_portal() -> None:
+    done = check("--demo", "--dialog", "chat 5")
+    assert done.returncode == 1
+    assert "dialogId 'chat 5' is not valid" in done.stdout and "Remove the spaces" in done.stdout
+    assert "Verdict: get_chat failed" in done.stdout
