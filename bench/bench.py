@@ -188,7 +188,7 @@ def startup(portal: StandInPortal, runs: int) -> dict[str, Any]:
         "runs": runs,
         "b24_mcp_ms": round(a * 1000, 1),
         "sdk_floor_ms": round(b * 1000, 1),
-        "ratio": round(a / b, 3),
+        "ratio": round(a / b, 4),  # 4 places: the goal is compared with this figure, so 1.0503 must not read 1.05
     }
 
 
@@ -324,7 +324,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
     args = parser.parse_args()
-    runs, calls = (5, 100) if args.quick else (21, 500)
+    runs, calls = (5, 100) if args.quick else (41, 500)
     ca = trustme.CA()
     with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as portal:
         results: dict[str, Any] = {
