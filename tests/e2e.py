@@ -49,7 +49,7 @@ async def spawned(
     """`python -m b24_mcp` over stdio, exactly as a host would start it."""
     params = StdioServerParameters(command=sys.executable, args=["-m", "b24_mcp", *args], env=env, cwd=str(ROOT))
     with stderr.open("a") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode=mode, read_timeout_seconds=60) as client:  # type: ignore[arg-type]
+        async with Client(stdio_client(params, errlog=errlog), mode=mode, read_timeout_seconds=60) as client:
             yield client
 
 

@@ -51,7 +51,7 @@ def webhook_server(recorder: Recorder, **env: str) -> Any:
 
 
 async def test_tool_listing(mode: str) -> None:
-    async with Client(build_server(config.load({}, demo=True)), mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(build_server(config.load({}, demo=True)), mode=mode) as client:
         (tool,) = (await client.list_tools()).tools
     assert tool.name == "get_chat"
     assert tool.annotations is not None
@@ -68,7 +68,7 @@ async def test_tool_listing(mode: str) -> None:
 
 
 async def test_demo_chat(mode: str) -> None:
-    async with Client(build_server(config.load({}, demo=True)), mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(build_server(config.load({}, demo=True)), mode=mode) as client:
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
         tool = (await client.list_tools()).tools[0]
     assert not result.is_error
@@ -82,7 +82,7 @@ async def test_demo_chat(mode: str) -> None:
 
 
 async def test_personal_dialog(mode: str) -> None:
-    async with Client(build_server(config.load({}, demo=True)), mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(build_server(config.load({}, demo=True)), mode=mode) as client:
         result = await client.call_tool("get_chat", {"dialogId": "1"})
     assert not result.is_error
     assert result.structured_content is not None and result.structured_content["messageType"] == "P"
@@ -91,7 +91,7 @@ async def test_personal_dialog(mode: str) -> None:
 
 async def test_webhook_call_and_secret_hygiene(mode: str) -> None:
     recorder = Recorder()
-    async with Client(webhook_server(recorder), mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(webhook_server(recorder), mode=mode) as client:
         ok = await client.call_tool("get_chat", {"dialogId": "chat5"})
         denied = await client.call_tool("get_chat", {"dialogId": "chat7"})
     assert not ok.is_error and ok.structured_content is not None and ok.structured_content["id"] == 5
@@ -140,7 +140,7 @@ async def test_bad_input_is_an_error_and_sends_nothing(arguments: dict[str, Any]
 
 async def test_missing_bot_settings_name_argument_and_variable(mode: str) -> None:
     recorder = Recorder()
-    async with Client(webhook_server(recorder, B24_BOT_TOKEN=""), mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(webhook_server(recorder, B24_BOT_TOKEN=""), mode=mode) as client:
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
     assert result.is_error
     assert "botToken" in result.content[0].text and "B24_BOT_TOKEN" in result.content[0].text  # type: ignore[union-attr]
@@ -149,7 +149,7 @@ async def test_missing_bot_settings_name_argument_and_variable(mode: str) -> Non
 
 async def test_configuration_error_is_reported_by_the_tool(mode: str) -> None:
     problem = ConfigError("B24_WEBHOOK_URL must use https:// (...)")
-    async with Client(build_server(problem), mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(build_server(problem), mode=mode) as client:
         assert len((await client.list_tools()).tools) == 1  # the server still starts
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
     assert result.is_error
@@ -171,14 +171,14 @@ async def test_unexpected_failure_is_not_a_traceback(monkeypatch: pytest.MonkeyP
 
 async def test_rate_limit_waits_are_reported_as_progress() -> None:
     recorder = Recorder()
-    progress: list[tuple[float, float | None, str | None]] = []
+    seen: list[tuple[float, float | None, str | None]] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append((value, total, message))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
 
     server = webhook_server(recorder, B24_RATE_BURST="1", B24_RATE_LIMIT="20")
     async with Client(server, mode="legacy") as client:
         await client.call_tool("get_chat", {"dialogId": "chat5"})
         result = await client.call_tool("get_chat", {"dialogId": "chat5"}, progress_callback=on_progress)
     assert not result.is_error
-    assert progress and "rate limit" in (progress[0][2] or "")
+    assert seen and "rate limit" in (seen[0][2] or "")
