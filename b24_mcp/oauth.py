@@ -104,18 +104,18 @@ class OAuthSession:
         return self._pair().access_token
 
     def _pair(self) -> TokenPair:
-        if self._current is None:
-            saved = self._read()
-            # The saved pair descends from this seed: it is newer. A different seed means the user
-            # re-authorised and pasted fresh tokens, which then win.
-            self._use(saved.pair if saved is not None and saved.seed == self._seed_fp else self._seed)
-        assert self._current is not None
-        return self._current
+        if self._current is not None:
+            return self._current
+        saved = self._read()
+        # The saved pair descends from this seed: it is newer. A different seed means the user
+        # re-authorised and pasted fresh tokens, which then win.
+        return self._use(saved.pair if saved is not None and saved.seed == self._seed_fp else self._seed)
 
-    def _use(self, pair: TokenPair) -> None:
+    def _use(self, pair: TokenPair) -> TokenPair:
         """Make `pair` the live one; its tokens join the redactor, so no log or error can quote them."""
         redact.add([pair.access_token, pair.refresh_token])
         self._current = pair
+        return pair
 
     async def refresh(self, stale_access_token: str) -> str:
         """The token to retry with, after `stale_access_token` was refused as expired."""
@@ -144,16 +144,14 @@ class OAuthSession:
                     # Another process refreshed while we waited: its pair is the live one, ours is dead. (A file
                     # from another seed is ignored while we still hold our own fresher seed from the environment.)
                     log.info("reusing the token pair another b24-mcp process refreshed")
-                    self._use(saved.pair)
-                    return saved.pair.access_token
+                    return self._use(saved.pair).access_token
                 pair = await self._request(current.refresh_token)
                 if self._after_receive is not None:
                     self._after_receive(pair)
                 seed = saved.seed if saved is not None and saved.pair == current else self._seed_fp
                 await anyio.to_thread.run_sync(self._write, seed, pair)
-                self._use(pair)
                 log.info("access token renewed")
-                return pair.access_token
+                return self._use(pair).access_token
             finally:
                 lock.release()
 
