@@ -1,9 +1,14 @@
-"""Shared fixtures: anyio on asyncio, and the test CA for the stand-in portal's HTTPS."""
+"""Shared fixtures: anyio on asyncio, the test CA, and the stand-in portal over HTTPS."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import trustme
+
+from tests.e2e import CODE, TOKEN
+from tests.portal import StandInPortal
 
 
 @pytest.fixture
@@ -15,3 +20,10 @@ def anyio_backend() -> str:
 def ca() -> trustme.CA:
     """The test CA that signs the stand-in portal's certificate (handed to servers as SSL_CERT_FILE)."""
     return trustme.CA()
+
+
+@pytest.fixture
+def https_portal(ca: trustme.CA) -> Iterator[StandInPortal]:
+    """The stand-in portal over HTTPS, with the test suite's webhook code and bot token."""
+    with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as p:
+        yield p

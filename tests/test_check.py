@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-
-import pytest
-import trustme
 
 from tests.e2e import CODE, ROOT, TOKEN, server_env, webhook_env
 from tests.portal import StandInPortal
@@ -24,12 +20,6 @@ def check(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def portal(ca: trustme.CA) -> Iterator[StandInPortal]:
-    with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as p:
-        yield p
-
-
 def test_demo_check_passes() -> None:
     done = check("--demo")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -37,31 +27,31 @@ def test_demo_check_passes() -> None:
     assert "Verdict: all good" in done.stdout
 
 
-def test_webhook_check_passes_and_masks_secrets(portal: StandInPortal) -> None:
-    done = check("--dialog", "chat5", **webhook_env(portal))
+def test_webhook_check_passes_and_masks_secrets(https_portal: StandInPortal) -> None:
+    done = check("--dialog", "chat5", **webhook_env(https_portal))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "webhook mode" in done.stdout
     assert "/rest/1/***/" in done.stdout and f"set ({len(TOKEN)} characters)" in done.stdout
     assert "✓ portal: 127.0.0.1" in done.stdout and "Support Chat (chat5)" in done.stdout
     assert CODE not in done.stdout + done.stderr and TOKEN not in done.stdout + done.stderr
-    assert portal.count() == 1  # the real round trip reached the portal
+    assert https_portal.count() == 1  # the real round trip reached the portal
 
 
-def test_refused_chat_is_a_verdict_naming_the_fix(portal: StandInPortal) -> None:
-    done = check("--dialog", "chat7", **webhook_env(portal))
+def test_refused_chat_is_a_verdict_naming_the_fix(https_portal: StandInPortal) -> None:
+    done = check("--dialog", "chat7", **webhook_env(https_portal))
     assert done.returncode == 1
     assert "ACCESS_DENIED" in done.stdout and "Add the bot to that chat" in done.stdout
 
 
-def test_without_dialog_it_still_proves_the_server_starts(portal: StandInPortal) -> None:
-    done = check(**webhook_env(portal))
+def test_without_dialog_it_still_proves_the_server_starts(https_portal: StandInPortal) -> None:
+    done = check(**webhook_env(https_portal))
     assert done.returncode == 0, done.stdout
     assert "lists get_chat" in done.stdout and "--dialog" in done.stdout
-    assert portal.count() == 0
+    assert https_portal.count() == 0
 
 
-def test_untrusted_certificate_points_at_ssl_cert_file(portal: StandInPortal) -> None:
-    env = webhook_env(portal)
+def test_untrusted_certificate_points_at_ssl_cert_file(https_portal: StandInPortal) -> None:
+    env = webhook_env(https_portal)
     del env["SSL_CERT_FILE"]
     done = check("--dialog", "chat5", **env)
     assert done.returncode == 1 and "SSL_CERT_FILE" in done.stdout

@@ -33,12 +33,6 @@ def portal(request: pytest.FixtureRequest, ca: trustme.CA) -> Iterator[StandInPo
         yield p
 
 
-@pytest.fixture
-def https_portal(ca: trustme.CA) -> Iterator[StandInPortal]:
-    with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as p:
-        yield p
-
-
 def assert_no_secret(*texts: str) -> None:
     for text in texts:
         assert CODE not in text

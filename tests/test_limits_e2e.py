@@ -82,36 +82,35 @@ async def test_concurrent_calls_run_in_parallel(ca: trustme.CA, tmp_path: Path) 
     ],
 )
 async def test_retry_rules_by_error_code(
-    ca: trustme.CA, tmp_path: Path, faults: list[Any], requests: int, outcome: str | None
+    https_portal: StandInPortal, tmp_path: Path, faults: list[Any], requests: int, outcome: str | None
 ) -> None:
-    with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as portal:
-        portal.script(*faults)
-        async with spawned(webhook_env(portal, B24_RATE_LIMIT="50"), tmp_path / "err") as client:
-            result = await client.call_tool("get_chat", {"dialogId": "chat5"})
-        assert portal.count() == requests
+    https_portal.script(*faults)
+    async with spawned(webhook_env(https_portal, B24_RATE_LIMIT="50"), tmp_path / "err") as client:
+        result = await client.call_tool("get_chat", {"dialogId": "chat5"})
+    assert https_portal.count() == requests
     if outcome is None:
         assert not result.is_error, text_of(result)
     else:
         assert result.is_error and outcome in text_of(result)
 
 
-async def test_operation_time_limit_waits_for_the_reset_it_was_told(ca: trustme.CA, tmp_path: Path) -> None:
-    with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as portal:
-        async with spawned(webhook_env(portal), tmp_path / "err") as client:
-            portal.script(Fault.ok({"chat": portal.chats["chat5"]}, time_block={"operating_reset_at": 0}))
-            await client.call_tool("get_chat", {"dialogId": "chat5"})  # learns the reset time (already past)
-            portal.script(Fault.time_limit(0))
+async def test_operation_time_limit_waits_for_the_reset_it_was_told(
+    https_portal: StandInPortal, tmp_path: Path
+) -> None:
+    async with spawned(webhook_env(https_portal), tmp_path / "err") as client:
+        https_portal.script(Fault.ok({"chat": https_portal.chats["chat5"]}, time_block={"operating_reset_at": 0}))
+        await client.call_tool("get_chat", {"dialogId": "chat5"})  # learns the reset time (already past)
+        https_portal.script(Fault.time_limit(0))
+        result = await client.call_tool("get_chat", {"dialogId": "chat5"})
+    assert not result.is_error, text_of(result)
+    assert https_portal.count() == 3  # the answer, the refusal, and the one retry
+
+
+async def test_trickling_portal_is_cut_off_at_the_bound(https_portal: StandInPortal, tmp_path: Path) -> None:
+    https_portal.script(Fault.trickle(10), Fault.trickle(10), Fault.trickle(10))
+    async with spawned(webhook_env(https_portal, B24_TIMEOUT="0.5"), tmp_path / "err") as client:
+        with anyio.fail_after(15):
             result = await client.call_tool("get_chat", {"dialogId": "chat5"})
-        assert not result.is_error, text_of(result)
-        assert portal.count() == 3  # the answer, the refusal, and the one retry
-
-
-async def test_trickling_portal_is_cut_off_at_the_bound(ca: trustme.CA, tmp_path: Path) -> None:
-    with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as portal:
-        portal.script(Fault.trickle(10), Fault.trickle(10), Fault.trickle(10))
-        async with spawned(webhook_env(portal, B24_TIMEOUT="0.5"), tmp_path / "err") as client:
-            with anyio.fail_after(15):
-                result = await client.call_tool("get_chat", {"dialogId": "chat5"})
     assert (
         result.is_error
         and "did not answer in time (B24_TIMEOUT=0.5 s a request, 1.5 s for the whole call)" in text_of(result)
