@@ -16,7 +16,7 @@ from typing import TextIO, TypeVar
 
 import anyio
 
-from . import config
+from . import settings as config
 from .errors import ConfigError
 
 PASS_THROUGH = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")

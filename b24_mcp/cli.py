@@ -14,7 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import config, logs
+from . import logs
+from . import settings as config
 from .errors import ConfigError
 
 

@@ -20,11 +20,11 @@ import anyio
 import httpx
 from pydantic import ValidationError
 
-from .config import CALL_BUDGET, OAuthConfig, Settings, WebhookAuth
 from .errors import B24Error, InputError, PortalError, TransportError, portal_error
 from .logs import redact
 from .models import Chat
 from .pacing import LeakyBucket
+from .settings import CALL_BUDGET, OAuthConfig, Settings, WebhookAuth
 
 if TYPE_CHECKING:
     from .oauth import OAuthSession

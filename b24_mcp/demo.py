@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from .config import DEMO_BOT_ID, DEMO_BOT_TOKEN, DEMO_WEBHOOK_URL
+from .settings import DEMO_BOT_ID, DEMO_BOT_TOKEN, DEMO_WEBHOOK_URL
 
 NOTICE = "DEMO DATA from the built-in demo portal (b24-mcp --demo), not a real Bitrix24 account."
 

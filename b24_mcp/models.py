@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from .config import BOT_TOKEN_MAX, check_secret, parse_bot_id
 from .errors import ConfigError, InputError
+from .settings import BOT_TOKEN_MAX, check_secret, parse_bot_id
 
 # PHP's json_encode writes an empty associative array as []: only an *empty* list stands for an empty object.
 EmptyArray = Annotated[list[Any], Field(max_length=0), WithJsonSchema({"type": "array", "maxItems": 0})]

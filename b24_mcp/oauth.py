@@ -34,7 +34,7 @@ from .errors import AuthError
 from .logs import redact
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .settings import Settings
 
 log = logging.getLogger("b24_mcp.oauth")
 FILE_VERSION = 1
@@ -255,7 +255,7 @@ class OAuthSession:
 
 def session_for(settings: Settings, http: httpx.AsyncClient) -> OAuthSession:
     """The session for the configured application, seeded from the environment."""
-    from .config import OAuthConfig
+    from .settings import OAuthConfig
 
     auth = settings.auth
     assert isinstance(auth, OAuthConfig)

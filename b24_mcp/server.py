@@ -24,10 +24,10 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import WithJsonSchema
 
-from .config import Settings
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
 from .models import DIALOG_ID_FORM, Chat, check_bot_id, check_bot_token, check_dialog_id
+from .settings import Settings
 
 if TYPE_CHECKING:
     import httpx

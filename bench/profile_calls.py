@@ -19,7 +19,7 @@ import anyio  # noqa: E402
 import trustme  # noqa: E402
 from mcp import Client  # noqa: E402
 
-from b24_mcp import config  # noqa: E402
+from b24_mcp import settings as config  # noqa: E402
 from b24_mcp.server import build_server  # noqa: E402
 from tests.portal import StandInPortal  # noqa: E402
 

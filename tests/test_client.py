@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from b24_mcp import client as client_module
-from b24_mcp import config
+from b24_mcp import settings as config
 from b24_mcp.client import B24Client, make_http
 from b24_mcp.errors import HINTS, B24Error, InputError, PortalError, TransportError
 

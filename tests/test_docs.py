@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from b24_mcp import config
+from b24_mcp import settings as config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 from mcp import Client
 
-from b24_mcp import config, demo
+from b24_mcp import demo
+from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
 from b24_mcp.server import build_server
 

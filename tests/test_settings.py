@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from b24_mcp import config
+from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
 
 CODE = "hookSECRETcode123"
