@@ -74,7 +74,7 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
             shown = f"set ({len(value)} characters)"
         elif name == "B24_WEBHOOK_URL":
             auth = settings.auth
-            shown = auth.masked_url if isinstance(auth, config.WebhookAuth) else config.mask_webhook_url(value)
+            shown = auth.masked_url if isinstance(auth, config.WebhookConfig) else config.mask_webhook_url(value)
         else:
             shown = value
         rows.append((name, shown))
@@ -97,15 +97,15 @@ async def _reach(settings: config.Settings) -> str:
     """Any HTTP answer from the portal's address proves DNS, TCP and TLS (with SSL_CERT_FILE) work."""
     import httpx
 
-    from .client import make_http, transport_error
+    from .wire import make_http, network_error
 
     origin = settings.auth.origin
-    async with make_http(settings) as http:
+    async with make_http(settings.timeout) as http:
         started = time.monotonic()
         try:
             response = await http.get(origin + "/", follow_redirects=False)
         except httpx.HTTPError as exc:
-            raise transport_error(settings.host, exc) from None
+            raise network_error(settings.host, exc) from None
     return f"{settings.host} answered HTTP {response.status_code} in {(time.monotonic() - started) * 1000:.0f} ms"
 
 

@@ -1,173 +1,213 @@
-"""The Bitrix24 REST client: builds each request for the auth mode in use, sends it, reads the answer.
+"""The Bitrix24 REST client: one method call, paced, bounded in time and size, retried by Bitrix24's error code.
 
-It knows Bitrix24 and nothing of MCP. Every outcome is either the method's `result` or a `B24Error` whose text
-is safe to show: Bitrix24's error codes become `PortalError`s with what to do next, and everything else that
-can go wrong between here and the portal (refused connections, TLS, timeouts, an HTML page from a proxy, a
-truncated body) becomes a `TransportError` naming the portal's host and the HTTP status, never the URL, whose
-path holds the webhook code. One `httpx.AsyncClient` serves the whole process, for keep-alive.
+It knows Bitrix24 and nothing of MCP. Every outcome is either the method's validated result or a `B24Error`
+whose text is safe to show: Bitrix24's codes become `PortalError`s with what to do next (`errors.py`), and
+everything between here and the portal becomes an `UpstreamError` naming the host and the HTTP status, never
+the URL, whose path holds the webhook code (`wire.py`). Signing and recovery belong to the auth object
+(`auth.py`); which failures are retried, to `errors.classify`. One `httpx.AsyncClient` serves the process.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import anyio
 import httpx
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
 
-from .errors import B24Error, InputError, PortalError, TransportError, portal_error
+from .auth import Auth
+from .errors import (
+    POLICIES,
+    AnswerError,
+    B24Error,
+    InputError,
+    PortalError,
+    UpstreamError,
+    classify,
+    clean_code,
+    portal_error,
+)
 from .logs import redact
-from .models import Chat
+from .models import Answer, Bot, BotResult, Chat, ChatResult, MessageWindow, OneMessage, User
 from .pacing import LeakyBucket
-from .settings import CALL_BUDGET, OAuthConfig, Settings, WebhookAuth
-
-if TYPE_CHECKING:
-    from .oauth import OAuthSession
+from .settings import CALL_BUDGET, Settings
+from .wire import Reply, exchange, redirect_error
 
 log = logging.getLogger("b24_mcp.client")
 
 GET_CHAT = "imbot.v2.Chat.get"
-EXPIRED_CODES = frozenset({"expired_token", "invalid_token"})
-LIMIT_ATTEMPTS = 8  # tries for a call the portal refused for its rate limit (bounded by the deadline too)
-TRANSPORT_RETRIES = 2  # extra tries after connection errors, timeouts and 5xx pages without a code
+CHAT_MEMBERS = "imbot.v2.Chat.User.list"
+MESSAGE_CONTEXT = "imbot.v2.Chat.Message.getContext"
+GET_MESSAGE = "imbot.v2.Chat.Message.get"
+GET_BOT = "imbot.v2.Bot.get"
+SCOPE = "scope"
 
 OnWait = Callable[[float, str], Awaitable[None]]
 """Told (seconds, why) before each wait, so the tool layer can report progress."""
 
+R = TypeVar("R")
 
-def make_http(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The process's one HTTP client. trust_env stays on so SSL_CERT_FILE (an on-premise CA) is honoured."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.timeout),
-        transport=transport,
-        headers={"Accept": "application/json", "User-Agent": "b24-mcp"},
-        limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
-    )
+
+@functools.cache
+def _adapter(result: Any) -> TypeAdapter[Any]:
+    """The one-pass parser of a whole body for a method's result type (built once per type)."""
+    return TypeAdapter(Answer[result])
 
 
 class B24Client:
-    """Calls REST methods on one portal; `get_chat` is imbot.v2.Chat.get with its arguments resolved."""
+    """Calls REST methods on one portal as one bot; each public method is one documented imbot.v2 method."""
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient, oauth: OAuthSession | None = None) -> None:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient, auth: Auth) -> None:
         self.settings = settings
         self._http = http
-        self._oauth = oauth
+        self._auth = auth
         self._bucket = LeakyBucket(settings.rate_limit, settings.rate_burst)
         self._reset_at: dict[str, float] = {}  # method -> unix time its time budget resets
         redact.add(settings.secrets)
 
     @property
     def host(self) -> str:
-        return self.settings.host
+        return self._auth.host
+
+    # --- the methods -------------------------------------------------------------------------------------------
 
     async def get_chat(
         self, dialog_id: str, bot_id: int | None = None, bot_token: str | None = None, on_wait: OnWait | None = None
     ) -> Chat:
-        """imbot.v2.Chat.get. botId/botToken fall back to B24_BOT_ID/B24_BOT_TOKEN; checked before sending."""
+        params = {**self._bot(bot_id, bot_token), "dialogId": dialog_id}
+        result: ChatResult = await self.call(GET_CHAT, params, ChatResult, on_wait, secrets=[bot_token])
+        return result.chat
+
+    async def chat_members(
+        self,
+        dialog_id: str,
+        order: dict[str, str] | None = None,
+        limit: int | None = None,
+        bot_id: int | None = None,
+        bot_token: str | None = None,
+        on_wait: OnWait | None = None,
+    ) -> list[User]:
+        params: dict[str, Any] = {**self._bot(bot_id, bot_token), "dialogId": dialog_id}
+        if order is not None:
+            params["order"] = order
+        if limit is not None:
+            params["limit"] = limit
+        users: list[User] = await self.call(CHAT_MEMBERS, params, list[User], on_wait, secrets=[bot_token])
+        return users
+
+    async def message_context(
+        self,
+        message_id: int,
+        range_: int | None = None,
+        bot_id: int | None = None,
+        bot_token: str | None = None,
+        on_wait: OnWait | None = None,
+    ) -> MessageWindow:
+        params: dict[str, Any] = {**self._bot(bot_id, bot_token), "messageId": message_id}
+        if range_ is not None:
+            params["range"] = range_
+        window: MessageWindow = await self.call(MESSAGE_CONTEXT, params, MessageWindow, on_wait, secrets=[bot_token])
+        return window
+
+    async def get_message(
+        self, message_id: int, bot_id: int | None = None, bot_token: str | None = None, on_wait: OnWait | None = None
+    ) -> OneMessage:
+        params = {**self._bot(bot_id, bot_token), "messageId": message_id}
+        result: OneMessage = await self.call(GET_MESSAGE, params, OneMessage, on_wait, secrets=[bot_token])
+        return result
+
+    async def get_bot(self) -> Bot:
+        result: BotResult = await self.call(GET_BOT, self._bot(None, None), BotResult)
+        return result.bot
+
+    async def scopes(self) -> list[str]:
+        result: list[str] = await self.call(SCOPE, {}, list[str])
+        return result
+
+    def _bot(self, bot_id: int | None, bot_token: str | None) -> dict[str, Any]:
+        """botId (and, with a webhook, botToken): the call's own, else the configured ones; checked before sending."""
         bot_id = bot_id if bot_id is not None else self.settings.bot_id
         if bot_id is None:
             raise InputError(
                 "botId is required: pass botId (the bot's id, e.g. 456) or set B24_BOT_ID in the server's environment."
             )
-        params: dict[str, Any] = {"botId": bot_id, "dialogId": dialog_id}
-        if self.settings.mode == "webhook":
-            bot_token = bot_token if bot_token is not None else self.settings.bot_token
-            if bot_token is None:
-                raise InputError(
-                    "botToken is required with webhook authorisation: pass botToken (the token chosen when the bot "
-                    "was registered) or set B24_BOT_TOKEN in the server's environment."
-                )
-            redact.add([bot_token])
-            params["botToken"] = bot_token
-        result = await self.call(GET_CHAT, params, on_wait)
-        chat = result.get("chat") if isinstance(result, dict) else None
-        if not isinstance(chat, dict):
-            raise TransportError(f"Bitrix24 at {self.host} answered {GET_CHAT} without result.chat; nothing to show.")
-        try:
-            return Chat.model_validate(chat)
-        except ValidationError as err:
-            # Name the fields and the documented types; never echo values (they are the portal's data).
-            problems = "; ".join(f"chat.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5])
-            raise TransportError(
-                f"Bitrix24 at {self.host} sent a chat that does not match the documented Chat object ({problems}). "
-                "This b24-mcp version does not understand it; please report it."
-            ) from None
+        if self._auth.oauth:
+            return {"botId": bot_id}
+        bot_token = bot_token if bot_token is not None else self.settings.bot_token
+        if bot_token is None:
+            raise InputError(
+                "botToken is required with webhook authorisation: pass botToken (the token chosen when the bot "
+                "was registered) or set B24_BOT_TOKEN in the server's environment."
+            )
+        return {"botId": bot_id, "botToken": bot_token}
 
-    async def call(self, method: str, params: dict[str, Any], on_wait: OnWait | None = None) -> Any:
-        """One REST call, bounded by CALL_BUDGET x B24_TIMEOUT; an expired OAuth token is renewed once."""
-        deadline = time.monotonic() + CALL_BUDGET * self.settings.timeout
-        auth = self.settings.auth
-        if isinstance(auth, WebhookAuth):
-            return await self._exchange(method, f"{auth.url}{method}", params, params, deadline, on_wait)
-        assert isinstance(auth, OAuthConfig) and self._oauth is not None
-        url = f"{auth.portal_url}/rest/{method}"
-        token = await self._oauth.access_token()
-        try:
-            return await self._exchange(method, url, {**params, "auth": token}, params, deadline, on_wait)
-        except PortalError as err:
-            if err.code not in EXPIRED_CODES:
-                raise
-        token = await self._oauth.refresh(token)
-        return await self._exchange(method, url, {**params, "auth": token}, params, deadline, on_wait)
+    # --- one call ------------------------------------------------------------------------------------------------
 
-    async def _exchange(
-        self, method: str, url: str, body: dict[str, Any], call: dict[str, Any], deadline: float, on_wait: OnWait | None
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        result: Any,
+        on_wait: OnWait | None = None,
+        secrets: Iterable[str | None] = (),
     ) -> Any:
-        """Pace, send, and retry what the portal did not run, by its error code; never past the deadline.
-
-        - QUERY_LIMIT_EXCEEDED (or a bare 429/503): the request did not run. Our bucket is resynchronised with
-          the portal's, and the call tries again after an exponential, jittered back-off.
-        - OPERATION_TIME_LIMIT: wait once for the operating_reset_at seen in earlier answers, if it fits.
-        - Connection errors, timeouts, 5xx without a code: at most two more tries (the method only reads).
-        - Everything else (OVERLOAD_LIMIT, ACCESS_DENIED, BOT_*, auth errors, ...) is final.
-        """
-        limited = 0
-        failed = 0
-        waited_for_reset = False
+        """One REST call, bounded by CALL_BUDGET x B24_TIMEOUT, retried as `errors.classify` says."""
+        deadline = time.monotonic() + CALL_BUDGET * self.settings.timeout
+        masked = [s for s in secrets if s]
+        used: Counter[str] = Counter()
         while True:
             await self._paced(deadline, on_wait)
+            body, credential = await self._auth.sign(params)
+            started = time.monotonic()
             try:
-                return await self._post(method, url, body, call, min(self.settings.timeout, _left(deadline)))
-            except PortalError as err:
-                if err.code == "OPERATION_TIME_LIMIT" and not waited_for_reset:
-                    waited_for_reset = True
-                    await self._wait_for_reset(method, err, deadline, on_wait)
-                    continue
-                if err.code != "QUERY_LIMIT_EXCEEDED":
+                reply = await self._send(method, body, deadline)
+                value = self._read(method, reply, params, result, masked)
+                self._log(method, params, reply.status, "ok", started)
+                return value
+            except B24Error as err:
+                self._log(method, params, err.status, err.code or type(err).__name__, started)
+                rule = classify(err, oauth=self._auth.oauth)
+                if rule == "final":
                     raise
-                refusal: B24Error = err
-            except TransportError as err:
-                if err.status in (429, 503):
-                    refusal = err
-                elif err.retryable and failed < TRANSPORT_RETRIES:
-                    failed += 1
-                    await self._sleep(_backoff(failed, 0.25, 1.0), deadline, err, on_wait, "the portal to recover")
+                used[rule] += 1
+                policy = POLICIES[rule]
+                if used[rule] > policy.tries:
+                    raise (err.gave_up(used[rule]) if rule == "rate_limit" else err) from None
+                if rule == "reauth":
+                    await self._auth.recover(credential, deadline)
                     continue
+                if rule == "rate_limit":
+                    self._bucket.saturate()
+                if rule == "wait_reset":
+                    assert isinstance(err, PortalError)
+                    delay = self._reset_wait(method, err, deadline)
                 else:
-                    raise
-            self._bucket.saturate()
-            limited += 1
-            if limited >= LIMIT_ATTEMPTS:
-                raise _gave_up(refusal, limited)
-            await self._sleep(_backoff(limited, 0.5, 8.0), deadline, refusal, on_wait, "the portal's rate limit")
+                    delay = _backoff(used[rule], policy.base, policy.cap)
+                await self._sleep(delay, deadline, err, on_wait, policy.why)
 
     async def _paced(self, deadline: float, on_wait: OnWait | None) -> None:
-        delay = self._bucket.reserve()
+        delay = self._bucket.reserve(max_wait=_left(deadline))
+        if delay is None:
+            raise UpstreamError(
+                f"Too many calls to Bitrix24 at {self.host} at once: this one would wait longer than it may take "
+                f"for its turn (B24_RATE_LIMIT={self.settings.rate_limit:g}/s). Try again in a few seconds."
+            )
         if delay <= 0:
             return
-        if delay > _left(deadline):
-            raise TransportError(
-                f"Too many calls to Bitrix24 at {self.host} at once: this one would wait {delay:.0f} s for its turn "
-                f"(B24_RATE_LIMIT={self.settings.rate_limit:g}/s), longer than it may take. Try again shortly."
-            )
-        if on_wait is not None:
-            await on_wait(delay, f"waiting {delay:.1f} s for the Bitrix24 rate limit (B24_RATE_LIMIT)")
-        await anyio.sleep(delay)
+        try:
+            if on_wait is not None:
+                await on_wait(delay, f"waiting {delay:.1f} s for the Bitrix24 rate limit (B24_RATE_LIMIT)")
+            await anyio.sleep(delay)
+        except BaseException:
+            self._bucket.release()  # cancelled while waiting: the slot goes back to those still in line
+            raise
 
     async def _sleep(self, delay: float, deadline: float, err: B24Error, on_wait: OnWait | None, what: str) -> None:
         if delay >= _left(deadline):
@@ -176,7 +216,7 @@ class B24Client:
             await on_wait(delay, f"retrying in {delay:.1f} s, waiting for {what}")
         await anyio.sleep(delay)
 
-    async def _wait_for_reset(self, method: str, err: PortalError, deadline: float, on_wait: OnWait | None) -> None:
+    def _reset_wait(self, method: str, err: PortalError, deadline: float) -> float:
         reset_at = self._reset_at.get(method)
         wait = None if reset_at is None else max(0.0, reset_at - time.time())
         if wait is None or wait >= _left(deadline):
@@ -187,56 +227,99 @@ class B24Client:
                 status=err.status,
                 description=err.description,
             )
-        await self._sleep(wait, deadline, err, on_wait, f"{method}'s time budget to reset")
+        return wait
 
-    async def _post(self, method: str, url: str, body: dict[str, Any], call: dict[str, Any], limit: float) -> Any:
+    async def _send(self, method: str, body: dict[str, Any], deadline: float) -> Reply:
         # httpx's timeout is per phase (connect, each read...): a trickling portal could outlast it many times
         # over. fail_after bounds the whole exchange.
         try:
-            with anyio.fail_after(limit):
-                response = await self._http.post(url, json=body)
+            with anyio.fail_after(min(self.settings.timeout, _left(deadline))):
+                return await exchange(self._http, self._auth.url(method), host=self.host, json=body)
         except TimeoutError:
-            raise TransportError(
+            raise UpstreamError(
                 f"Bitrix24 at {self.host} did not answer in time (B24_TIMEOUT={self.settings.timeout:g} s a request, "
                 f"{CALL_BUDGET * self.settings.timeout:g} s for the whole call); the portal may be overloaded or "
                 "unreachable. Try again later.",
                 retryable=True,
             ) from None
-        except httpx.HTTPError as exc:
-            raise transport_error(self.host, exc) from None
-        return self._read(method, response, call)
 
-    def _read(self, method: str, response: httpx.Response, call: dict[str, Any]) -> Any:
-        status = response.status_code
+    def _read(self, method: str, reply: Reply, call: dict[str, Any], result: Any, secrets: list[str]) -> Any:
+        status = reply.status
+        if reply.location is not None:
+            raise redirect_error(self.host, status, reply.location, self._auth.setting)
         try:
-            data = json.loads(response.content)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            self._note_time(method, data.get("time"))
-        if isinstance(data, dict) and data.get("error"):
-            code = str(data["error"])
-            description = data.get("error_description")
-            raise portal_error(
-                code,
-                redact(description if isinstance(description, str) else ""),
-                status=status,
-                host=self.host,
-                call={k: v for k, v in call.items() if k in ("dialogId", "botId")},
-            )
+            answer = _adapter(result).validate_json(reply.body)
+        except ValidationError as err:
+            answer = self._salvage(method, reply, call, err, secrets)
+        if b"NaN" in reply.body or b"Infinity" in reply.body:
+            _refuse_non_standard_numbers(self.host, reply.body)
+        self._note_time(method, answer.time)
+        if answer.error is not None:
+            self._raise_portal_error(method, answer, status, call, secrets)
         if not 200 <= status < 300:
-            raise TransportError(
-                f"Bitrix24 at {self.host} answered HTTP {status} with {_describe(response.content, data)} "
-                "instead of a Bitrix24 error; a proxy or the portal itself may be failing. Try again later.",
+            raise UpstreamError(
+                f"Bitrix24 at {self.host} answered HTTP {status} with JSON that is not a Bitrix24 error; a proxy or "
+                "the portal itself may be failing. Try again later.",
                 status=status,
                 retryable=status >= 500,
             )
-        if not isinstance(data, dict) or "result" not in data:
-            raise TransportError(
-                f"Bitrix24 at {self.host} answered HTTP {status} with {_describe(response.content, data)} "
-                "instead of a Bitrix24 result."
+        if "result" not in answer.model_fields_set or answer.result is None:
+            raise AnswerError(f"Bitrix24 at {self.host} answered {method} with JSON without a 'result' field.")
+        return answer.result
+
+    def _salvage(
+        self, method: str, reply: Reply, call: dict[str, Any], err: ValidationError, secrets: list[str]
+    ) -> Answer[Any]:
+        """The body did not parse as the method's answer: say why, or find the Bitrix24 error it still carries."""
+        status, problems = reply.status, err.errors(include_url=False, include_input=False)
+        invalid_json = [p for p in problems if p["type"] == "json_invalid"]
+        if invalid_json:
+            detail = str(invalid_json[0].get("ctx", {}).get("error", ""))
+            if "recursion limit" in detail:
+                raise AnswerError(
+                    f"Bitrix24 at {self.host} answered HTTP {status} with JSON nested too deeply to read (more than "
+                    "about 200 levels); no Bitrix24 answer looks like that.",
+                    status=status,
+                )
+            ok = 200 <= status < 300
+            raise (AnswerError if ok else UpstreamError)(
+                f"Bitrix24 at {self.host} answered HTTP {status} with {_describe(reply.body)} instead of a "
+                f"Bitrix24 {'result' if ok else 'error'}" + ("." if ok else "; a proxy or the portal may be failing."),
+                status=status,
+                retryable=status >= 500,
             )
-        return data["result"]
+        loose: Answer[Any] = _adapter(Any).validate_json(reply.body)
+        if loose.error is not None:
+            self._raise_portal_error(method, loose, status, call, secrets)
+        # Name the fields and the documented types; never echo values (they are the portal's data).
+        where = "; ".join(
+            f"{'.'.join(str(part) for part in p['loc'][1:]) or 'result'}: {p['msg']}" for p in problems[:5]
+        )
+        raise AnswerError(
+            f"Bitrix24 at {self.host} answered {method} with data that does not match its documentation ({where}). "
+            "b24-mcp does not rewrite such values; please report it with your portal's version."
+        )
+
+    def _raise_portal_error(
+        self, method: str, answer: Answer[Any], status: int, call: dict[str, Any], secrets: list[str]
+    ) -> None:
+        code = clean_code(answer.error)
+        if code is None:
+            raise AnswerError(
+                f"Bitrix24 at {self.host} answered HTTP {status} with an error whose code is not readable "
+                "(not repeated here); a proxy or the portal may be failing.",
+                status=status,
+                retryable=status >= 500,
+            )
+        description = answer.error_description if isinstance(answer.error_description, str) else ""
+        raise portal_error(
+            code,
+            redact(description, secrets),
+            status=status,
+            host=self.host,
+            call={**{k: v for k, v in call.items() if k in ("dialogId", "botId", "messageId")}, "method": method},
+            oauth=self._auth.oauth,
+        )
 
     def _note_time(self, method: str, block: object) -> None:
         """Remember when the method's time budget resets (self-hosted portals may not say)."""
@@ -245,20 +328,27 @@ class B24Client:
             if isinstance(reset_at, (int, float)) and not isinstance(reset_at, bool):
                 self._reset_at[method] = float(reset_at)
 
+    def _log(self, method: str, params: dict[str, Any], status: int | None, outcome: str, started: float) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            ids = " ".join(f"{k}={params[k]}" for k in ("dialogId", "messageId") if k in params)
+            log.debug(
+                "%s %s -> HTTP %s %s in %.0f ms",
+                method,
+                ids,
+                status or "-",
+                outcome,
+                (time.monotonic() - started) * 1000,
+            )
 
-def transport_error(host: str, exc: httpx.HTTPError) -> TransportError:
-    """A failure below HTTP, explained; the message names the host, never the URL."""
-    reason = redact(str(exc)) or type(exc).__name__
-    if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate" in reason.lower():
-        return TransportError(
-            f"TLS certificate of {host} could not be verified ({reason}). For an on-premise portal with "
-            "an internal CA, set SSL_CERT_FILE to that CA's PEM file."
-        )
-    if isinstance(exc, httpx.ConnectError):
-        return TransportError(f"Could not connect to Bitrix24 at {host} ({reason}); check the address.", retryable=True)
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportError(f"Bitrix24 at {host} timed out ({reason}).", retryable=True)
-    return TransportError(f"The connection to Bitrix24 at {host} failed ({reason}); try again.", retryable=True)
+
+def _refuse_non_standard_numbers(host: str, body: bytes) -> None:
+    """NaN and Infinity are not JSON; a lax parser would pass them on and the wire would turn them into null."""
+    try:
+        from_json(body, allow_inf_nan=False)
+    except ValueError:
+        raise AnswerError(
+            f"Bitrix24 at {host} answered with NaN or Infinity, which are not JSON numbers; nothing to show."
+        ) from None
 
 
 def _left(deadline: float) -> float:
@@ -271,22 +361,14 @@ def _backoff(attempt: int, base: float, cap: float) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not cryptography
 
 
-def _gave_up(err: B24Error, tries: int) -> B24Error:
-    err.message = f"{err.message} (gave up after {tries} tries)"
-    err.args = (err.message,)
-    return err
-
-
-def _describe(body: bytes, data: object) -> str:
+def _describe(body: bytes) -> str:
     """What came back, in a few words, without quoting it."""
     head = body.lstrip()[:200].lower()
     if not head:
         return "an empty body"
     if head.startswith((b"<!doctype html", b"<html", b"<")):
         return "an HTML page"
-    if data is None:
-        return f"a body that is not JSON ({len(body)} bytes, perhaps cut short)"
-    return "JSON without a 'result' field"
+    return f"a body that is not JSON ({len(body)} bytes, perhaps cut short)"
 
 
-__all__ = ["GET_CHAT", "B24Client", "B24Error", "make_http"]
+__all__ = ["GET_CHAT", "B24Client", "B24Error", "OnWait"]

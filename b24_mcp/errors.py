@@ -1,11 +1,20 @@
-"""Errors the model (or a person) reads: what went wrong, and what to do next.
+"""Errors the model (or a person) reads, and the one table that decides which of them are worth a retry.
 
-Every failure b24-mcp anticipates is a `B24Error` whose text is safe to show: it never carries a secret,
-and it names the field, setting or Bitrix24 code involved. The tool layer turns any `B24Error` into an
-`isError` result with one helper; anything else is a bug and is reported without its text.
+Every failure b24-mcp anticipates is a `B24Error` whose text is safe to show: it never carries a secret, and it
+names the field, setting or Bitrix24 code involved. The tool layer turns any `B24Error` into an `isError` result
+with one helper; anything else is a bug and is reported without its text.
+
+What Bitrix24 says is untrusted text: `portal_error` keeps its code only if it looks like a code and its
+description only as one short line without control characters or terminal escapes, so a hostile portal can
+neither steer the model with a long speech nor repaint the terminal of someone reading the logs.
+`classify` is the single place that maps an error to a retry rule; the client's loop only counts and waits.
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
 
 
 class B24Error(Exception):
@@ -16,6 +25,14 @@ class B24Error(Exception):
         self.message = message
         self.code = code
         self.status = status
+
+    def gave_up(self, tries: int) -> B24Error:
+        """The same error, saying how many tries were made (a new exception: raised ones are never edited)."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.message = f"{self.message} (gave up after {tries} tries)"
+        Exception.__init__(clone, clone.message)
+        return clone
 
 
 class ConfigError(B24Error):
@@ -29,17 +46,18 @@ class InputError(B24Error):
 class PortalError(B24Error):
     """Bitrix24 answered with an error code (`{"error": CODE, "error_description": TEXT}`)."""
 
+    code: str
+
     def __init__(self, message: str, *, code: str, status: int | None = None, description: str = "") -> None:
         super().__init__(message, code=code, status=status)
-        self.code: str = code
         self.description = description
 
 
-class TransportError(B24Error):
-    """The portal could not be reached, timed out, or sent something that is not a Bitrix24 answer.
+class UpstreamError(B24Error):
+    """The portal (or a proxy on the way) could not be reached, timed out, or sent no Bitrix24 answer.
 
     `retryable` marks the failures where the request may simply not have got through (connection errors,
-    timeouts, 5xx pages without a Bitrix24 code); get_chat only reads, so repeating it is safe.
+    timeouts, 5xx pages without a Bitrix24 code); every method b24-mcp calls only reads, so repeating is safe.
     """
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
@@ -47,12 +65,23 @@ class TransportError(B24Error):
         self.retryable = retryable
 
 
+class AnswerError(UpstreamError):
+    """The portal answered, but not with what the method's documentation describes (nothing to show)."""
+
+
 class AuthError(B24Error):
     """OAuth tokens could not be refreshed (refresh token dead, wrong client credentials, ...)."""
 
 
-# What each code on imbot.v2.Chat.get's page (and its system table) means for the person at the keyboard.
-# `{dialogId}` and `{botId}` are filled from the call; no secret is ever a placeholder.
+# --- what each Bitrix24 code means for the person at the keyboard ------------------------------------------------
+# `{dialogId}`, `{botId}`, `{messageId}` and `{method}` are filled from the call; no secret is ever a placeholder.
+
+_PERSONAL_BOT = (
+    "Reading messages needs a bot of type 'personal' (or 'supervisor'): register one with "
+    'imbot.v2.Bot.register, fields.type "personal" (see the README, "Which bot to register"), and set B24_BOT_ID '
+    "and B24_BOT_TOKEN to it."
+)
+
 HINTS: dict[str, str] = {
     "BOT_TOKEN_NOT_SPECIFIED": (
         "Webhook calls to imbot.v2 need the bot's token: pass botToken (the token chosen at imbot.v2.Bot.register) "
@@ -66,13 +95,22 @@ HINTS: dict[str, str] = {
         "Bot {botId} was registered by another application or webhook, or botToken does not match it; only the "
         "registering webhook/app with the bot's own token may use it. Check B24_BOT_TOKEN and the webhook."
     ),
+    "BOT_TYPE_NOT_ALLOWED": "Bot {botId} may not read messages. " + _PERSONAL_BOT,
+    "MESSAGE_NOT_FOUND": (
+        "There is no message {messageId} (deleted, or a wrong id). Take message ids from get_messages or from "
+        "get_chat's lastMessageId, or call get_messages with the dialogId instead."
+    ),
+    "MESSAGE_ACCESS_DENIED": (
+        "The bot may not read message {messageId}: it is not a participant of that chat, or it cannot see the "
+        "chat's history from before it joined. Add the bot to the chat, or ask about a chat the bot is in."
+    ),
     "ACCESS_DENIED": (
         "The bot is not a participant of {dialogId}: add the bot to that chat in Bitrix24, or ask about a chat the "
         "bot is in. (If the description says REST is only on commercial plans, the portal's plan has no REST API.)"
     ),
     "NO_AUTH_FOUND": (
-        "Bitrix24 rejected the credentials: the webhook code in B24_WEBHOOK_URL is wrong or the webhook was deleted "
-        "(OAuth: the access token is not valid). Copy the inbound webhook URL again from Bitrix24."
+        "Bitrix24 rejected the credentials: the webhook code in B24_WEBHOOK_URL is wrong or the webhook was deleted. "
+        "Copy the inbound webhook URL again from Bitrix24."
     ),
     "INVALID_CREDENTIALS": "The user behind the webhook or token lacks the rights for this method; use an admin's.",
     "insufficient_scope": (
@@ -95,23 +133,103 @@ HINTS: dict[str, str] = {
         "part of the site' in the Main module settings."
     ),
     "ERROR_METHOD_NOT_FOUND": (
-        "This portal does not know imbot.v2.Chat.get: it predates chat bots v2, or the im/imbot modules are off."
+        "This portal does not know {method}: it predates chat bots v2, or the im/imbot modules are off."
     ),
     "ERROR_BATCH_METHOD_NOT_ALLOWED": "b24-mcp does not batch calls; please report this as a bug.",
     "ERROR_BATCH_LENGTH_EXCEEDED": "b24-mcp does not batch calls; please report this as a bug.",
     "ERROR_MANIFEST_IS_NOT_AVAILABLE": "The portal's REST manifest is unavailable; tell the portal's admin.",
 }
 
+# OAuth mode: the same codes mean something else, and the advice must name the OAuth settings, never the webhook.
+OAUTH_REJECTED = (
+    "Bitrix24 rejected the OAuth access token even after b24-mcp renewed it: re-authorise the application and put "
+    "the new tokens in B24_ACCESS_TOKEN and B24_REFRESH_TOKEN, or check B24_CLIENT_ID and B24_CLIENT_SECRET "
+    "(the shared token pair is kept in B24_TOKEN_FILE)."
+)
+OAUTH_HINTS: dict[str, str] = {"NO_AUTH_FOUND": OAUTH_REJECTED, "invalid_token": OAUTH_REJECTED}
 
-def portal_error(code: str, description: str, *, status: int | None, host: str, call: dict[str, object]) -> PortalError:
+DESCRIPTION_MAX = 300  # Bitrix24 says its descriptions are not meant to be shown raw: one short line
+_CODE = re.compile(r"[A-Za-z0-9_.]{1,64}")
+_ESCAPES = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+
+
+def clean_text(text: str, limit: int = DESCRIPTION_MAX) -> str:
+    """Untrusted text as one short printable line: terminal escapes and control characters out, length bounded."""
+    text = _INVISIBLE.sub(" ", _ESCAPES.sub("", text[: limit * 4]))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clean_code(code: object) -> str | None:
+    """Bitrix24's `error` field if it looks like an error code; None for anything else (it is not repeated)."""
+    return code if isinstance(code, str) and _CODE.fullmatch(code) else None
+
+
+def portal_error(
+    code: str,
+    description: str,
+    *,
+    status: int | None,
+    host: str,
+    call: dict[str, object],
+    oauth: bool = False,
+) -> PortalError:
     """Build the message for a Bitrix24 error answer: the code, Bitrix24's own words, and what to do next."""
-    # Bitrix24 says its description is not meant to be shown raw: keep it to one short line.
-    said = " ".join(description.split())[:300]
+    said = clean_text(description)
     where = f"HTTP {status} from {host}" if status else host
-    message = f"Bitrix24 error {code} ({where})" + (f": {said}." if said else ".")
-    hint = HINTS.get(code)
+    message = f"Bitrix24 error {code} ({where})" + (f": {said}" + ("" if said[-1] in ".!?" else ".") if said else ".")
+    hint = (OAUTH_HINTS.get(code) if oauth else None) or HINTS.get(code)
     if hint:
-        message += " " + hint.format_map(
-            {"dialogId": call.get("dialogId", "that chat"), "botId": call.get("botId", "?")}
-        )
+        fill = {"dialogId": "that chat", "botId": "?", "messageId": "?", "method": "this method"}
+        fill.update({k: str(v) for k, v in call.items() if k in fill})
+        message += " " + hint.format_map(fill)
     return PortalError(message, code=code, status=status, description=said)
+
+
+# --- which failures are worth another try --------------------------------------------------------------------------
+
+Rule = Literal["final", "rate_limit", "transient", "wait_reset", "reauth"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How often a rule may repeat a call, and the back-off between tries (exponential, jittered)."""
+
+    tries: int  # extra tries after the first refusal of this kind
+    base: float = 0.0
+    cap: float = 0.0
+    why: str = ""  # what the call is waiting for, shown as MCP progress
+
+
+POLICIES: dict[Rule, Policy] = {
+    # The request did not run: the portal's bucket is full. Ours is resynchronised, and the call backs off.
+    "rate_limit": Policy(7, 0.5, 8.0, "the portal's rate limit"),
+    # It may not have got through (connection errors, timeouts, 5xx pages without a code); all calls only read.
+    "transient": Policy(2, 0.25, 1.0, "the portal to recover"),
+    # The method's time budget resets at `operating_reset_at`: waited out once, if it fits the deadline.
+    "wait_reset": Policy(1),
+    # OAuth: another window may have rotated the token; re-read it (or renew it) and repeat once.
+    "reauth": Policy(1),
+    "final": Policy(0),
+}
+
+REJECTED_TOKEN_CODES = frozenset({"expired_token", "invalid_token", "NO_AUTH_FOUND"})
+
+
+def classify(err: B24Error, *, oauth: bool) -> Rule:
+    """The retry rule for an error, by Bitrix24's code first and the HTTP status only when there is no code."""
+    if isinstance(err, PortalError):
+        if err.code == "QUERY_LIMIT_EXCEEDED":
+            return "rate_limit"
+        if err.code == "OPERATION_TIME_LIMIT":
+            return "wait_reset"
+        if oauth and err.code in REJECTED_TOKEN_CODES:
+            return "reauth"
+        return "final"  # OVERLOAD_LIMIT, ACCESS_DENIED, BOT_*, auth errors: repeating changes nothing
+    if isinstance(err, UpstreamError) and not isinstance(err, AnswerError):
+        if err.status in (429, 503):
+            return "rate_limit"
+        if err.retryable:
+            return "transient"
+    return "final"

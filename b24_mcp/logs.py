@@ -1,9 +1,14 @@
-"""Logging to stderr only, with secrets masked on the way out.
+"""Logging to stderr only, and the redactor that keeps secrets out of every log line and every message.
 
 stdout carries JSON-RPC and nothing else, so every record goes to stderr. Two things would leak a secret
 if left alone: httpx logs each request URL at INFO (a webhook URL holds its code), and any message might
 quote a token. So httpx's loggers are held at WARNING, and one filter on the handler masks webhook codes in
 URLs and every secret the configuration knows of, whatever logger the record comes from.
+
+Secrets are matched as whole values (not inside longer words), whatever their length, so a short token is
+still masked and an ordinary word that happens to contain it is not garbled. The process-wide set holds the
+configuration's secrets and the few newest OAuth tokens; a caller's own `botToken` is masked in that call's
+output only (`redact(text, extra)`), so the set cannot grow with every call.
 """
 
 from __future__ import annotations
@@ -15,22 +20,37 @@ from collections.abc import Iterable
 
 _WEBHOOK_CODE = re.compile(r"(/rest/[0-9]+/)[A-Za-z0-9_-]+")
 _QUERY_SECRET = re.compile(r"((?:auth|access_token|refresh_token|client_secret|botToken)=)[^&\s\"']+", re.IGNORECASE)
+_WORD = r"[A-Za-z0-9_\-.~+/=]"  # characters a token is made of: a match must not be part of a longer run of them
+ROTATED_KEPT = 8  # OAuth tokens rotate hourly; the newest few stay masked, older ones are long dead
+
+
+def _pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    alternatives = "|".join(re.escape(s) for s in sorted(set(secrets), key=len, reverse=True) if s)
+    return re.compile(rf"(?<!{_WORD})(?:{alternatives})(?!{_WORD})") if alternatives else None
 
 
 class Redactor:
     """Masks known secrets and secret-shaped URL parts in text."""
 
     def __init__(self) -> None:
-        self._secrets: set[str] = set()
+        self._fixed: set[str] = set()
+        self._rotating: list[str] = []
+        self._compiled: re.Pattern[str] | None = None
 
     def add(self, secrets: Iterable[str | None]) -> None:
-        # Short strings would mask innocent text; real codes and tokens are long.
-        self._secrets.update(s for s in secrets if s and len(s) >= 6)
+        """Secrets for the life of the process (the configuration's)."""
+        self._fixed.update(s for s in secrets if s)
+        self._compiled = _pattern([*self._fixed, *self._rotating])
 
-    def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, "***")
+    def add_rotating(self, secrets: Iterable[str | None]) -> None:
+        """Tokens that replace earlier ones (OAuth): only the newest ROTATED_KEPT are kept."""
+        self._rotating = [*(s for s in secrets if s), *self._rotating][:ROTATED_KEPT]
+        self._compiled = _pattern([*self._fixed, *self._rotating])
+
+    def __call__(self, text: str, extra: Iterable[str | None] = ()) -> str:
+        for pattern in (self._compiled, _pattern(s for s in extra if s)):
+            if pattern is not None:
+                text = pattern.sub("***", text)
         text = _WEBHOOK_CODE.sub(r"\1***", text)
         return _QUERY_SECRET.sub(r"\1***", text)
 

@@ -6,7 +6,9 @@ run on our side as GCRA (the "virtual scheduling" form of a leaky bucket): each 
 the moment it asks, so waiting calls go out in arrival order without a queue, a lock or a background task, and
 every caller knows at once how long it will wait (which the tool reports as progress).
 Hand-written rather than aiolimiter: FIFO order and the up-front wait are the two properties we need, and
-`saturate()` lets a refusal from the portal resynchronise us with the portal's real counter.
+`saturate()` lets a refusal from the portal resynchronise us with the portal's real counter. A caller that
+would wait longer than it may takes no slot, and one that stops waiting gives its slot back (`release`), so
+a burst of impatient callers never leaves an idle bucket looking full.
 One request of headroom is kept below `burst`: the portal counts arrivals, not our send times, and a few
 milliseconds of jitter between two requests would otherwise tip a bucket filled to exactly `burst` over.
 """
@@ -31,13 +33,23 @@ class LeakyBucket:
         self._tolerance = (self.capacity - 1) * self._interval
         self._tat = clock()  # theoretical arrival time of the next request when the bucket is drained
 
-    def reserve(self) -> float:
-        """Take the next slot; return how many seconds from now the request may be sent (0 = at once)."""
+    def reserve(self, max_wait: float = float("inf")) -> float | None:
+        """Take the next slot if it comes within `max_wait` seconds; return the wait (0 = at once).
+
+        None, and nothing taken, when the slot is further off: a call that will not wait must not push every
+        later caller back (a burst of refused calls would otherwise keep an idle portal's bucket "full").
+        """
         now = self._clock()
         tat = max(self._tat, now)
         send_at = max(now, tat - self._tolerance)
+        if send_at - now > max_wait:
+            return None
         self._tat = tat + self._interval
         return send_at - now
+
+    def release(self) -> None:
+        """Give back a slot that was taken but not used (its caller gave up or was cancelled while waiting)."""
+        self._tat = max(self._clock(), self._tat - self._interval)
 
     def saturate(self) -> None:
         """The portal said its bucket is full: behave as if ours were too, so what follows is paced at `rate`."""

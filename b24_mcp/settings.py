@@ -42,14 +42,14 @@ _SECRET_LIKE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: toke
 
 
 @dataclass(frozen=True)
-class WebhookAuth:
+class WebhookConfig:
     """`https://{portal}/rest/{user}/{code}/`: the code in the path is the secret."""
 
     url: str  # normalised, ends with "/"
     code: str
 
     def __repr__(self) -> str:  # reprs end up in tracebacks and logs: never show the code
-        return f"WebhookAuth(url={self.masked_url!r})"
+        return f"WebhookConfig(url={self.masked_url!r})"
 
     @property
     def host(self) -> str:
@@ -92,7 +92,7 @@ class OAuthConfig:
 
 @dataclass(frozen=True)
 class Settings:
-    auth: WebhookAuth | OAuthConfig
+    auth: WebhookConfig | OAuthConfig
     bot_id: int | None = None
     bot_token: str | None = field(default=None, repr=False)
     timeout: float = 10.0  # one request; a whole call, retries and waits included, ends within CALL_BUDGET x this
@@ -103,7 +103,7 @@ class Settings:
 
     @property
     def mode(self) -> Literal["webhook", "oauth"]:
-        return "webhook" if isinstance(self.auth, WebhookAuth) else "oauth"
+        return "webhook" if isinstance(self.auth, WebhookConfig) else "oauth"
 
     @property
     def host(self) -> str:
@@ -145,7 +145,7 @@ def _check_base_url(var: str, raw: str, form: str) -> tuple[str, str, str]:
     return parts.scheme, parts.netloc, parts.path
 
 
-def parse_webhook_url(raw: str) -> WebhookAuth:
+def parse_webhook_url(raw: str) -> WebhookConfig:
     form = "https://your-portal.bitrix24.com/rest/1/your_webhook_code/"
     var = "B24_WEBHOOK_URL"
     scheme, netloc, path = _check_base_url(var, raw, form)
@@ -159,7 +159,7 @@ def parse_webhook_url(raw: str) -> WebhookAuth:
             f"the path is not /rest/{{user_id}}/{{webhook_code}}/; expected {form}"
         )
     url = f"{scheme}://{netloc}/rest/{match['user']}/{match['code']}/"
-    return WebhookAuth(url=url, code=match["code"])
+    return WebhookConfig(url=url, code=match["code"])
 
 
 def parse_portal_url(raw: str) -> str:
@@ -256,7 +256,7 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
 
 def _auth(
     get: Callable[[str], str], demo: bool
-) -> tuple[WebhookAuth | OAuthConfig, int | None, str | None, tuple[str, ...]]:
+) -> tuple[WebhookConfig | OAuthConfig, int | None, str | None, tuple[str, ...]]:
     """Which way to authenticate, decided by which variables are set; and the secrets to keep out of output."""
     if demo:
         return parse_webhook_url(DEMO_WEBHOOK_URL), DEMO_BOT_ID, DEMO_BOT_TOKEN, ()

@@ -17,7 +17,7 @@ def load(**env: str) -> config.Settings:
 
 def test_webhook_settings_are_normalised() -> None:
     s = load(B24_WEBHOOK_URL=HOOK.rstrip("/"), B24_BOT_ID=" 456 ", B24_BOT_TOKEN="tok-abc-123")
-    assert s.mode == "webhook" and isinstance(s.auth, config.WebhookAuth)
+    assert s.mode == "webhook" and isinstance(s.auth, config.WebhookConfig)
     assert s.auth.url == HOOK  # trailing slash added
     assert s.bot_id == 456 and s.bot_token == "tok-abc-123"
     assert s.host == "acme.bitrix24.com"
@@ -52,7 +52,7 @@ def test_bad_webhook_urls_name_the_variable_and_hide_the_code(url: str, fragment
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.5.6.7", "localhost", "[::1]"])
 def test_plain_http_is_allowed_for_loopback_stand_ins(host: str) -> None:
     s = load(B24_WEBHOOK_URL=f"http://{host}:8080/rest/1/{CODE}/")
-    assert isinstance(s.auth, config.WebhookAuth) and s.auth.url.startswith("http://")
+    assert isinstance(s.auth, config.WebhookConfig) and s.auth.url.startswith("http://")
 
 
 @pytest.mark.parametrize(

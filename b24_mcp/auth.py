@@ -1,0 +1,93 @@
+"""How each request is signed, and how a rejected one is recovered: one object, chosen once from the settings.
+
+Webhook or OAuth is decided here and nowhere else (the way httpx's `Auth` works): the client asks the auth
+object for the method's URL and for the body to send, and hands it back any rejection. A webhook signs with
+the code in the URL path and cannot recover; an OAuth application signs with `auth=` and, when the portal
+rejects the token (`expired_token`, `invalid_token`, or `NO_AUTH_FOUND` after another window rotated it),
+re-reads the shared pair or renews it once, within the call's deadline (`oauth.OAuthSession.recover`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .settings import OAuthConfig, Settings, WebhookConfig
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .oauth import OAuthSession
+
+
+class Auth:
+    """The interface the client uses; `Webhook` and `OAuth` below are the two kinds."""
+
+    oauth: bool = False
+    host: str
+    setting: str  # the variable that holds the portal's address, named in redirect errors
+
+    def url(self, method: str) -> str:
+        raise NotImplementedError
+
+    async def sign(self, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """The body to send and the credential it carries (handed back to `recover`)."""
+        raise NotImplementedError
+
+    async def recover(self, used: str | None, deadline: float) -> None:
+        """After a rejection that `errors.classify` marked "reauth": make the next `sign` use a live token."""
+        raise NotImplementedError
+
+
+class Webhook(Auth):
+    """`https://{portal}/rest/{user}/{code}/{method}`: the code in the path is the signature."""
+
+    setting = "B24_WEBHOOK_URL"
+
+    def __init__(self, config: WebhookConfig) -> None:
+        self.host = config.host
+        self._base = config.url
+        self._urls: dict[str, str] = {}
+
+    def url(self, method: str) -> str:
+        url = self._urls.get(method)
+        if url is None:
+            url = self._urls[method] = self._base + method
+        return url
+
+    async def sign(self, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        return params, None
+
+    async def recover(self, used: str | None, deadline: float) -> None:  # pragma: no cover - never classified so
+        raise AssertionError("a webhook has nothing to renew")
+
+
+class OAuth(Auth):
+    """`https://{portal}/rest/{method}` with `auth={access_token}`; the token pair lives in an `OAuthSession`."""
+
+    oauth = True
+    setting = "B24_PORTAL_URL"
+
+    def __init__(self, config: OAuthConfig, session: OAuthSession) -> None:
+        self.host = config.host
+        self._base = f"{config.portal_url}/rest/"
+        self.session = session
+
+    def url(self, method: str) -> str:
+        return self._base + method
+
+    async def sign(self, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        token = await self.session.access_token()
+        return {**params, "auth": token}, token
+
+    async def recover(self, used: str | None, deadline: float) -> None:
+        assert used is not None
+        await self.session.recover(used, deadline)
+
+
+def for_settings(settings: Settings, http: httpx.AsyncClient) -> Auth:
+    """The auth object for the configured mode (OAuth's token file machinery is imported only when used)."""
+    if isinstance(settings.auth, WebhookConfig):
+        return Webhook(settings.auth)
+    from .oauth import session_for
+
+    return OAuth(settings.auth, session_for(settings, http))

@@ -1,0 +1,183 @@
+"""One HTTP exchange with a Bitrix24 portal or OAuth server, bounded in size, and its failures explained.
+
+Whatever comes back is read as a stream and stops at `MAX_ANSWER_BYTES` after decompression, with our own
+decompressor (httpx's would inflate a gzip bomb's 64 KiB chunk into ~64 MiB before we saw it), so a hostile
+or broken upstream costs a few MiB at most and ends in a clear error. Redirects are never followed: a POST
+carrying a webhook code or a token must not be replayed to another host; the error names where it pointed.
+Every failure below HTTP becomes an `UpstreamError` (or a `ConfigError` for a setting such as SSL_CERT_FILE)
+whose message names the host and the likely cause, never the URL, whose path holds the webhook code.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import urllib.request
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .errors import ConfigError, UpstreamError
+from .logs import redact
+
+# A window of 50 + 50 messages of 20,000 characters, JSON-escaped, stays well below this; anything larger is not
+# an answer b24-mcp asked for.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+ACCEPT_ENCODING = "gzip, deflate"  # what we can inflate with a bound; br/zstd are not asked for
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    location: str | None = None  # where a 3xx answer pointed
+
+
+class _Inflater:
+    """Incremental, bounded decompression of one Content-Encoding."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}[encoding]
+        self._d = zlib.decompressobj(wbits)
+        self._first = True
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """At most `room + 1` bytes of output (one more than fits tells the caller it overflowed)."""
+        out = bytearray()
+        while data and len(out) <= room:
+            try:
+                out += self._d.decompress(data, room + 1 - len(out))
+            except zlib.error:
+                if not (self._first and self.encoding == "deflate"):
+                    raise
+                self._d = zlib.decompressobj(-zlib.MAX_WBITS)  # some servers send raw deflate
+                out += self._d.decompress(data, room + 1 - len(out))
+            self._first = False
+            data = self._d.unconsumed_tail
+        return bytes(out)
+
+
+async def exchange(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    host: str,
+    json: Any = None,
+    data: dict[str, str] | None = None,
+    limit: int = MAX_ANSWER_BYTES,
+) -> Reply:
+    """POST and read the answer, at most `limit` bytes once decompressed. Raises UpstreamError/ConfigError."""
+    headers = {"Accept-Encoding": ACCEPT_ENCODING}
+    try:
+        async with http.stream("POST", url, json=json, data=data, headers=headers) as response:
+            if response.is_redirect:
+                return Reply(response.status_code, b"", response.headers.get("location", ""))
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+                raise UpstreamError(
+                    f"{host} answered HTTP {response.status_code} in an encoding b24-mcp did not ask for "
+                    f"({encoding[:20]!r}); a proxy may be rewriting answers.",
+                    status=response.status_code,
+                )
+            inflater = _Inflater(encoding) if encoding not in ("identity", "") else None
+            body = bytearray()
+            async for chunk in _raw(response):
+                piece = inflater.feed(chunk, limit - len(body)) if inflater else chunk
+                body += piece
+                if len(body) > limit:
+                    raise UpstreamError(
+                        f"{host} sent an answer larger than {limit // (1024 * 1024)} MiB (HTTP "
+                        f"{response.status_code}); b24-mcp stopped reading it. No Bitrix24 answer is that large: "
+                        "a proxy or the portal is misbehaving.",
+                        status=response.status_code,
+                    )
+            return Reply(response.status_code, bytes(body))
+    except zlib.error:
+        raise UpstreamError(f"{host} sent a compressed answer that is corrupt; try again.", retryable=True) from None
+    except httpx.HTTPError as exc:
+        raise network_error(host, exc) from None
+
+
+async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as sent (still compressed); a response built in memory (a mock transport) is one chunk."""
+    if response.is_stream_consumed and hasattr(response, "_content"):
+        yield response.content
+        return
+    async for chunk in response.aiter_raw():
+        yield chunk
+
+
+def network_error(host: str, exc: httpx.HTTPError) -> UpstreamError:
+    """A failure below HTTP, explained; the message names the host (and the setting at fault), never the URL."""
+    reason = redact(str(exc))[:300] or type(exc).__name__
+    cause = exc.__context__ or exc.__cause__
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__context__ or cause.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in reason:
+        if "hostname mismatch" in reason.lower() or "doesn't match" in reason or "not valid for" in reason:
+            return UpstreamError(
+                f"The TLS certificate of {host} is for another name (hostname mismatch): use the portal's own "
+                "address in B24_WEBHOOK_URL or B24_PORTAL_URL, the one its certificate names."
+            )
+        hint = (
+            "SSL_CERT_FILE points to a CA that did not sign it"
+            if os.environ.get("SSL_CERT_FILE")
+            else ("for an on-premise portal with an internal CA, set SSL_CERT_FILE to that CA's PEM file")
+        )
+        return UpstreamError(f"The TLS certificate of {host} could not be verified ({reason}); {hint}.")
+    proxy = proxy_for(host)
+    if proxy is not None and isinstance(exc, (httpx.ProxyError, httpx.ConnectError, httpx.ConnectTimeout)):
+        return UpstreamError(
+            f"Could not reach Bitrix24 at {host} through the proxy {proxy} (set by HTTPS_PROXY/ALL_PROXY): "
+            f"{reason}. Fix or unset the proxy variable, or add the host to NO_PROXY.",
+            retryable=True,
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamError(f"Could not connect to {host} ({reason}); check the address.", retryable=True)
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamError(f"{host} timed out ({reason}).", retryable=True)
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return UpstreamError(f"{host} broke off the answer ({reason}); try again.", retryable=True)
+    return UpstreamError(f"The connection to {host} failed ({reason}); try again.", retryable=True)
+
+
+def proxy_for(host: str) -> str | None:
+    """The proxy's host:port that httpx uses for https://host (from the environment), or None."""
+    hostname = host.rsplit(":", 1)[0].strip("[]")
+    if urllib.request.proxy_bypass(hostname):
+        return None
+    proxy = urllib.request.getproxies().get("https") or urllib.request.getproxies().get("all")
+    return urlsplit(proxy).netloc.rsplit("@", 1)[-1] if proxy else None
+
+
+def redirect_error(host: str, status: int, location: str, setting: str) -> UpstreamError:
+    """A 3xx from the portal: never followed, since the request carries a secret; say where it pointed."""
+    target = urlsplit(location)
+    where = f"{target.scheme}://{target.netloc}" if target.netloc else "another path on the same host"
+    return UpstreamError(
+        f"{host} answered HTTP {status}, a redirect to {where[:100]}, which b24-mcp does not follow (the request "
+        f"carries a secret). If the portal moved, put its new address in {setting}.",
+        status=status,
+    )
+
+
+def make_http(timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The process's one HTTP client. trust_env stays on so SSL_CERT_FILE (an on-premise CA) is honoured."""
+    try:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "b24-mcp"},
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+            follow_redirects=False,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"SSL_CERT_FILE={os.environ.get('SSL_CERT_FILE', '')!r} (or SSL_CERT_DIR) could not be loaded as a "
+            f"CA bundle ({type(exc).__name__}): point it to a readable PEM file, or unset it."
+        ) from None
