@@ -3,7 +3,8 @@
 A bad configuration never stops the server from starting: hosts show a server that fails to start as a
 bare "failed" with no reason. Instead the problem is logged once, in one line, and `get_chat` returns it to
 the model, naming the variable to fix. Heavy imports (the SDK, httpx) wait until a path needs them, so
-`--help`, `--version` and a bad option answer at once.
+`--help`, `--version` and a bad option answer at once; so does an unsafe HTTP bind, which is refused (one
+line, exit 2) before the SDK is even imported. Running the server on a transport is `transport`'s job.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="streamable-http: address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8000, help="streamable-http: port (default 8000)")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="streamable-http: a Host header to accept, HOST or HOST:PORT (repeatable). Required when --host is "
+        "not a loopback address, e.g. --allowed-host mcp.example.com; other Hosts and Origins are refused",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(
         "check",
@@ -74,6 +83,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
 
+    from . import transport
+
+    security = None
+    if args.transport == "streamable-http":
+        try:
+            security = transport.transport_security(args.host, args.allowed_host)
+        except ConfigError as err:
+            # Checked before logging and settings, so the refusal is the only line: nothing is served.
+            print(f"b24-mcp: error: {err}", file=sys.stderr)
+            sys.exit(2)
+
     logs.setup(config.log_level(os.environ))
     settings: config.Settings | ConfigError
     try:
@@ -86,17 +106,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     server = build_server(settings)
     try:
-        if args.transport == "stdio":
-            server.run()
+        if security is None:
+            transport.serve_stdio(server)
         else:
-            if not config.is_loopback(args.host):
-                logging.getLogger("b24_mcp").warning(
-                    "serving on %s without TLS or authentication: put a reverse proxy with both in front of it "
-                    "(see the README) before anyone else can reach it",
-                    args.host,
-                )
-            # Stateless with JSON answers: any instance can serve any request, so several can sit behind a
-            # load balancer, and no session state is lost when one restarts.
-            server.run("streamable-http", host=args.host, port=args.port, stateless_http=True, json_response=True)
+            transport.serve_http(server, host=args.host, port=args.port, security=security)
     except KeyboardInterrupt:
         sys.exit(130)

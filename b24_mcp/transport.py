@@ -1,0 +1,154 @@
+"""Serving the MCP server over a transport: stdio, or Streamable HTTP with a Host/Origin policy for every bind.
+
+The SDK turns on DNS-rebinding protection (checking the Host and Origin headers) only when the bind address
+is literally 127.0.0.1, localhost or ::1; bound to 127.0.0.2 or 0.0.0.0 it accepts any Host, so a web page
+on a domain that resolves to this machine could drive the server from a browser. `transport_security`
+decides the policy for any bind address as a pure function, so it can be tested as a table and checked
+before anything is served:
+
+- a loopback bind accepts the loopback names (127.0.0.1, localhost, [::1] and the bound address itself);
+- any other bind accepts only the names given with `--allowed-host`, and refuses to start without one;
+- `--allowed-host` also extends a loopback bind (a local reverse proxy passing its own Host header);
+- Origins follow the allowed hosts, over http and https.
+
+`serve_http` runs uvicorn itself rather than through `MCPServer.run`, so that its logs pass through our
+stderr handler (which masks secrets), nothing ever reaches stdout, and the "serving at" line is printed
+only once the port is really bound.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import socket
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+from .settings import is_loopback
+
+if TYPE_CHECKING:  # importing the SDK takes about a second: a refused start should not wait for it
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.transport_security import TransportSecuritySettings
+
+PATH = "/mcp"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+EXAMPLE = "--allowed-host mcp.example.com"
+
+log = logging.getLogger("b24_mcp")
+
+# Host names as clients send them: letters, digits, dots, hyphens (and underscores, common in container names).
+_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?")
+_FORM = "HOST or HOST:PORT, e.g. " + EXAMPLE
+
+
+def serve_stdio(server: MCPServer) -> None:
+    """JSON-RPC on stdin/stdout: what desktop hosts launch. Nothing else may write to stdout."""
+    server.run()
+
+
+def transport_security(bind_host: str, allowed_hosts: Iterable[str] = ()) -> TransportSecuritySettings:
+    """The Host/Origin policy for serving on `bind_host`; `ConfigError` (one line) when it cannot be safe.
+
+    Each name is allowed bare (a proxy on port 80/443 sends no port) and as `NAME:*`, the SDK's pattern for
+    "any port"; a `--allowed-host HOST:PORT` allows that port only. The SDK cannot match 127.*, so a loopback
+    bind lists the usual names plus the address it is bound to: no other 127.x address reaches it directly.
+    """
+    extra = [_allowed_host(raw) for raw in allowed_hosts]  # validated first: a typo is reported as such
+    if is_loopback(bind_host):
+        names = [*LOOPBACK_NAMES, _host_form(bind_host), *extra]
+    elif extra:
+        names = extra
+    else:
+        raise ConfigError(
+            f"--host {bind_host} is not a loopback address, so name the host names clients will use to reach it "
+            f"(other Host headers are refused, against DNS rebinding): add e.g. {EXAMPLE}"
+        )
+    hosts = list(dict.fromkeys(h for name in names for h in ((name,) if _has_port(name) else (name, f"{name}:*"))))
+    origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSecuritySettings) -> None:
+    """Streamable HTTP at `PATH`, stateless with JSON answers, refusing Hosts and Origins outside `security`."""
+    import uvicorn
+
+    if not is_loopback(host):
+        log.warning(
+            "serving on %s with no TLS or authentication of its own: put a reverse proxy with both in front of it "
+            "(see the README) before anyone else can reach it",
+            host,
+        )
+    url = f"http://{_host_form(host)}:{port}{PATH}"
+    named = [h for h in security.allowed_hosts if not h.endswith(":*") and not is_loopback(_hostname(h))]
+    line = f"b24-mcp: serving MCP over Streamable HTTP at {url}"
+    if named:
+        line += f" for Host {', '.join(named)}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # bound: a port already in use gets uvicorn's error line instead
+                print(line, file=sys.stderr, flush=True)
+
+    # Stateless with JSON answers: any instance can serve any request, so several can sit behind a load
+    # balancer, and no session state is lost when one restarts.
+    app = server.streamable_http_app(
+        stateless_http=True, json_response=True, streamable_http_path=PATH, transport_security=security, host=host
+    )
+    # log_config=None: uvicorn keeps its hands off logging, so its records (access lines at INFO) go to the
+    # root handler on stderr at B24_LOG_LEVEL, never to stdout as its default config would send them.
+    Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=None)).run()
+
+
+def _allowed_host(raw: str) -> str:
+    """One `--allowed-host` value, normalised to what a Host header carries (lower case, IPv6 in brackets)."""
+    if not raw or re.search(r"\s", raw):
+        raise ConfigError(f"--allowed-host {raw!r} must be a host name without spaces; expected {_FORM}")
+    if "://" in raw or re.search(r"[/?#@\\]", raw):
+        raise ConfigError(f"--allowed-host {raw!r} must be a bare host name, no scheme or path; expected {_FORM}")
+    value = raw.lower()
+    bracketed = re.fullmatch(r"\[([^\]]+)\](?::([^:]*))?", value)
+    if bracketed:
+        name, port = bracketed[1], bracketed[2]
+    elif value.count(":") > 1:
+        name, port = value, None  # a bare IPv6 address: no room for a port
+    else:
+        name, _, port = value.partition(":")
+        port = port if ":" in value else None
+    if bracketed or ":" in name:  # brackets hold an IPv6 address and nothing else
+        try:
+            name = f"[{ipaddress.IPv6Address(name).compressed}]"
+        except ValueError:
+            raise ConfigError(f"--allowed-host {raw!r} is not an IPv6 address; expected e.g. [2001:db8::1]") from None
+    elif not _NAME.fullmatch(name):
+        raise ConfigError(f"--allowed-host {raw!r} is not a host name (no wildcards); expected {_FORM}")
+    if port is None:
+        return name
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(
+            f"--allowed-host {raw!r} has a bad port: expected a number from 1 to 65535, e.g. {EXAMPLE}:8443"
+        )
+    return f"{name}:{int(port)}"
+
+
+def _host_form(host: str) -> str:
+    """A bind address as it appears in a Host header or URL: IPv6 in brackets, the rest as given."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.lower()
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
+def _has_port(name: str) -> bool:
+    return re.search(r":[0-9]+$", name) is not None  # IPv6 addresses are bracketed: "[::1]" has no port
+
+
+def _hostname(host: str) -> str:
+    return host.rpartition(":")[0] if _has_port(host) else host

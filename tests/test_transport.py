@@ -1,0 +1,236 @@
+"""The HTTP bind policy: which Host and Origin headers each bind address accepts, and which binds are refused.
+
+The policy is a pure function, so most of this is a table, judged by the SDK's own checker (its
+`TransportSecurityMiddleware`) rather than by the lists' contents: what matters is what a request meets.
+Two subprocess tests then show the command does what the table says: a real server on 127.0.0.2 (an
+address the SDK alone leaves unprotected) answering a good Host and refusing a foreign Host and Origin, and
+`--host 0.0.0.0` without `--allowed-host` refused before anything is served.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.requests import Request
+
+from b24_mcp.errors import ConfigError
+from b24_mcp.transport import transport_security
+from tests.e2e import ROOT, server_env
+
+
+def accepts(settings: TransportSecuritySettings, host: str, origin: str | None = None) -> bool:
+    """Whether the SDK's checker lets a GET with these headers through."""
+    headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+    request = Request({"type": "http", "method": "GET", "path": "/mcp", "headers": headers})
+
+    async def check() -> bool:
+        return await TransportSecurityMiddleware(settings).validate_request(request) is None
+
+    return anyio.run(check)
+
+
+HOSTS: list[tuple[str, list[str], list[str], list[str]]] = [
+    # bind host, --allowed-host values, Host headers accepted, Host headers refused
+    (
+        "127.0.0.1",
+        [],
+        ["127.0.0.1:8000", "127.0.0.1", "localhost:8000", "localhost", "[::1]:8000"],
+        ["evil.example.com", "evil.example.com:8000", "127.0.0.1.evil.example.com:8000", ""],
+    ),
+    ("127.0.0.2", [], ["127.0.0.2:8000", "127.0.0.2", "127.0.0.1:8000", "localhost:8000"], ["evil.example.com:8000"]),
+    ("127.1.2.3", [], ["127.1.2.3:9000", "localhost:9000"], ["127.1.2.4:9000", "evil.example.com"]),
+    ("::1", [], ["[::1]:8000", "[::1]", "localhost:8000"], ["evil.example.com:8000", "::1"]),
+    ("localhost", [], ["localhost:8000", "127.0.0.1:8000"], ["evil.example.com"]),
+    # A local reverse proxy passing its own Host header: named, and added to the loopback names.
+    (
+        "127.0.0.1",
+        ["proxy.internal"],
+        ["proxy.internal", "proxy.internal:8080", "localhost:8000"],
+        ["evil.example.com"],
+    ),
+    # Beyond loopback only the named hosts pass: not the bind address, not loopback names.
+    (
+        "0.0.0.0",
+        ["mcp.example.com"],
+        ["mcp.example.com", "mcp.example.com:443"],
+        ["0.0.0.0:8000", "localhost:8000", "127.0.0.1:8000", "evil.example.com", "mcp.example.com.evil.example.com"],
+    ),
+    (
+        "192.0.2.10",
+        ["mcp.example.com:8443"],
+        ["mcp.example.com:8443"],
+        ["mcp.example.com", "mcp.example.com:8444", "192.0.2.10:8443"],
+    ),
+    ("mcp-host.internal", ["MCP.Example.COM"], ["mcp.example.com"], ["mcp-host.internal:8000"]),
+    ("::", ["[2001:db8::1]:8443", "2001:db8::2"], ["[2001:db8::1]:8443", "[2001:db8::2]:80"], ["[2001:db8::1]:80"]),
+]
+
+
+@pytest.mark.parametrize(("bind", "allowed", "good", "bad"), HOSTS)
+def test_host_policy(bind: str, allowed: list[str], good: list[str], bad: list[str]) -> None:
+    settings = transport_security(bind, allowed)
+    assert settings.enable_dns_rebinding_protection
+    assert [h for h in good if not accepts(settings, h)] == []
+    assert [h for h in bad if accepts(settings, h)] == []
+
+
+ORIGINS: list[tuple[str, list[str], str, list[str], list[str]]] = [
+    # bind host, --allowed-host values, a Host that passes, Origins accepted, Origins refused
+    (
+        "127.0.0.2",
+        [],
+        "127.0.0.2:8000",
+        ["http://localhost:5173", "http://127.0.0.1:8000", "https://localhost", "http://127.0.0.2:8000"],
+        ["http://evil.example.com", "https://evil.example.com:8000", "http://localhost.evil.example.com:80", "null"],
+    ),
+    (
+        "0.0.0.0",
+        ["mcp.example.com"],
+        "mcp.example.com",
+        ["https://mcp.example.com", "http://mcp.example.com:8080"],
+        ["http://localhost:3000", "https://evil.example.com", "https://mcp.example.com.evil.example.com"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("bind", "allowed", "host", "good", "bad"), ORIGINS)
+def test_origins_follow_the_allowed_hosts(
+    bind: str, allowed: list[str], host: str, good: list[str], bad: list[str]
+) -> None:
+    settings = transport_security(bind, allowed)
+    assert accepts(settings, host)  # no Origin at all: a same-origin or non-browser client
+    assert [o for o in good if not accepts(settings, host, o)] == []
+    assert [o for o in bad if accepts(settings, host, o)] == []
+
+
+REFUSED: list[tuple[str, list[str], str]] = [
+    # bind host, --allowed-host values, what the one-line error must say
+    ("0.0.0.0", [], "--allowed-host mcp.example.com"),
+    ("::", [], "--allowed-host mcp.example.com"),
+    ("192.0.2.10", [], "--allowed-host mcp.example.com"),
+    ("mcp-host.internal", [], "--allowed-host mcp.example.com"),
+    ("127.0.0.1", ["https://mcp.example.com"], "no scheme or path"),
+    ("0.0.0.0", ["mcp.example.com/mcp"], "no scheme or path"),
+    ("0.0.0.0", ["mcp example.com"], "without spaces"),
+    ("0.0.0.0", [""], "without spaces"),
+    ("0.0.0.0", ["*.example.com"], "no wildcards"),
+    ("0.0.0.0", ["mcp.example.com:0"], "bad port"),
+    ("0.0.0.0", ["mcp.example.com:99999"], "bad port"),
+    ("0.0.0.0", ["mcp.example.com:"], "bad port"),
+    ("0.0.0.0", ["[mcp.example.com]"], "not an IPv6 address"),
+    ("0.0.0.0", ["mcp.example.com", "bad host"], "'bad host'"),  # every value is checked, not just the first
+]
+
+
+@pytest.mark.parametrize(("bind", "allowed", "says"), REFUSED)
+def test_refused(bind: str, allowed: list[str], says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        transport_security(bind, allowed)
+    message = str(caught.value)
+    assert says in message and "--allowed-host" in message
+    assert "\n" not in message
+
+
+def _start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "b24_mcp", *args], stdout=stdout, stderr=stderr, env=server_env(), cwd=ROOT
+        )
+    return proc, out, err
+
+
+def _wait_for_port(proc: subprocess.Popen[bytes], host: str, port: int, err: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the server exited with {proc.returncode}: {err.read_text()}"
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"nothing listened on {host}:{port} within 10 s: {err.read_text()}")
+
+
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}},
+}
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.mark.e2e
+def test_http_on_another_loopback_address_refuses_foreign_hosts_and_origins(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.2", 0))
+        port = probe.getsockname()[1]
+    proc, out, err = _start(
+        ["--demo", "--transport", "streamable-http", "--host", "127.0.0.2", "--port", str(port)], tmp_path
+    )
+    try:
+        _wait_for_port(proc, "127.0.0.2", port, err)
+        good = {**HEADERS, "Host": f"127.0.0.2:{port}"}
+        with httpx.Client(base_url=f"http://127.0.0.2:{port}", timeout=10, trust_env=False) as http:
+            init = http.post("/mcp", json=INITIALIZE, headers=good)
+            assert init.status_code == 200, init.text
+            assert init.json()["result"]["serverInfo"]["name"] == "b24-mcp"
+            listed = http.post(
+                "/mcp",
+                json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                headers={**good, "MCP-Protocol-Version": "2025-11-25"},
+            )
+            assert listed.status_code == 200, listed.text
+            assert [t["name"] for t in listed.json()["result"]["tools"]] == ["get_chat"]
+
+            # What the SDK answers: 421 Misdirected Request for a Host, 403 Forbidden for an Origin.
+            rebound = http.post("/mcp", json=INITIALIZE, headers={**HEADERS, "Host": "evil.example.com"})
+            assert (rebound.status_code, rebound.text) == (421, "Invalid Host header")
+            foreign = http.post("/mcp", json=INITIALIZE, headers={**good, "Origin": "http://evil.example.com"})
+            assert (foreign.status_code, foreign.text) == (403, "Invalid Origin header")
+
+        if sys.platform != "win32":  # Ctrl-C: exit 130, no traceback
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == 130
+        stderr = err.read_text()
+        assert out.read_text() == ""  # nothing but JSON-RPC on stdout, and over HTTP nothing at all
+        assert stderr.count(f"b24-mcp: serving MCP over Streamable HTTP at http://127.0.0.2:{port}/mcp\n") == 1
+        assert "Traceback" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.e2e
+def test_http_beyond_loopback_without_allowed_host_is_refused_before_serving(tmp_path: Path) -> None:
+    # Should the check ever be skipped, the server must not bind 0.0.0.0: hold the port on loopback so the bind
+    # fails (uvicorn's exit 3, not our 2) instead of exposing anything.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        command = ["--demo", "--transport", "streamable-http", "--host", "0.0.0.0", "--port", str(port)]
+        done = subprocess.run(
+            [sys.executable, "-m", "b24_mcp", *command],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=server_env(),
+            cwd=ROOT,
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert "--allowed-host mcp.example.com" in line and "Traceback" not in done.stderr
