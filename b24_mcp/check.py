@@ -87,7 +87,7 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
     return rows
 
 
-def server_env(env: Mapping[str, str]) -> dict[str, str]:
+def spawn_env(env: Mapping[str, str]) -> dict[str, str]:
     """What the spawned server needs: B24_* and the TLS/proxy variables (the SDK passes neither by itself)."""
     wanted = set(PASS_THROUGH) | {v.lower() for v in PASS_THROUGH}
     return {k: v for k, v in env.items() if k.startswith("B24_") or k in wanted}
@@ -109,9 +109,14 @@ async def _reach(settings: config.Settings) -> str:
     return f"{settings.host} answered HTTP {response.status_code} in {(time.monotonic() - started) * 1000:.0f} ms"
 
 
-async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) -> tuple[bool, str]:
+async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) -> tuple[bool, str, str | None, str]:
+    """Start b24-mcp over stdio, list its tools, and (with a dialog) call get_chat and get_messages for real.
+
+    Returns (get_chat succeeded, its first text block, its Bitrix24 error code, what get_messages said)."""
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
+
+    from .tools import CODE_META
 
     params = StdioServerParameters(command=sys.executable, args=["-m", "b24_mcp", *argv], env=env)
     # The server's stderr is kept aside and shown only if the round trip itself fails.
@@ -120,16 +125,28 @@ async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) 
             async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
                 tools = [t.name for t in (await client.list_tools()).tools]
                 if "get_chat" not in tools:
-                    return False, f"the server lists {tools}, not get_chat"
+                    return False, f"the server lists {tools}, not get_chat", None, ""
                 if dialog is None:
-                    return True, "server started over stdio and lists get_chat (pass --dialog chatN to fetch a chat)"
+                    listed = ", ".join(tools)
+                    return True, f"server started over stdio and lists {listed} (pass --dialog chatN)", None, ""
                 result = await client.call_tool("get_chat", {"dialogId": dialog})
+                messages = None
+                if not result.is_error:
+                    messages = await client.call_tool("get_messages", {"dialogId": dialog, "range": 1})
         except Exception as err:
             errlog.seek(0)
             tail = " | ".join(errlog.read().strip().splitlines()[-3:])
             raise RuntimeError(f"{type(err).__name__}: {err}; server stderr: {tail or '(empty)'}") from None
     text = "\n    ".join(getattr(block, "text", "") for block in result.content[:1]).replace("\n", "\n    ")
-    return not result.is_error, text
+    code = (result.meta or {}).get(CODE_META)
+    reading = ""
+    if messages is not None:
+        if not messages.is_error:
+            reading = "the bot can read this chat's messages (get_messages works)"
+        else:
+            said = getattr(messages.content[0], "text", "") if messages.content else ""
+            reading = f"the bot cannot read messages here: {said}"
+    return not result.is_error, text, code if isinstance(code, str) else None, reading
 
 
 def run(argv: list[str], *, demo: bool, dialog: str | None, env: Mapping[str, str], out: TextIO) -> int:
@@ -158,9 +175,9 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
             report.line("→", "Verdict: the portal cannot be reached from here; fix the address or network first.")
             return 1
     try:
-        ok, said = await report.step(
+        ok, said, code, reading = await report.step(
             "starting b24-mcp over stdio and calling get_chat" if dialog else "starting b24-mcp over stdio",
-            lambda: _round_trip(argv, server_env(env), dialog),
+            lambda: _round_trip(argv, spawn_env(env), dialog),
         )
     except Exception as err:
         report.line("✗", f"MCP round trip: the server did not answer ({err})")
@@ -168,18 +185,27 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
         return 1
     label = f"get_chat({dialog})" if dialog else "MCP round trip"
     report.line("✓" if ok else "✗", f"{label}: {said}")
+    if reading:
+        report.line("!" if "cannot" in reading.split(":")[0] else "✓", f"get_messages({dialog}): {reading}")
     if ok:
         report.line("→", "Verdict: all good. Add the server to your MCP host (see the README) and ask about a chat.")
         return 0
-    report.line("→", f"Verdict: get_chat failed; the message above says what to fix. {_advice(said)}")
+    advice = _advice(code, settings.mode)
+    report.line("→", f"Verdict: get_chat failed; the message above says what to fix.{' ' + advice if advice else ''}")
     return 1
 
 
-def _advice(message: str) -> str:
-    if "ACCESS_DENIED" in message:
+def _advice(code: str | None, mode: str) -> str:
+    """The next step for the Bitrix24 code the server put in the result's _meta (no searching of message text)."""
+    if code == "ACCESS_DENIED":
         return "Add the bot to that chat, or try a chat the bot is in."
-    if "NO_AUTH_FOUND" in message or "insufficient_scope" in message:
+    if code in ("NO_AUTH_FOUND", "insufficient_scope", "invalid_token", "expired_token"):
+        if mode == "oauth":
+            return (
+                "Re-check the OAuth settings (B24_PORTAL_URL, B24_CLIENT_ID, B24_CLIENT_SECRET, the tokens and "
+                "B24_TOKEN_FILE) and that the app has the imbot permission."
+            )
         return "Re-check the webhook (B24_WEBHOOK_URL) and that it has the imbot permission."
-    if "BOT_" in message:
+    if code is not None and code.startswith("BOT_"):
         return "Re-check B24_BOT_ID and B24_BOT_TOKEN."
     return ""
