@@ -1,26 +1,25 @@
-"""A stand-in Bitrix24 portal for the tests: a real HTTP(S) server on 127.0.0.1 that answers imbot.v2.Chat.get.
+"""A stand-in Bitrix24 portal for the tests: a real HTTP(S) server on 127.0.0.1 in front of `b24_mcp.standin`.
 
 Why a real server and not a mock: end-to-end tests run b24-mcp as a subprocess, which can only be reached
 through a socket, and TLS, keep-alive, hangs and half-sent bodies only exist on a real connection. It runs in
 its own threads (one per request, so concurrency is real and measurable), binds 127.0.0.1 only, and records
 every request it receives, so tests assert what the portal saw rather than what the client believes it sent.
 
-It behaves like a portal with one bot: webhook auth by path, OAuth by `auth=` with rotating refresh tokens
-(`/oauth/token/`), Bitrix24's leaky bucket when `rate`/`burst` are given, and scripted faults (`script()`)
-that are answered in order before normal behaviour resumes.
+What the portal answers is `b24_mcp.standin.StandIn`'s, shared with `b24-mcp --demo` (webhook auth by path,
+OAuth by `auth=` with rotating refresh tokens at `/oauth/token/`, the imbot.v2 methods). This face adds what
+only a server has: Bitrix24's leaky bucket when `rate`/`burst` are given, a fixed `delay`, and scripted
+faults (`script()`) that are answered in order before normal behaviour resumes.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import secrets
 import socket
 import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,33 +28,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import trustme
 
-DOC_CHAT: dict[str, Any] = {  # the example on imbot.v2.Chat.get's page, field for field
-    "id": 5, "dialogId": "chat5", "name": "Support Chat", "description": "", "type": "chat", "messageType": "C",
-    "owner": 456, "color": "#4ba984", "avatar": "", "extranet": False, "containsCollaber": False,
-    "entityType": "", "entityId": "", "entityData1": "", "entityData2": "", "entityData3": "", "entityLink": {},
-    "diskFolderId": 42, "role": "owner", "permissions": {}, "muteList": [], "parentChatId": None,
-    "parentMessageId": None, "isNew": False, "textFieldEnabled": "Y", "backgroundId": None,
-    "dateCreate": "2025-01-15T10:00:00+01:00", "lastMessageId": 789, "lastMessageViews": "{}", "lastId": 789,
-    "managerList": [], "markedId": None, "messageCount": 15, "public": "", "unreadId": None, "userCounter": 3,
+from b24_mcp.standin import CHATS, DOC_CHAT, MEMBERS, SCOPES, OAuthApp, StandIn, time_block
+
+# Test-only: a thread whose fields include undocumented ones and PHP's empty arrays, to prove they pass through.
+THREAD = {
+    **DOC_CHAT, "id": 9, "dialogId": "chat9", "name": "Release thread", "type": "thread", "color": None,
+    "dateCreate": None, "lastMessageId": None, "lastId": None, "diskFolderId": None, "parentChatId": 12,
+    "parentMessageId": 34, "entityLink": [], "permissions": [], "aiProvider": "x", "isTemporary": False,
+    "newNested": {"a": [1, 2]},
 }  # fmt: skip
-
-
-def default_chats() -> dict[str, dict[str, Any]]:
-    personal = {**DOC_CHAT, "id": 31, "dialogId": "1", "name": "Anna Petrova", "type": "private",
-                "messageType": "P", "owner": 1, "role": "member", "userCounter": 2, "messageCount": 27}  # fmt: skip
-    thread = {**DOC_CHAT, "id": 9, "dialogId": "chat9", "name": "Release thread", "type": "thread",
-              "color": None, "dateCreate": None, "lastMessageId": None, "lastId": None, "diskFolderId": None,
-              "parentChatId": 12, "parentMessageId": 34, "entityLink": [], "permissions": [],
-              "aiProvider": "x", "isTemporary": False, "newNested": {"a": [1, 2]}}  # fmt: skip
-    return {
-        "chat5": dict(DOC_CHAT),
-        "1": personal,
-        "chat7": {**DOC_CHAT, "id": 7, "dialogId": "chat7", "name": "Board", "role": "none"},
-        "chat9": thread,
-    }
-
-
-NOT_A_MEMBER = {"chat7"}
 
 
 @dataclass
@@ -65,7 +46,6 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: dict[str, Any]
-    at: float
     status: int = 0
 
 
@@ -112,7 +92,9 @@ class Fault:
 
 
 @dataclass
-class OAuthSettings:
+class OAuthSettings(OAuthApp):
+    """The test application, with its seed token pair."""
+
     client_id: str = "local.test.app"
     client_secret: str = "clientSECRET789"
     access_token: str = "accessTOKEN0001"
@@ -122,7 +104,9 @@ class OAuthSettings:
 
 @dataclass
 class _State:
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    """What the HTTP face counts. `lock` is the stand-in's, so a test may hold it to change tokens too."""
+
+    standin: StandIn
     requests: list[RecordedRequest] = field(default_factory=list)
     script: list[Fault] = field(default_factory=list)
     in_flight: int = 0
@@ -130,10 +114,15 @@ class _State:
     refusals: int = 0
     level: float = 0.0
     level_at: float = field(default_factory=time.monotonic)
-    access_tokens: set[str] = field(default_factory=set)
-    refresh_tokens: set[str] = field(default_factory=set)
-    refresh_count: int = 0
-    invalid_grants: int = 0
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self.standin.lock
+
+    @property
+    def refresh_tokens(self) -> set[str]:
+        # test_oauth_e2e clears it to revoke the app; read live, since every refresh replaces the set.
+        return self.standin.refresh_tokens
 
 
 class StandInPortal:
@@ -145,8 +134,9 @@ class StandInPortal:
         tls_ca: trustme.CA | None = None,
         webhook_user: int = 1,
         webhook_code: str = "hookSECRETcode123",
-        bot_id: int = 456,
         bot_token: str = "botSECRETtoken456",
+        bot_type: str = "personal",
+        scopes: Iterable[str] = SCOPES,
         rate: float | None = None,
         burst: int | None = None,
         delay: float = 0.0,
@@ -155,23 +145,31 @@ class StandInPortal:
     ) -> None:
         self.webhook_user = webhook_user
         self.webhook_code = webhook_code
-        self.bot_id = bot_id
         self.bot_token = bot_token
         self.rate = rate
         self.burst = burst
         self.delay = delay
         self.oauth = oauth
         self.refresh_delay = refresh_delay
-        self.chats = default_chats()
-        self._state = _State()
-        if oauth is not None:
-            self._state.access_tokens = {oauth.access_token}
-            self._state.refresh_tokens = {oauth.refresh_token}
         self._tls_ca = tls_ca
         self._tmp = tempfile.TemporaryDirectory(prefix="b24-portal-")
         self.ca_pem_path: Path | None = None
         self._stopping = threading.Event()
         self._server = self._make_server()
+        self.standin = StandIn(
+            webhook_user=webhook_user,
+            webhook_code=webhook_code,
+            bot_token=bot_token,
+            bot_type=bot_type,
+            scopes=scopes,
+            oauth=oauth,
+            portal_url=self.base_url,
+            chats={**CHATS, "chat9": THREAD},
+            members={**MEMBERS, "chat9": [1, 2, 456]},
+        )
+        self.bot_id = self.standin.bot_id
+        self.chats = self.standin.chats
+        self._state = _State(self.standin)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -238,34 +236,23 @@ class StandInPortal:
 
     @property
     def refresh_count(self) -> int:
-        return self._state.refresh_count
+        return self.standin.refresh_count
 
     @property
     def invalid_grants(self) -> int:
-        return self._state.invalid_grants
+        return self.standin.invalid_grants
 
     @property
     def current_access_tokens(self) -> set[str]:
         with self._state.lock:
-            return set(self._state.access_tokens)
+            return set(self.standin.access_tokens)
 
     def script(self, *faults: Fault) -> None:
         with self._state.lock:
             self._state.script.extend(faults)
 
     def expire_access_token(self) -> None:
-        with self._state.lock:
-            self._state.access_tokens.clear()
-
-    def reset(self) -> None:
-        with self._state.lock:
-            self._state.requests.clear()
-            self._state.script.clear()
-            self._state.max_in_flight = self._state.in_flight
-            self._state.refusals = 0
-            self._state.level = 0.0
-            self._state.refresh_count = 0
-            self._state.invalid_grants = 0
+        self.standin.expire_access_tokens()
 
     # -- behaviour ---------------------------------------------------------------------------------------------
     def _admit(self) -> bool:
@@ -286,77 +273,6 @@ class StandInPortal:
     def _next_fault(self) -> Fault | None:
         with self._state.lock:
             return self._state.script.pop(0) if self._state.script else None
-
-    def time_block(self) -> dict[str, Any]:
-        now = time.time()
-        return {
-            "start": now, "finish": now + 0.001, "duration": 0.001, "processing": 0.0005,
-            "date_start": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now)),
-            "date_finish": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now)),
-            "operating": 0.1, "operating_reset_at": int(now) + 600,
-        }  # fmt: skip
-
-    def answer(self, path: str, query: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """The portal's own logic for one REST request (not faults, not the bucket)."""
-        match = re.fullmatch(r"/rest/(?:(?P<user>[^/]+)/(?P<code>[^/]+)/)?(?P<method>[A-Za-z0-9_.]+?)(?:\.json)?", path)
-        if match is None:
-            return 404, {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
-        oauth_call = match["user"] is None
-        if oauth_call:
-            token = body.get("auth") or query.get("auth")
-            if self.oauth is None or not token:
-                return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}
-            with self._state.lock:
-                valid = token in self._state.access_tokens
-            if not valid:
-                return 401, {"error": "expired_token", "error_description": "The access token provided has expired."}
-        elif match["user"] != str(self.webhook_user) or match["code"] != self.webhook_code:
-            return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}
-        if match["method"] != "imbot.v2.Chat.get":
-            return 404, {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
-        if "botId" not in body:
-            return 400, {"error": "BOT_ID_REQUIRED", "error_description": "Bot ID is required"}
-        if str(body["botId"]) != str(self.bot_id):
-            return 400, {"error": "BOT_NOT_FOUND", "error_description": "Bot not found"}
-        if not oauth_call:
-            if not body.get("botToken"):
-                return 400, {"error": "BOT_TOKEN_NOT_SPECIFIED", "error_description": "Bot token is not specified"}
-            if body["botToken"] != self.bot_token:
-                return 403, {
-                    "error": "BOT_OWNERSHIP_ERROR",
-                    "error_description": "Bot is registered by another application",
-                }
-        dialog = str(body.get("dialogId", ""))
-        chat = self.chats.get(dialog)
-        if chat is None or dialog in NOT_A_MEMBER:
-            return 403, {"error": "ACCESS_DENIED", "error_description": "Access denied"}
-        return 200, {"result": {"chat": chat}, "time": self.time_block()}
-
-    def token(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        """`/oauth/token/`: refresh with rotation; a used refresh token is dead."""
-        if self.refresh_delay:
-            time.sleep(self.refresh_delay)
-        oauth = self.oauth
-        if oauth is None or params.get("grant_type") != "refresh_token":
-            return 400, {"error": "invalid_request", "error_description": "Unsupported grant"}
-        if params.get("client_id") != oauth.client_id or params.get("client_secret") != oauth.client_secret:
-            return 401, {"error": "invalid_client", "error_description": "Invalid client credentials"}
-        with self._state.lock:
-            st = self._state
-            if params.get("refresh_token") not in st.refresh_tokens:
-                st.invalid_grants += 1
-                return 400, {"error": "invalid_grant", "error_description": "Invalid grant"}
-            st.refresh_count += 1
-            access, refresh = f"access{secrets.token_hex(8)}", f"refresh{secrets.token_hex(8)}"
-            st.refresh_tokens = {refresh}
-            st.access_tokens = {access}
-        now = int(time.time())
-        return 200, {
-            "access_token": access, "refresh_token": refresh, "expires": now + oauth.access_ttl,
-            "expires_in": oauth.access_ttl, "client_endpoint": self.base_url + "/rest/",
-            "server_endpoint": self.base_url + "/oauth/rest/", "member_id": "a1b2c3", "scope": "imbot",
-            "status": "L", "user_id": 1, "domain": "127.0.0.1",
-        }  # fmt: skip
 
 
 def _method_of(path: str) -> str:
@@ -400,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query))
         body = self._read_body()
-        record = RecordedRequest(self.command, parts.path, query, dict(self.headers), body, time.monotonic())
+        record = RecordedRequest(self.command, parts.path, query, dict(self.headers), body)
         st = portal._state
         with st.lock:
             st.requests.append(record)
@@ -408,7 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
         try:
             if parts.path.rstrip("/") == "/oauth/token":
-                status, payload = portal.token({**query, **{k: str(v) for k, v in body.items()}})
+                if portal.refresh_delay:
+                    time.sleep(portal.refresh_delay)  # widens the window in which concurrent refreshes collide
+                status, payload = portal.standin.token({**query, **{k: str(v) for k, v in body.items()}})
                 record.status = status
                 self._send_json(status, payload)
                 return
@@ -422,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 record.status = self._play(fault)
                 return
-            status, payload = portal.answer(parts.path, query, body)
+            status, payload = portal.standin.answer(self.command, parts.path, query, body)
             record.status = status
             self._send_json(status, payload)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
@@ -452,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(fault.status, fault.body, fault.content_type)
             return fault.status
         if fault.kind == "time_limit":
-            block = {**portal.time_block(), "operating_reset_at": time.time() + fault.seconds}
+            block = {**time_block(), "operating_reset_at": time.time() + fault.seconds}
             error = {
                 "error": "OPERATION_TIME_LIMIT",
                 "error_description": "Method is blocked due to operation time limit.",
@@ -460,7 +378,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(429, {**error, "time": block})
             return 429
         if fault.kind == "ok":
-            block = {**portal.time_block(), **(fault.time_block or {})}
+            block = {**time_block(), **(fault.time_block or {})}
             self._send_json(200, {"result": fault.result, "time": block})
             return 200
         if fault.kind == "hang":
@@ -472,7 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return 0
         if fault.kind == "trickle":
-            body = json.dumps({"result": {"chat": portal.chats["chat5"]}, "time": portal.time_block()}).encode()
+            body = json.dumps({"result": {"chat": portal.chats["chat5"]}, "time": time_block()}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -488,13 +406,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return 200
         raise AssertionError(f"unknown fault {fault.kind}")
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll a condition for at most `timeout` seconds (tests never wait unbounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()

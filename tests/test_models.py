@@ -7,16 +7,7 @@ import pytest
 
 from b24_mcp.errors import InputError
 from b24_mcp.models import Chat, check_bot_id, check_bot_token, check_dialog_id
-
-DOC_CHAT = {  # the example answer on imbot.v2.Chat.get's page, verbatim
-    "id": 5, "dialogId": "chat5", "name": "Support Chat", "description": "", "type": "chat", "messageType": "C",
-    "owner": 456, "color": "#4ba984", "avatar": "", "extranet": False, "containsCollaber": False, "entityType": "",
-    "entityId": "", "entityData1": "", "entityData2": "", "entityData3": "", "entityLink": {}, "diskFolderId": 42,
-    "role": "owner", "permissions": {}, "muteList": [], "parentChatId": None, "parentMessageId": None,
-    "isNew": False, "textFieldEnabled": "Y", "backgroundId": None, "dateCreate": "2025-01-15T10:00:00+01:00",
-    "lastMessageId": 789, "lastMessageViews": "{}", "lastId": 789, "managerList": [], "markedId": None,
-    "messageCount": 15, "public": "", "unreadId": None, "userCounter": 3,
-}  # fmt: skip
+from b24_mcp.standin import DOC_CHAT  # the example answer on imbot.v2.Chat.get's page, verbatim
 
 FACTS_FIELDS = (
     "id dialogId name description type messageType owner color avatar extranet containsCollaber role muteList "
