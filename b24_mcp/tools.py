@@ -116,6 +116,8 @@ def _quote(message: dict[str, Any], users: dict[int, dict[str, Any]]) -> str:
     header = f"[message {message['id']}, {message.get('date') or 'no date'}] {_person(users.get(author), author)}"  # type: ignore[arg-type]
     if message.get("isSystem"):
         header += ", system message"
+    if message.get("forward"):
+        header += ", forwarded"
     text = str(message.get("text") or "")
     shown = text if len(text) <= QUOTED_TEXT_MAX else text[:QUOTED_TEXT_MAX] + f" […{len(text) - QUOTED_TEXT_MAX} more]"
     lines = [clean_text(line, QUOTED_TEXT_MAX + 40) for line in shown.splitlines()] or [""]
