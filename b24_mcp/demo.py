@@ -17,7 +17,7 @@ import httpx
 from .settings import DEMO_BOT_TOKEN, DEMO_WEBHOOK_URL
 from .standin import CHATS, StandIn
 
-__all__ = ["CHATS", "NOTICE", "PORTAL", "handle", "transport"]
+__all__ = ["CHATS", "NOTICE", "PORTAL", "answer", "handle", "transport"]
 
 NOTICE = "DEMO DATA from the built-in demo portal (b24-mcp --demo), not a real Bitrix24 account."
 
@@ -43,14 +43,19 @@ def _params(request: httpx.Request) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def handle(request: httpx.Request) -> httpx.Response:
-    """Answer one request the way a portal with the demo bot (id 456) would."""
+def answer(portal: StandIn, request: httpx.Request) -> httpx.Response:
+    """Answer one request the way `portal` would (the tests use it with portals of their own)."""
     query = dict(request.url.params)
     if request.url.path.rstrip("/") == "/oauth/token":
-        status, body = PORTAL.token({**query, **{k: str(v) for k, v in _params(request).items()}})
+        status, body = portal.token({**query, **{k: str(v) for k, v in _params(request).items()}})
     else:
-        status, body = PORTAL.answer(request.method, request.url.path, query, _params(request))
+        status, body = portal.answer(request.method, request.url.path, query, _params(request))
     return httpx.Response(status, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+
+
+def handle(request: httpx.Request) -> httpx.Response:
+    """Answer one request the way the demo portal (bot 456) would."""
+    return answer(PORTAL, request)
 
 
 def transport() -> httpx.MockTransport:

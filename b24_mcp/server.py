@@ -10,6 +10,7 @@ is kept, but the SDK does not validate `structuredContent` a second time: the cl
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -118,8 +119,14 @@ def _tool(spec: ToolSpec, call: Callable[[dict[str, Any], Context | None], Any])
     from .arguments import input_schema
 
     tool.parameters = input_schema(spec.args)
-    tool.fn_metadata.output_schema = spec.output.model_json_schema()  # advertised; not validated again
+    tool.fn_metadata.output_schema = _output_schema(spec.output)  # advertised; not validated again
     return tool
+
+
+@functools.cache
+def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """Made once per process (pydantic's schema generation is most of build_server's cost)."""
+    return model.model_json_schema()
 
 
 def spec_annotations(spec: ToolSpec) -> Any:

@@ -1,0 +1,194 @@
+"""Reading a conversation: get_chat_members, get_messages, get_message and their resources, through the SDK's
+in-memory client against the stand-in portal's logic (`b24_mcp.standin`) behind an httpx MockTransport.
+
+What the portal received is recorded, so "botToken and an integer botId went on the wire" and "nothing was
+sent" are facts. The process boundary adds nothing to these rules; tests/e2e has one stdio call per tool.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+from mcp import Client
+
+from b24_mcp import demo, settings
+from b24_mcp.arguments import MAX_ID
+from b24_mcp.server import build_server
+from b24_mcp.standin import INJECTION_MESSAGE_ID, MESSAGES, StandIn
+from b24_mcp.tools import CODE_META, UNTRUSTED
+
+pytestmark = pytest.mark.anyio
+
+CODE = "readSECRETcode77"
+TOKEN = "readSECRETtoken77"
+HOOK = f"https://acme.bitrix24.com/rest/1/{CODE}/"
+
+
+class Recorded:
+    """The stand-in portal behind a MockTransport, every request kept as (method, body)."""
+
+    def __init__(self, **portal: Any) -> None:
+        self.portal = StandIn(bot_token=TOKEN, webhook_code=CODE, **portal)
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.url.path.rsplit("/", 1)[-1], json.loads(request.content or b"{}")))
+        return demo.answer(self.portal, request)
+
+
+def server(recorded: Recorded) -> Any:
+    s = settings.load({"B24_WEBHOOK_URL": HOOK, "B24_BOT_ID": "456", "B24_BOT_TOKEN": TOKEN, "B24_RATE_BURST": "50"})
+    return build_server(s, transport=httpx.MockTransport(recorded))
+
+
+async def call(recorded: Recorded, tool: str, arguments: dict[str, Any]) -> Any:
+    async with Client(server(recorded), mode="legacy") as client:
+        result = await client.call_tool(tool, arguments)
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+    if not result.is_error:
+        jsonschema.validate(result.structured_content, listed[tool].output_schema or {})
+    dumped = result.model_dump_json()
+    assert CODE not in dumped and TOKEN not in dumped
+    return result
+
+
+def text(result: Any) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+async def test_members_request_and_result() -> None:
+    recorded = Recorded()
+    result = await call(recorded, "get_chat_members", {"dialogId": "chat5", "order": {"id": "desc"}, "limit": 2})
+    assert not result.is_error, text(result)
+    ((method, body),) = recorded.requests
+    assert method == "imbot.v2.Chat.User.list"
+    assert body == {"botId": 456, "botToken": TOKEN, "dialogId": "chat5", "order": {"id": "DESC"}, "limit": 2}
+    users = result.structured_content["users"]
+    assert result.structured_content["dialogId"] == "chat5" and len(users) == 2
+    assert [u["id"] for u in users] == sorted((u["id"] for u in users), reverse=True)
+    for user in users:
+        assert f"(user {user['id']})" in text(result)
+
+
+async def test_latest_messages_read_the_chat_first_and_quote_every_line() -> None:
+    recorded = Recorded()
+    result = await call(recorded, "get_messages", {"dialogId": "chat5", "range": 5})
+    assert not result.is_error, text(result)
+    assert [m for m, _ in recorded.requests] == ["imbot.v2.Chat.get", "imbot.v2.Chat.Message.getContext"]
+    last = recorded.portal.chats["chat5"]["lastMessageId"]
+    assert recorded.requests[1][1] == {"botId": 456, "botToken": TOKEN, "messageId": last, "range": 5}
+    data = result.structured_content
+    assert set(data) == {"messages", "users", "hasPrevPage", "hasNextPage"}
+    ids = [m["id"] for m in data["messages"]]
+    assert ids == sorted(ids) and ids[-1] == last
+    shown = text(result)
+    assert UNTRUSTED in shown
+    injection = next(m for m in MESSAGES if m["id"] == INJECTION_MESSAGE_ID)
+    assert INJECTION_MESSAGE_ID in ids
+    for line in shown.splitlines():  # the crafted text appears only as a quotation
+        if injection["text"] in line:
+            assert line.startswith("> ")
+    if data["hasPrevPage"]:
+        assert f"get_messages(messageId={ids[0]})" in shown
+
+
+async def test_messages_around_a_message_and_paging_flags() -> None:
+    recorded = Recorded()
+    result = await call(recorded, "get_messages", {"messageId": 777, "range": 50})
+    assert not result.is_error, text(result)
+    ((method, body),) = recorded.requests
+    assert method == "imbot.v2.Chat.Message.getContext" and body["messageId"] == 777
+    assert result.structured_content["hasPrevPage"] is False and result.structured_content["hasNextPage"] is False
+
+
+async def test_one_message_with_its_author() -> None:
+    recorded = Recorded()
+    result = await call(recorded, "get_message", {"messageId": INJECTION_MESSAGE_ID})
+    assert not result.is_error, text(result)
+    data = result.structured_content
+    assert data["message"]["id"] == INJECTION_MESSAGE_ID and data["user"]["id"] == data["message"]["authorId"]
+    assert f"(user {data['user']['id']})" in text(result) and UNTRUSTED in text(result)
+
+
+async def test_long_texts_are_whole_in_structured_content_and_summarised_in_text() -> None:
+    long_text = "word " * 4000
+    messages = [{**m, "text": long_text} if m["id"] == 789 else m for m in MESSAGES]
+    recorded = Recorded(messages=messages)
+    result = await call(recorded, "get_message", {"messageId": 789})
+    assert result.structured_content["message"]["text"] == long_text
+    assert len(text(result)) < 1500 and "more]" in text(result)
+
+
+@pytest.mark.parametrize(
+    ("portal", "tool", "arguments", "code", "advice"),
+    [
+        ({"bot_type": "bot"}, "get_messages", {"messageId": 789}, "BOT_TYPE_NOT_ALLOWED", "personal"),
+        ({"bot_type": "bot"}, "get_message", {"messageId": 789}, "BOT_TYPE_NOT_ALLOWED", "personal"),
+        ({}, "get_message", {"messageId": 999_999}, "MESSAGE_NOT_FOUND", "get_messages"),
+        ({}, "get_messages", {"messageId": 999_999}, "MESSAGE_NOT_FOUND", "get_messages"),
+        ({}, "get_message", {"messageId": 640}, "MESSAGE_ACCESS_DENIED", "Add the bot"),
+        ({}, "get_messages", {"messageId": 640}, "MESSAGE_ACCESS_DENIED", "Add the bot"),
+        ({}, "get_chat_members", {"dialogId": "chat7"}, "ACCESS_DENIED", "not a participant of chat7"),
+        ({}, "get_messages", {"dialogId": "chat7"}, "ACCESS_DENIED", "not a participant of chat7"),
+        ({}, "get_chat_members", {"dialogId": "chat5", "botId": 999}, "BOT_NOT_FOUND", "no bot with id 999"),
+        ({}, "get_message", {"messageId": 789, "botToken": "wrongTOKEN"}, "BOT_OWNERSHIP_ERROR", "B24_BOT_TOKEN"),
+        ({"scopes": ["im"]}, "get_chat_members", {"dialogId": "chat5"}, "insufficient_scope", "imbot"),
+    ],
+)
+async def test_each_documented_error_is_explained(
+    portal: dict[str, Any], tool: str, arguments: dict[str, Any], code: str, advice: str
+) -> None:
+    result = await call(Recorded(**portal), tool, arguments)
+    assert result.is_error
+    assert f"Bitrix24 error {code}" in text(result) and advice in text(result)
+    assert (result.meta or {}).get(CODE_META) == code
+    assert "wrongTOKEN" not in text(result)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "message"),
+    [
+        ("get_messages", {}, "exactly one of dialogId"),
+        ("get_messages", {"dialogId": "chat5", "messageId": 789}, "exactly one of dialogId"),
+        ("get_messages", {"messageId": 789, "range": 0}, "range must be an integer from 1 to 50"),
+        ("get_messages", {"messageId": 789, "range": 51}, "range must be an integer from 1 to 50"),
+        ("get_messages", {"messageId": MAX_ID + 1}, "messageId must be an integer from 1 to"),
+        ("get_message", {}, "messageId is required"),
+        ("get_message", {"messageId": True}, "messageId must be an integer"),
+        ("get_chat_members", {"dialogId": "chat5", "limit": 201}, "limit must be an integer from 1 to 200"),
+        ("get_chat_members", {"dialogId": "chat5", "order": {"name": "ASC"}}, "order must be"),
+        ("get_chat_members", {"dialogId": "chat5", "order": "id"}, "order must be"),
+        ("get_chat_members", {"dialogId": "chat5", "offset": 5}, "unknown argument 'offset'"),
+    ],
+)
+async def test_bad_arguments_send_nothing(tool: str, arguments: dict[str, Any], message: str) -> None:
+    recorded = Recorded()
+    result = await call(recorded, tool, arguments)
+    assert result.is_error and message in text(result), text(result)
+    assert recorded.requests == []
+
+
+async def test_resources_give_the_tools_json() -> None:
+    recorded = Recorded()
+    async with Client(server(recorded), mode="legacy") as client:
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        messages = await client.read_resource("bitrix24://chat/chat5/messages")
+        members = await client.read_resource("bitrix24://chat/chat5/members")
+    assert templates == {
+        "bitrix24://chat/{dialogId}",
+        "bitrix24://chat/{dialogId}/messages",
+        "bitrix24://chat/{dialogId}/members",
+    }
+    assert json.loads(messages.contents[0].text)["messages"]  # type: ignore[union-attr]
+    assert json.loads(members.contents[0].text)["dialogId"] == "chat5"  # type: ignore[union-attr]
+
+
+async def test_the_demo_serves_a_conversation_with_an_injection_attempt() -> None:
+    async with Client(build_server(settings.load({}, demo=True)), mode="legacy") as client:
+        result = await client.call_tool("get_messages", {"dialogId": "chat5"})
+    assert not result.is_error and text(result).startswith(demo.NOTICE)
+    assert INJECTION_MESSAGE_ID in [m["id"] for m in result.structured_content["messages"]]  # type: ignore[index]
