@@ -24,6 +24,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult
 from mcp_types import Tool as MCPTool
+from pydantic import BaseModel
 
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact

@@ -16,8 +16,8 @@ import pytest
 from mcp import Client
 
 from b24_mcp import demo, settings
-from b24_mcp.arguments import MAX_ID
 from b24_mcp.server import build_server
+from b24_mcp.settings import MAX_ID
 from b24_mcp.standin import INJECTION_MESSAGE_ID, MESSAGES, StandIn
 from b24_mcp.tools import CODE_META, UNTRUSTED
 
@@ -191,4 +191,4 @@ async def test_the_demo_serves_a_conversation_with_an_injection_attempt() -> Non
     async with Client(build_server(settings.load({}, demo=True)), mode="legacy") as client:
         result = await client.call_tool("get_messages", {"dialogId": "chat5"})
     assert not result.is_error and text(result).startswith(demo.NOTICE)
-    assert INJECTION_MESSAGE_ID in [m["id"] for m in result.structured_content["messages"]]  # type: ignore[index]
+    assert INJECTION_MESSAGE_ID in [m["id"] for m in (result.structured_content or {})["messages"]]
