@@ -1,0 +1,57 @@
+"""The published contract: tools/list and resources/templates/list, compared with a committed snapshot.
+
+A change to a tool's name, description, schemas or annotations changes what every host and model sees, so it
+must be made on purpose: this test fails on any difference and says how to accept it
+(`B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py`, then review and commit the snapshot's diff).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from b24_mcp import settings
+from b24_mcp.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "contract.json"
+
+
+async def published() -> dict[str, Any]:
+    async with Client(build_server(settings.load({}, demo=True)), mode="legacy") as client:
+        tools = (await client.list_tools()).tools
+        templates = (await client.list_resource_templates()).resource_templates
+    return {
+        "tools": [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools],
+        "resourceTemplates": [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in templates],
+    }
+
+
+async def test_contract_matches_the_snapshot() -> None:
+    current = json.dumps(await published(), indent=2, ensure_ascii=False) + "\n"
+    if os.environ.get("B24_UPDATE_SNAPSHOT") == "1":
+        SNAPSHOT.write_text(current, encoding="utf-8")
+    assert SNAPSHOT.exists(), "no snapshot yet: run B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py"
+    assert current == SNAPSHOT.read_text(encoding="utf-8"), (
+        "the published tool contract changed. If on purpose, run "
+        "`B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py` and commit tests/snapshots/contract.json"
+    )
+
+
+async def test_input_schemas_come_from_the_argument_constants() -> None:
+    from b24_mcp import arguments
+
+    tools = {t["name"]: t for t in (await published())["tools"]}
+    members = tools["get_chat_members"]["inputSchema"]
+    assert members["properties"]["limit"]["maximum"] == arguments.MEMBERS_LIMIT_MAX
+    assert tools["get_messages"]["inputSchema"]["properties"]["range"]["maximum"] == arguments.RANGE_MAX
+    assert tools["get_chat"]["inputSchema"]["properties"]["dialogId"]["pattern"] == arguments.DIALOG_ID_PATTERN
+    for tool in tools.values():
+        assert tool["inputSchema"]["additionalProperties"] is False
+        assert tool["annotations"]["readOnlyHint"] is True and tool["annotations"]["destructiveHint"] is False
