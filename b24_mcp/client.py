@@ -112,7 +112,7 @@ class B24Client:
         except PortalError as err:
             if err.code not in EXPIRED_CODES:
                 raise
-        token = await self._oauth.refresh(token)
+        token = await self._oauth.recover(token, deadline)
         return await self._exchange(method, url, {**params, "auth": token}, params, deadline, on_wait)
 
     async def _exchange(
