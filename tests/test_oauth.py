@@ -23,11 +23,13 @@ import anyio
 import httpx
 import pytest
 
-from b24_mcp.errors import AuthError
+from b24_mcp import settings as config
+from b24_mcp.errors import AuthError, ConfigError
 from b24_mcp.logs import redact
 from b24_mcp.oauth import (
     OAuthSession,
     TokenPair,
+    check_token_path,
     default_token_file,
     fingerprint,
     lock_file_of,
@@ -443,6 +445,67 @@ async def test_a_read_only_directory_still_renews_once_and_answers(
     assert str(lock_file_of(file)) in lock_warning and os.strerror(errno.EROFS) in lock_warning
     assert str(file) in save_warning and os.strerror(errno.EROFS) in save_warning
     no_secret_in(caplog.text, server)
+
+
+# -- the token file and its lock are in a safe place ------------------------------------------------------------------
+
+
+def refusal(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        check_token_path(path)
+    message = str(info.value)
+    assert message.startswith(f"B24_TOKEN_FILE {path} ") and "\n" not in message
+    return message
+
+
+def test_a_directory_others_can_write_to_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert "mode 0777" in refusal(shared / "t.json")
+    assert "mode 0777" in refusal(shared / "not-yet" / "t.json")  # the nearest existing ancestor counts
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot replace our files
+    check_token_path(shared / "t.json")
+    check_token_path(shared / "not-yet" / "t.json")
+    shared.chmod(0o775)
+    assert "mode 0775" in refusal(shared / "t.json")
+
+
+def test_files_of_another_user_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "t.json").write_text("{}")
+    check_token_path(private / "t.json")
+    me = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: me + 1)
+    assert "the directory belongs to another user" in refusal(private / "t.json")
+    if me != 0:
+        return  # only root can give a file away, to show the file checks
+    monkeypatch.setattr(os, "getuid", lambda: me)
+    lock = lock_file_of(private / "t.json")
+    lock.touch()
+    os.chown(lock, me + 1, -1)
+    assert "its lock file" in refusal(private / "t.json")
+    os.chown(private / "t.json", me + 1, -1)
+    assert "the token file" in refusal(private / "t.json")
+
+
+def test_settings_refuse_an_unsafe_token_file(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    env = {
+        "B24_PORTAL_URL": "https://acme.bitrix24.com",
+        "B24_ACCESS_TOKEN": SEED.access_token,
+        "B24_REFRESH_TOKEN": SEED.refresh_token,
+        "B24_CLIENT_ID": "local.test.app",
+        "B24_CLIENT_SECRET": SECRET,
+        "B24_TOKEN_FILE": str(shared / "t.json"),
+    }
+    with pytest.raises(ConfigError, match=r"^B24_TOKEN_FILE .*not in a safe place"):
+        config.load(env)
+    shared.chmod(0o700)
+    assert isinstance(config.load(env).auth, config.OAuthConfig)
 
 
 # -- the renewal is inside the call's deadline ------------------------------------------------------------------------
