@@ -133,6 +133,15 @@ def check_token_path(path: Path) -> None:
             raise refused(f"{what} {file} belongs to another user (uid {owner}; this is uid {uid})")
 
 
+def rejected_advice(token_file: Path) -> str:
+    """What to do when the portal still rejects the token (NO_AUTH_FOUND, invalid_token) after `recover()`."""
+    return (
+        "The OAuth access token was rejected even after renewing it: re-authorise the application (put the new "
+        "tokens in B24_ACCESS_TOKEN and B24_REFRESH_TOKEN), or check B24_CLIENT_ID/B24_CLIENT_SECRET and the token "
+        f"file {token_file} (B24_TOKEN_FILE)."
+    )
+
+
 @dataclass(frozen=True)
 class _Saved:
     seed: str
@@ -178,6 +187,7 @@ class OAuthSession:
         # Each trouble is told once, until it clears.
         self._warned_save = False
         self._warned_lock = False
+        self._warned_read: str | None = None
 
     async def access_token(self) -> str:
         """The token to send. A renewed pair whose save failed is saved now, if the file can take it."""
@@ -448,9 +458,20 @@ class OAuthSession:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            # Kept as it is: it may be the only copy of a live pair. The next successful refresh replaces it.
-            log.warning("ignoring unreadable token file %s (%s)", self.token_file, type(exc).__name__)
+            reason = _why(exc) if isinstance(exc, OSError) else "it does not hold a b24-mcp token pair"
+            if self._warned_read != reason:
+                self._warned_read = reason
+                # Kept as it is: it may be the only copy of a live pair. The next successful renewal replaces it.
+                log.warning(
+                    "B24_TOKEN_FILE %s cannot be read (%s). It is left as it is, and the tokens in B24_ACCESS_TOKEN "
+                    "and B24_REFRESH_TOKEN are used meanwhile (the next renewal overwrites the file). If it may hold "
+                    "the only working pair, make it readable now; if Bitrix24 rejects the environment's tokens, "
+                    "re-authorise the application.",
+                    self.token_file,
+                    reason,
+                )
             return None
+        self._warned_read = None
         return saved
 
     def _write(self, seed: str, pair: TokenPair) -> None:

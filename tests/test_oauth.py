@@ -33,6 +33,7 @@ from b24_mcp.oauth import (
     default_token_file,
     fingerprint,
     lock_file_of,
+    rejected_advice,
 )
 from tests.e2e import ROOT
 from tests.portal import OAuthSettings, StandInPortal
@@ -277,6 +278,7 @@ async def test_bad_token_endpoint_answers(tmp_path: Path, response: httpx.Respon
         with pytest.raises(AuthError) as info:
             await s.recover(SEED.access_token, soon())
     assert words in str(info.value) and "oauth.example.test" in str(info.value)
+    assert "B24_WEBHOOK_URL" not in str(info.value)
     assert not (tmp_path / "t.json").exists()
 
 
@@ -301,7 +303,9 @@ async def test_corrupt_file_is_ignored_then_replaced(
         assert file.read_text() == "{not json"  # not destroyed on read
         await s.recover(SEED.access_token, soon())
     assert json.loads(file.read_text())["access_token"] in portal.current_access_tokens
-    assert "unreadable token file" in caplog.text
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"B24_TOKEN_FILE {file} cannot be read" in warning and "left as it is" in warning
+    assert "B24_ACCESS_TOKEN" in warning and "B24_WEBHOOK_URL" not in warning
 
 
 async def test_no_secret_in_logs_errors_or_reprs(
@@ -561,3 +565,10 @@ async def test_a_caller_waiting_for_another_renewal_keeps_its_own_deadline(tmp_p
                 await s.recover(SEED.access_token, started + 0.05)
             assert time.monotonic() - started < 0.05 + 0.1
     assert results["patient"] == "accessMOCK0001" and server.requests == 1
+
+
+def test_rejected_advice_speaks_of_oauth(tmp_path: Path) -> None:
+    advice = rejected_advice(tmp_path / "t.json")
+    for words in ("B24_ACCESS_TOKEN", "B24_REFRESH_TOKEN", "B24_CLIENT_ID", "B24_CLIENT_SECRET", str(tmp_path)):
+        assert words in advice
+    assert "B24_WEBHOOK_URL" not in advice
