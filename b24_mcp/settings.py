@@ -293,6 +293,9 @@ def _auth(
             oauth_server=parse_oauth_server(get("B24_OAUTH_SERVER") or "https://oauth.bitrix.info"),
             token_file=Path(token_file).expanduser() if token_file else None,
         )
+        from .oauth import check_token_path, default_token_file  # only OAuth users import it
+
+        check_token_path(oauth.token_file or default_token_file(oauth.host, oauth.client_id))
         secrets = (oauth.access_token, oauth.refresh_token, oauth.client_secret) + ((bot_token,) if bot_token else ())
         return oauth, bot_id, bot_token, secrets
     raise ConfigError(

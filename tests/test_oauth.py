@@ -6,6 +6,7 @@ refresh token once used, exactly as Bitrix24 does, so a double refresh shows up 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -13,16 +14,26 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import anyio
 import httpx
 import pytest
 
-from b24_mcp.errors import AuthError
+from b24_mcp import settings as config
+from b24_mcp.errors import AuthError, ConfigError
 from b24_mcp.logs import redact
-from b24_mcp.oauth import OAuthSession, TokenPair, default_token_file, fingerprint
+from b24_mcp.oauth import (
+    OAuthSession,
+    TokenPair,
+    check_token_path,
+    default_token_file,
+    fingerprint,
+    lock_file_of,
+)
 from tests.e2e import ROOT
 from tests.portal import OAuthSettings, StandInPortal
 
@@ -30,6 +41,37 @@ pytestmark = pytest.mark.anyio
 
 SECRET = "clientSECRET789"
 SEED = TokenPair("accessTOKEN0001", "refreshTOKEN0001")
+TOKEN_URL = "https://oauth.example.test/oauth/token/"
+
+
+def soon(seconds: float = 30.0) -> float:
+    """A deadline, as the client passes it to recover()."""
+    return time.monotonic() + seconds
+
+
+class Rotating:
+    """A MockTransport handler for the token endpoint that rotates like Bitrix24: each refresh kills the last pair."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.refresh_token = SEED.refresh_token
+        self.requests = 0
+        self.invalid_grants = 0
+        self.delay = delay
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.delay:
+            await anyio.sleep(self.delay)
+        if dict(parse_qsl(request.content.decode()))["refresh_token"] != self.refresh_token:
+            self.invalid_grants += 1
+            return httpx.Response(400, json={"error": "invalid_grant"})
+        self.refresh_token = f"refreshMOCK{self.requests:04d}"
+        return httpx.Response(
+            200, json={"access_token": f"accessMOCK{self.requests:04d}", "refresh_token": self.refresh_token}
+        )
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self))
 
 
 @pytest.fixture
@@ -57,7 +99,7 @@ async def test_concurrent_refreshes_in_one_process_are_one(portal: StandInPortal
         tokens: list[str] = []
 
         async def one() -> None:
-            tokens.append(await s.refresh(stale))
+            tokens.append(await s.recover(stale, soon()))
 
         async with anyio.create_task_group() as tg:
             for _ in range(20):
@@ -75,7 +117,7 @@ async def test_two_sessions_sharing_a_file_refresh_once(portal: StandInPortal, t
         results: dict[str, str] = {}
 
         async def go(name: str, s: OAuthSession) -> None:
-            results[name] = await s.refresh(stale)
+            results[name] = await s.recover(stale, soon())
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(go, "a", a)
@@ -86,7 +128,7 @@ async def test_two_sessions_sharing_a_file_refresh_once(portal: StandInPortal, t
 
 WORKER = textwrap.dedent(
     """
-    import sys, anyio, httpx
+    import sys, time, anyio, httpx
     from pathlib import Path
     from b24_mcp.oauth import OAuthSession, TokenPair
 
@@ -99,7 +141,7 @@ WORKER = textwrap.dedent(
             Path(sys.argv[3]).touch()            # ready
             while not Path(sys.argv[4]).exists():  # wait for the start signal, so both refresh at once
                 await anyio.sleep(0.005)
-            print(await s.refresh(stale))
+            print(await s.recover(stale, time.monotonic() + 30))
 
     anyio.run(main)
     """
@@ -147,7 +189,7 @@ async def test_restart_with_stale_environment_uses_the_saved_pair(portal: StandI
     file = tmp_path / "t.json"
     async with httpx.AsyncClient() as http:
         first = session(portal, file, http)
-        fresh = await first.refresh(await first.access_token())
+        fresh = await first.recover(await first.access_token(), soon())
         restarted = session(portal, file, http)  # same (now dead) tokens in the environment
         assert await restarted.access_token() == fresh
     assert portal.refresh_count == 1
@@ -157,7 +199,7 @@ async def test_new_environment_tokens_win_over_an_old_file(portal: StandInPortal
     file = tmp_path / "t.json"
     async with httpx.AsyncClient() as http:
         first = session(portal, file, http)
-        await first.refresh(await first.access_token())
+        await first.recover(await first.access_token(), soon())
         reauthorised = TokenPair("accessFROMREAUTH", "refreshFROMREAUTH")
         assert await session(portal, file, http, seed=reauthorised).access_token() == "accessFROMREAUTH"
 
@@ -166,7 +208,7 @@ async def test_token_file_is_private_and_written_whole(portal: StandInPortal, tm
     file = tmp_path / "new-dir" / "t.json"
     async with httpx.AsyncClient() as http:
         s = session(portal, file, http)
-        await s.refresh(await s.access_token())
+        await s.recover(await s.access_token(), soon())
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
     assert stat.S_IMODE(file.parent.stat().st_mode) == 0o700
     assert sorted(p.name for p in file.parent.iterdir()) == ["t.json", "t.json.lock"]  # no temp files left
@@ -175,26 +217,28 @@ async def test_token_file_is_private_and_written_whole(portal: StandInPortal, tm
     assert saved["refresh_token"] != SEED.refresh_token and saved["access_token"] in portal.current_access_tokens
 
 
-async def test_crash_before_saving_keeps_the_old_file(portal: StandInPortal, tmp_path: Path) -> None:
+async def test_crash_before_saving_keeps_the_old_file(
+    portal: StandInPortal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file = tmp_path / "t.json"
     async with httpx.AsyncClient() as http:
         first = session(portal, file, http)
-        await first.refresh(await first.access_token())
+        await first.recover(await first.access_token(), soon())
         before = file.read_text()
         portal.expire_access_token()
         crashing = session(portal, file, http)
 
-        def crash(pair: TokenPair) -> None:
-            raise KeyboardInterrupt  # the process dies between receiving and saving
+        def crash(seed: str, pair: TokenPair) -> None:
+            raise KeyboardInterrupt  # the process dies between receiving the pair and saving it
 
-        crashing._after_receive = crash
+        monkeypatch.setattr(crashing, "_write", crash)
         with pytest.raises(KeyboardInterrupt):
-            await crashing.refresh(await crashing.access_token())
+            await crashing.recover(await crashing.access_token(), soon())
         assert file.read_text() == before  # intact and readable, never half-written
         # Bitrix24 has already killed that refresh token: the next process gets a clear, actionable error.
         survivor = session(portal, file, http)
         with pytest.raises(AuthError) as info:
-            await survivor.refresh(await survivor.access_token())
+            await survivor.recover(await survivor.access_token(), soon())
     assert info.value.code == "invalid_grant" and "B24_REFRESH_TOKEN" in str(info.value)
     assert file.read_text() == before  # and the file is still not destroyed
 
@@ -203,7 +247,7 @@ async def test_crash_right_after_saving_loses_nothing(portal: StandInPortal, tmp
     file = tmp_path / "t.json"
     async with httpx.AsyncClient() as http:
         s = session(portal, file, http)
-        await s.refresh(await s.access_token())  # saved before use; suppose the process dies now
+        await s.recover(await s.access_token(), soon())  # saved before use; suppose the process dies now
         restarted = session(portal, file, http)
         assert await restarted.access_token() in portal.current_access_tokens
     assert portal.refresh_count == 1
@@ -214,7 +258,7 @@ async def test_invalid_client_names_the_variables(tmp_path: Path) -> None:
         async with httpx.AsyncClient() as http:
             s = session(portal, tmp_path / "t.json", http)
             with pytest.raises(AuthError) as info:
-                await s.refresh(await s.access_token())
+                await s.recover(await s.access_token(), soon())
     assert info.value.code == "invalid_client"
     assert "B24_CLIENT_ID" in str(info.value) and "B24_CLIENT_SECRET" in str(info.value)
 
@@ -231,8 +275,9 @@ async def test_bad_token_endpoint_answers(tmp_path: Path, response: httpx.Respon
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: response)) as http:
         s = session("https://oauth.example.test/oauth/token/", tmp_path / "t.json", http)
         with pytest.raises(AuthError) as info:
-            await s.refresh(SEED.access_token)
+            await s.recover(SEED.access_token, soon())
     assert words in str(info.value) and "oauth.example.test" in str(info.value)
+    assert "B24_WEBHOOK_URL" not in str(info.value)
     assert not (tmp_path / "t.json").exists()
 
 
@@ -243,7 +288,7 @@ async def test_unreachable_token_endpoint(tmp_path: Path) -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
         s = session("https://oauth.example.test/oauth/token/", tmp_path / "t.json", http)
         with pytest.raises(AuthError, match=r"Could not reach the OAuth server oauth\.example\.test"):
-            await s.refresh(SEED.access_token)
+            await s.recover(SEED.access_token, soon())
 
 
 async def test_corrupt_file_is_ignored_then_replaced(
@@ -255,26 +300,11 @@ async def test_corrupt_file_is_ignored_then_replaced(
         s = session(portal, file, http)
         assert await s.access_token() == SEED.access_token
         assert file.read_text() == "{not json"  # not destroyed on read
-        await s.refresh(SEED.access_token)
+        await s.recover(SEED.access_token, soon())
     assert json.loads(file.read_text())["access_token"] in portal.current_access_tokens
-    assert "unreadable token file" in caplog.text
-
-
-async def test_lock_timeout_names_the_file(portal: StandInPortal, tmp_path: Path) -> None:
-    from filelock import FileLock
-
-    file = tmp_path / "t.json"
-    held = FileLock(f"{file}.lock", thread_local=False)
-    held.acquire()
-    try:
-        async with httpx.AsyncClient() as http:
-            s = session(portal, file, http)
-            s._lock_timeout = 0.2
-            with pytest.raises(AuthError, match="B24_TOKEN_FILE"):
-                await s.refresh(SEED.access_token)
-    finally:
-        held.release()
-    assert portal.refresh_count == 0
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"B24_TOKEN_FILE {file} cannot be read" in warning and "left as it is" in warning
+    assert "B24_ACCESS_TOKEN" in warning and "B24_WEBHOOK_URL" not in warning
 
 
 async def test_no_secret_in_logs_errors_or_reprs(
@@ -284,12 +314,12 @@ async def test_no_secret_in_logs_errors_or_reprs(
     texts: list[str] = []
     async with httpx.AsyncClient() as http:
         s = session(portal, tmp_path / "t.json", http)
-        await s.refresh(SEED.access_token)
+        await s.recover(SEED.access_token, soon())
         texts.append(repr(s._current))
         portal.expire_access_token()
         dead = session(portal, tmp_path / "other.json", http)  # spends the seed's refresh token again
         with pytest.raises(AuthError) as info:
-            await dead.refresh(SEED.access_token)
+            await dead.recover(SEED.access_token, soon())
         texts.append(str(info.value))
     texts.append(caplog.text)
     secrets = [SECRET, SEED.access_token, SEED.refresh_token, *portal.current_access_tokens]
@@ -301,7 +331,7 @@ async def test_no_secret_in_logs_errors_or_reprs(
 async def test_renewed_tokens_are_masked_wherever_they_are_quoted(portal: StandInPortal, tmp_path: Path) -> None:
     async with httpx.AsyncClient() as http:
         s = session(portal, tmp_path / "t.json", http)
-        fresh = await s.refresh(SEED.access_token)
+        fresh = await s.recover(SEED.access_token, soon())
     assert fresh not in redact(f"a message that quotes {fresh} by mistake")
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["refresh_token"] not in redact(f"the new refresh token is {saved['refresh_token']}")
@@ -313,3 +343,224 @@ def test_default_token_file_is_per_portal_and_app() -> None:
     assert a != default_token_file("other.bitrix24.com", "local.1")
     assert "b24-mcp" in str(a) and "local.1" not in a.name
     assert os.path.isabs(a)
+
+
+# -- recovery: a rejected token is most often one another window already replaced ---------------------------------
+
+
+async def test_recover_takes_the_pair_another_session_renewed(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    file, server = tmp_path / "t.json", Rotating()
+    async with server.client() as http:
+        a, b = session(TOKEN_URL, file, http), session(TOKEN_URL, file, http)
+        old = await b.access_token()
+        fresh = await a.recover(await a.access_token(), soon())  # A renews; B still holds the old token
+        assert server.requests == 1
+        hung = FileLock(lock_file_of(file), thread_local=False)
+        hung.acquire()  # and a hung process holds the lock: B needs neither it nor the token server
+        try:
+            assert await b.recover(old, soon(0.2)) == fresh
+        finally:
+            hung.release()
+        assert await b.access_token() == fresh
+    assert server.requests == 1
+
+
+# -- a spent refresh token is never thrown away -----------------------------------------------------------------------
+
+
+def no_secret_in(text: str, server: Rotating) -> None:
+    for secret in (SECRET, SEED.access_token, SEED.refresh_token, server.refresh_token, "accessMOCK"):
+        assert secret not in text
+
+
+async def test_a_pair_that_cannot_be_saved_answers_and_is_saved_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    file, server = tmp_path / "t.json", Rotating()
+    replace = os.replace
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    async with server.client() as http:
+        s = session(TOKEN_URL, file, http)
+        monkeypatch.setattr(os, "replace", full_disk)
+        fresh = await s.recover(SEED.access_token, soon())  # the call is answered
+        assert fresh == "accessMOCK0001" and not file.exists()
+        assert await s.access_token() == fresh  # the save is retried, and fails again, quietly
+        assert await s.recover(SEED.access_token, soon()) == fresh  # a late caller: no second refresh
+        monkeypatch.setattr(os, "replace", replace)
+        assert await s.access_token() == fresh  # the retry succeeds
+        assert json.loads(file.read_text())["refresh_token"] == server.refresh_token
+        assert await session(TOKEN_URL, file, http).access_token() == fresh  # and a restart continues from it
+    assert server.requests == 1
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert str(file) in warning and os.strerror(errno.ENOSPC) in warning and "B24_TOKEN_FILE" in warning
+    no_secret_in(caplog.text, server)
+
+
+async def test_a_spent_pair_left_in_the_file_is_never_taken_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file, server = tmp_path / "t.json", Rotating()
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    async with server.client() as http:
+        s = session(TOKEN_URL, file, http)
+        first = await s.recover(SEED.access_token, soon())  # saved
+        monkeypatch.setattr(os, "replace", denied)
+        second = await s.recover(first, soon())  # not saved: the file still holds the first, dead pair
+        third = await s.recover(second, soon())  # renews the second; never goes back to the file's first
+    assert (first, second, third) == ("accessMOCK0001", "accessMOCK0002", "accessMOCK0003")
+    assert server.requests == 3 and server.invalid_grants == 0
+
+
+async def test_a_read_only_directory_still_renews_once_and_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Tests run as root, which ignores chmod 0o500: the OS errors a read-only directory gives are simulated.
+    import filelock
+
+    file, server = tmp_path / "t.json", Rotating(delay=0.05)
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", read_only)
+    monkeypatch.setattr(os, "replace", read_only)
+    tokens: list[str] = []
+    async with server.client() as http:
+        s = session(TOKEN_URL, file, http)
+
+        async def one() -> None:
+            tokens.append(await s.recover(SEED.access_token, soon()))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(one)
+        assert await s.access_token() == tokens[0]
+    assert server.requests == 1 and set(tokens) == {"accessMOCK0001"} and not file.exists()
+    lock_warning, save_warning = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert str(lock_file_of(file)) in lock_warning and os.strerror(errno.EROFS) in lock_warning
+    assert str(file) in save_warning and os.strerror(errno.EROFS) in save_warning
+    no_secret_in(caplog.text, server)
+
+
+# -- the token file and its lock are in a safe place ------------------------------------------------------------------
+
+
+def refusal(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        check_token_path(path)
+    message = str(info.value)
+    assert message.startswith(f"B24_TOKEN_FILE {path} ") and "\n" not in message
+    return message
+
+
+def test_a_directory_others_can_write_to_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert "mode 0777" in refusal(shared / "t.json")
+    assert "mode 0777" in refusal(shared / "not-yet" / "t.json")  # the nearest existing ancestor counts
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot replace our files
+    check_token_path(shared / "t.json")
+    check_token_path(shared / "not-yet" / "t.json")
+    shared.chmod(0o775)
+    assert "mode 0775" in refusal(shared / "t.json")
+
+
+def test_files_of_another_user_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "t.json").write_text("{}")
+    check_token_path(private / "t.json")
+    me = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: me + 1)
+    assert "the directory belongs to another user" in refusal(private / "t.json")
+    if me != 0:
+        return  # only root can give a file away, to show the file checks
+    monkeypatch.setattr(os, "getuid", lambda: me)
+    lock = lock_file_of(private / "t.json")
+    lock.touch()
+    os.chown(lock, me + 1, -1)
+    assert "its lock file" in refusal(private / "t.json")
+    os.chown(private / "t.json", me + 1, -1)
+    assert "the token file" in refusal(private / "t.json")
+
+
+def test_settings_refuse_an_unsafe_token_file(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    env = {
+        "B24_PORTAL_URL": "https://acme.bitrix24.com",
+        "B24_ACCESS_TOKEN": SEED.access_token,
+        "B24_REFRESH_TOKEN": SEED.refresh_token,
+        "B24_CLIENT_ID": "local.test.app",
+        "B24_CLIENT_SECRET": SECRET,
+        "B24_TOKEN_FILE": str(shared / "t.json"),
+    }
+    with pytest.raises(ConfigError, match=r"^B24_TOKEN_FILE .*not in a safe place"):
+        config.load(env)
+    shared.chmod(0o700)
+    assert isinstance(config.load(env).auth, config.OAuthConfig)
+
+
+# -- the renewal is inside the call's deadline ------------------------------------------------------------------------
+
+
+async def test_a_slow_token_server_ends_at_the_deadline(tmp_path: Path) -> None:
+    server = Rotating(delay=30)
+    async with server.client() as http:
+        s = session(TOKEN_URL, tmp_path / "t.json", http)
+        started = time.monotonic()
+        with pytest.raises(AuthError) as info:
+            await s.recover(SEED.access_token, started + 0.2)
+    assert time.monotonic() - started < 0.2 + 0.3
+    assert "B24_TIMEOUT" in str(info.value) and "oauth.example.test" in str(info.value)
+
+
+async def test_a_held_lock_ends_at_the_deadline_and_is_never_to_be_deleted(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    file, server = tmp_path / "t.json", Rotating()
+    held = FileLock(lock_file_of(file), thread_local=False)
+    held.acquire()  # another process, refreshing or hung
+    try:
+        async with server.client() as http:
+            s = session(TOKEN_URL, file, http)
+            started = time.monotonic()
+            with pytest.raises(AuthError) as info:
+                await s.recover(SEED.access_token, started + 0.2)
+            assert time.monotonic() - started < 0.2 + 0.3
+    finally:
+        held.release()
+    message = str(info.value)
+    assert "B24_TIMEOUT" in message and "oauth.example.test" in message and "B24_TOKEN_FILE" in message
+    assert "released when its process ends" in message
+    assert "delete" not in message.lower() and "remove" not in message.lower()
+    assert server.requests == 0
+
+
+async def test_a_caller_waiting_for_another_renewal_keeps_its_own_deadline(tmp_path: Path) -> None:
+    server = Rotating(delay=0.2)
+    async with server.client() as http:
+        s = session(TOKEN_URL, tmp_path / "t.json", http)
+        results: dict[str, str] = {}
+
+        async def patient() -> None:
+            results["patient"] = await s.recover(SEED.access_token, soon())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(patient)
+            await anyio.sleep(0.02)  # the patient caller is renewing
+            started = time.monotonic()
+            with pytest.raises(AuthError, match="B24_TIMEOUT"):
+                await s.recover(SEED.access_token, started + 0.05)
+            assert time.monotonic() - started < 0.05 + 0.1
+    assert results["patient"] == "accessMOCK0001" and server.requests == 1
