@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from b24_mcp.errors import InputError
-from b24_mcp.models import Chat, check_bot_id, check_bot_token, check_dialog_id
+from b24_mcp.arguments import check_bot_id, check_bot_token, check_dialog_id
+from b24_mcp.models import Chat
 from b24_mcp.standin import DOC_CHAT  # the example answer on imbot.v2.Chat.get's page, verbatim
 
 FACTS_FIELDS = (
@@ -49,16 +51,20 @@ def test_unknown_fields_and_php_empty_arrays_pass_through() -> None:
     jsonschema.validate(dumped, SCHEMA)
 
 
-def test_numeric_strings_become_numbers() -> None:
-    chat = Chat.model_validate({"id": "5", "dialogId": "chat5", "owner": "456", "muteList": ["7"]})
-    assert chat.model_dump(exclude_unset=True) == {"id": 5, "dialogId": "chat5", "owner": 456, "muteList": [7]}
+@pytest.mark.parametrize(
+    ("field", "value"), [("owner", "456"), ("extranet", "yes"), ("muteList", ["7"]), ("messageCount", 1.5)]
+)
+def test_values_of_another_type_are_refused_not_rewritten(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        Chat.model_validate({"id": 5, "dialogId": "chat5", field: value})
+    assert field in str(info.value)
 
 
 def test_absent_fields_stay_absent() -> None:
     assert Chat.model_validate({"id": 1, "dialogId": "1"}).model_dump(exclude_unset=True) == {"id": 1, "dialogId": "1"}
 
 
-@pytest.mark.parametrize("value", ["chat5", "chat1", "123", "1", "chat12345678901"])
+@pytest.mark.parametrize("value", ["chat5", "chat1", "123", "1", "chat2147483647"])
 def test_valid_dialog_ids(value: str) -> None:
     assert check_dialog_id(value) == value
 
@@ -68,7 +74,8 @@ def test_valid_dialog_ids(value: str) -> None:
     [
         (None, "dialogId is required"),
         ("", "dialogId is required"),
-        (5, "got a JSON number"),
+        (5.0, "got a JSON number"),
+        ("chat2147483648", "at most 2147483647"),
         (["chat5"], "got a JSON array"),
         ("chat 5", "Remove the spaces"),
         (" chat5", "Remove the spaces"),

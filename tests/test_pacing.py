@@ -39,7 +39,7 @@ def test_never_more_than_burst_in_the_portals_bucket() -> None:
     clock = Clock()
     rate, burst = 2.0, 4
     bucket = LeakyBucket(rate=rate, burst=burst, clock=clock)
-    sends = sorted(clock.now + bucket.reserve() for _ in range(40))
+    sends = sorted(clock.now + (bucket.reserve() or 0.0) for _ in range(40))
     level, last = 0.0, sends[0]
     for t in sends:
         level = max(0.0, level - (t - last) * rate) + 1
