@@ -111,7 +111,9 @@ def check_dialog_id(value: object) -> str:
             hint = f' Write it as "chat{re.sub(r"[^0-9]", "", value).lstrip("0") or "N"}".'
         raise InputError(f"dialogId {_shown(value)} is not valid: expected {DIALOG_ID_FORM}.{hint}")
     if int(value.removeprefix("chat")) > MAX_ID:
-        raise InputError(f"dialogId {_shown(value)} is not valid: Bitrix24 ids are at most {MAX_ID}.")
+        raise InputError(
+            f"dialogId {_shown(value)} is not valid: Bitrix24 ids are at most {MAX_ID}; expected {DIALOG_ID_FORM}."
+        )
     return value
 
 
