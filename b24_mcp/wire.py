@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import ConfigError, UpstreamError
+from .errors import ConfigError, UpstreamError, clean_text
 from .logs import redact
 
 # A window of 50 + 50 messages of 20,000 characters, JSON-escaped, stays well below this; anything larger is not
@@ -114,7 +114,7 @@ async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
 
 def network_error(host: str, exc: httpx.HTTPError) -> UpstreamError:
     """A failure below HTTP, explained; the message names the host (and the setting at fault), never the URL."""
-    reason = redact(str(exc))[:300] or type(exc).__name__
+    reason = clean_text(str(exc), mask=redact) or type(exc).__name__  # it may quote what the server sent
     cause = exc.__context__ or exc.__cause__
     while cause is not None and not isinstance(cause, ssl.SSLError):
         cause = cause.__context__ or cause.__cause__
@@ -157,10 +157,15 @@ def proxy_for(host: str) -> str | None:
 
 def redirect_error(host: str, status: int, location: str, setting: str) -> UpstreamError:
     """A 3xx from the portal: never followed, since the request carries a secret; say where it pointed."""
-    target = urlsplit(location)
-    where = f"{target.scheme}://{target.netloc}" if target.netloc else "another path on the same host"
+    try:
+        target = urlsplit(location)
+    except ValueError:  # e.g. "http://[not-an-ip/": still a redirect, to nowhere b24-mcp could name
+        where = "an address that is not a valid URL"
+    else:
+        netloc = target.netloc.rsplit("@", 1)[-1]  # never a user:password that came with it
+        where = clean_text(f"{target.scheme}://{netloc}", 100) if netloc else "another path on the same host"
     return UpstreamError(
-        f"{host} answered HTTP {status}, a redirect to {where[:100]}, which b24-mcp does not follow (the request "
+        f"{host} answered HTTP {status}, a redirect to {where}, which b24-mcp does not follow (the request "
         f"carries a secret). If the portal moved, put its new address in {setting}.",
         status=status,
     )
