@@ -111,7 +111,11 @@ def check_dialog_id(value: object) -> str:
         elif value.strip() != value or " " in value:
             hint = " Remove the spaces."
         elif re.fullmatch(r"(?i)chat ?#?[0-9]+", value):
-            hint = f' Write it as "chat{re.sub(r"[^0-9]", "", value).lstrip("0") or "N"}".'
+            digits = re.sub(r"[^0-9]", "", value).lstrip("0")
+            if digits and len(digits) <= 10 and int(digits) <= MAX_ID:
+                hint = f' Write it as "chat{digits}".'
+            else:  # not echoed: "chat" and a million digits is not a hint
+                hint = f" Bitrix24 ids are from 1 to {MAX_ID}."
         raise InputError(f"dialogId {_shown(value)} is not valid: expected {DIALOG_ID_FORM}.{hint}")
     if int(value.removeprefix("chat")) > MAX_ID:
         raise InputError(f"dialogId {_shown(value)} is not valid: Bitrix24 ids are at most {MAX_ID}.")
