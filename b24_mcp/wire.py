@@ -4,6 +4,8 @@ Whatever comes back is read as a stream and stops at `MAX_ANSWER_BYTES` after de
 decompressor (httpx's would inflate a gzip bomb's 64 KiB chunk into ~64 MiB before we saw it), so a hostile
 or broken upstream costs a few MiB at most and ends in a clear error. Redirects are never followed: a POST
 carrying a webhook code or a token must not be replayed to another host; the error names where it pointed.
+An answer that is too large, or in an encoding we did not ask for, is an `AnswerError`: final whatever its status
+(a 503 that big is not a rate limit, and fetching it again would only cost another 8 MiB).
 Every failure below HTTP becomes an `UpstreamError` (or a `ConfigError` for a setting such as SSL_CERT_FILE)
 whose message names the host and the likely cause, never the URL, whose path holds the webhook code.
 """
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import ConfigError, UpstreamError, clean_text
+from .errors import AnswerError, ConfigError, UpstreamError, clean_text
 from .logs import redact
 
 # A window of 50 + 50 messages of 20,000 characters, JSON-escaped, stays well below this; anything larger is not
@@ -79,7 +81,7 @@ async def exchange(
                 return Reply(response.status_code, b"", response.headers.get("location", ""))
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
-                raise UpstreamError(
+                raise AnswerError(
                     f"{host} answered HTTP {response.status_code} in an encoding b24-mcp did not ask for "
                     f"({encoding[:20]!r}); a proxy may be rewriting answers.",
                     status=response.status_code,
@@ -90,7 +92,7 @@ async def exchange(
                 piece = inflater.feed(chunk, limit - len(body)) if inflater else chunk
                 body += piece
                 if len(body) > limit:
-                    raise UpstreamError(
+                    raise AnswerError(
                         f"{host} sent an answer larger than {limit // (1024 * 1024)} MiB (HTTP "
                         f"{response.status_code}); b24-mcp stopped reading it. No Bitrix24 answer is that large: "
                         "a proxy or the portal is misbehaving.",
