@@ -234,6 +234,13 @@ def test_a_refused_reservation_takes_nothing() -> None:
     assert bucket.reserve(max_wait=1.0) == 1.0
 
 
+def test_a_free_slot_is_taken_even_with_no_time_left() -> None:
+    clock = Clock()
+    bucket = LeakyBucket(rate=1, burst=3, clock=clock)
+    assert [bucket.reserve(max_wait=-0.01), bucket.reserve(max_wait=0.0)] == [0.0, 0.0]
+    assert bucket.reserve(max_wait=0.5) is None  # the next slot is a second away
+
+
 def test_a_released_slot_goes_to_the_next_caller() -> None:
     clock = Clock()
     bucket = LeakyBucket(rate=1, burst=2, clock=clock)
