@@ -44,14 +44,19 @@ class _Inflater:
 
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding
-        wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}[encoding]
-        self._d = zlib.decompressobj(wbits)
+        self._gzip = encoding in ("gzip", "x-gzip")
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
         self._first = True
 
     def feed(self, data: bytes, room: int) -> bytes:
         """At most `room + 1` bytes of output (one more than fits tells the caller it overflowed)."""
         out = bytearray()
         while data and len(out) <= room:
+            if self._d.eof:
+                if not self._gzip:
+                    break  # bytes after the end of a zlib stream: not part of the answer
+                # gzip may come as several members, one after the other (RFC 1952): each is part of the answer.
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
             try:
                 out += self._d.decompress(data, room + 1 - len(out))
             except zlib.error:
@@ -60,7 +65,7 @@ class _Inflater:
                 self._d = zlib.decompressobj(-zlib.MAX_WBITS)  # some servers send raw deflate
                 out += self._d.decompress(data, room + 1 - len(out))
             self._first = False
-            data = self._d.unconsumed_tail
+            data = self._d.unconsumed_tail or (self._d.unused_data if self._d.eof else b"")
         return bytes(out)
 
 

@@ -272,6 +272,15 @@ async def test_an_encoding_not_asked_for_is_refused_once_even_as_a_503() -> None
         assert server.requests == 1
 
 
+async def test_a_gzip_answer_in_several_members_is_read_whole() -> None:
+    body = json.dumps(CHAT).encode()
+    members = b"".join(zlib.compress(part, wbits=16 + zlib.MAX_WBITS) for part in (body[:10], body[10:30], body[30:]))
+    with upstream() as server:
+        server.respond = lambda h: h.raw(200, members, {"Content-Encoding": "gzip"})
+        async with client_for(server.base) as client:
+            assert (await client.get_chat("chat5")).name == "General"
+
+
 async def test_json_nested_100000_deep_is_called_too_deep_not_a_bug() -> None:
     deep = b'{"result": {"chat": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
     with upstream() as server:
