@@ -423,7 +423,7 @@ async def test_a_dead_https_proxy_is_named(monkeypatch: pytest.MonkeyPatch) -> N
     proxy = f"127.0.0.1:{closed_port()}"
     monkeypatch.setenv("HTTPS_PROXY", f"http://{proxy}")
     with upstream(serving(trustme.CA(), "127.0.0.1")) as server:
-        async with client_for(server.base, B24_TIMEOUT="0.2") as client:
+        async with client_for(server.base, B24_TIMEOUT="2") as client:  # time for the retries
             err = await failure(lambda: client.get_chat("chat5"))
         assert server.requests == 0  # the request went to the (dead) proxy, not straight to the portal
     assert f"through the proxy {proxy}" in str(err) and "HTTPS_PROXY" in str(err) and "NO_PROXY" in str(err)
@@ -481,7 +481,8 @@ async def mocked(transport: httpx.MockTransport, **env: str) -> AsyncIterator[B2
 async def test_a_burst_of_impatient_calls_leaves_an_idle_bucket_idle() -> None:
     sent, transport = counting()
     rate = 20.0
-    async with mocked(transport, B24_TIMEOUT="0.1", B24_RATE_LIMIT=str(rate), B24_RATE_BURST="3") as client:
+    # Each call may take 3 x 0.25 s in all: about 2 + 0.75 x 20 calls get a turn, the rest are refused at once.
+    async with mocked(transport, B24_TIMEOUT="0.25", B24_RATE_LIMIT=str(rate), B24_RATE_BURST="3") as client:
         outcomes: list[str] = []
 
         async def one() -> None:
@@ -489,13 +490,13 @@ async def test_a_burst_of_impatient_calls_leaves_an_idle_bucket_idle() -> None:
                 await client.get_chat("chat5")
                 outcomes.append("ok")
             except UpstreamError as err:
-                assert "Too many calls to Bitrix24" in str(err)
-                outcomes.append("refused")
+                outcomes.append("refused" if "Too many calls to Bitrix24" in str(err) else str(err))
 
         async with anyio.create_task_group() as tg:
             for _ in range(200):
                 tg.start_soon(one)
-        assert outcomes.count("refused") > 150  # most could not get a turn within their deadline...
+        assert set(outcomes) == {"ok", "refused"}, set(outcomes)
+        assert outcomes.count("refused") > 100  # most could not get a turn within their deadline...
         assert sent[0] == outcomes.count("ok")  # ...and sent nothing
 
         waits: list[float] = []
@@ -509,8 +510,8 @@ async def test_a_burst_of_impatient_calls_leaves_an_idle_bucket_idle() -> None:
 
 async def test_a_call_cancelled_while_waiting_gives_its_slot_back() -> None:
     sent, transport = counting()
-    async with mocked(transport, B24_TIMEOUT="2", B24_RATE_LIMIT="1", B24_RATE_BURST="2") as client:
-        await client.get_chat("chat5")  # takes the one slot at once; the next waits 1 s
+    async with mocked(transport, B24_TIMEOUT="3", B24_RATE_LIMIT="0.2", B24_RATE_BURST="2") as client:
+        await client.get_chat("chat5")  # takes the one slot at once; the next waits 5 s (cancelled long before)
 
         async def waits_for_its_turn() -> float:
             seen: list[float] = []
@@ -528,5 +529,5 @@ async def test_a_call_cancelled_while_waiting_gives_its_slot_back() -> None:
 
         first = await waits_for_its_turn()
         second = await waits_for_its_turn()
-        assert 0 < second <= first <= 1.0  # without the slot given back, the second would wait ~2 s
+        assert 0 < second <= first <= 5.0  # without the slot given back, the second would wait ~10 s
         assert sent[0] == 1
