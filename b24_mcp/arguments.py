@@ -93,8 +93,11 @@ def check_dialog_id(value: object) -> str:
     """The dialogId forms the imbot.v2 methods accept; anything else is refused before a request is made."""
     if value is None or value == "":
         raise InputError(f"dialogId is required: a string, {DIALOG_ID_FORM}.")
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID:
-        return str(value)  # a bare number can only mean a personal chat with that user (the Inspector sends one)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 1 <= value <= MAX_ID:
+            return str(value)  # a bare number can only mean a personal chat with that user (the Inspector sends one)
+        # Not echoed: a huge JSON integer has more digits than Python will even print.
+        raise InputError(f"dialogId is not valid: a user id is a number from 1 to {MAX_ID}; {DIALOG_ID_FORM}.")
     if not isinstance(value, str):
         raise InputError(
             f"dialogId must be a string, {DIALOG_ID_FORM}; got a JSON {_json_type(value)}. "
@@ -102,13 +105,17 @@ def check_dialog_id(value: object) -> str:
         )
     if len(value) > DIALOG_ID_MAX or not _DIALOG_ID.fullmatch(value):
         hint = ""
-        link = re.search(r"IM_DIALOG=((chat)?[1-9][0-9]{0,10})\b", value)
-        if link:
+        link = re.search(r"IM_DIALOG=((?:chat)?([1-9][0-9]{0,9}))(?![0-9])", value)
+        if link and int(link.group(2)) <= MAX_ID:
             hint = f' It looks like a chat link: pass "{link.group(1)}".'
         elif value.strip() != value or " " in value:
             hint = " Remove the spaces."
         elif re.fullmatch(r"(?i)chat ?#?[0-9]+", value):
-            hint = f' Write it as "chat{re.sub(r"[^0-9]", "", value).lstrip("0") or "N"}".'
+            digits = re.sub(r"[^0-9]", "", value).lstrip("0")
+            if digits and len(digits) <= 10 and int(digits) <= MAX_ID:
+                hint = f' Write it as "chat{digits}".'
+            else:  # not echoed: "chat" and a million digits is not a hint
+                hint = f" Bitrix24 ids are from 1 to {MAX_ID}."
         raise InputError(f"dialogId {_shown(value)} is not valid: expected {DIALOG_ID_FORM}.{hint}")
     if int(value.removeprefix("chat")) > MAX_ID:
         raise InputError(

@@ -314,11 +314,12 @@ class B24Client:
         description = answer.error_description if isinstance(answer.error_description, str) else ""
         raise portal_error(
             code,
-            redact(description, secrets),
+            description,
             status=status,
             host=self.host,
             call={**{k: v for k, v in call.items() if k in ("dialogId", "botId", "messageId")}, "method": method},
             oauth=self._auth.oauth,
+            secrets=secrets,
         )
 
     def _note_time(self, method: str, block: object) -> None:

@@ -13,8 +13,11 @@ neither steer the model with a long speech nor repaint the terminal of someone r
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from .logs import redact
 
 
 class B24Error(Exception):
@@ -150,15 +153,41 @@ OAUTH_HINTS: dict[str, str] = {"NO_AUTH_FOUND": OAUTH_REJECTED, "invalid_token":
 
 DESCRIPTION_MAX = 300  # Bitrix24 says its descriptions are not meant to be shown raw: one short line
 _CODE = re.compile(r"[A-Za-z0-9_.]{1,64}")
-_ESCAPES = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+# ECMA-48 escapes, 7-bit (ESC ...) and 8-bit (C1): CSI with its parameters; OSC/DCS/SOS/PM/APC strings with their
+# payload (an OSC's payload is a window title or a hyperlink) up to BEL or ST, or to the end when unterminated;
+# any other ESC with its intermediate and final bytes.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+# Controls that are not whitespace, and every format character (zero-width, bidi overrides and isolates, Unicode
+# tags, the BOM; Unicode's category Cf): dropped, not turned into spaces, so the text reads as it would be shown
+# and a secret split by them is still one word for the redactor. Variation selectors and Hangul fillers are
+# invisible too (they can smuggle text).
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff"
+    "\uffa0\ufff0-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff]"
+)
 
 
-def clean_text(text: str, limit: int = DESCRIPTION_MAX) -> str:
-    """Untrusted text as one short printable line: terminal escapes and control characters out, length bounded."""
-    text = _INVISIBLE.sub(" ", _ESCAPES.sub("", text[: limit * 4]))
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def clean_text(text: str, limit: int = DESCRIPTION_MAX, mask: Callable[[str], str] | None = None) -> str:
+    """Untrusted text as one short printable line: terminal escapes and control characters out, length bounded.
+
+    `mask` (the redactor) runs on the cleaned text, before it is cut: a secret split by an escape or a zero-width
+    character is whole again by then, and is masked rather than half shown.
+    """
+    window = text[: limit * 4]  # bounded work; what lies beyond is never shown anyway
+    cut = len(window) < len(text)
+    words = _INVISIBLE.sub("", _ESCAPES.sub("", window)).split()
+    if cut and words:
+        words.pop()  # it may run on past the window: a secret's first half must not show
+    text = " ".join(words)
+    if mask is not None:
+        text = mask(text)
+    return text if len(text) <= limit and not cut else text[: limit - 1] + "…"
 
 
 def clean_code(code: object) -> str | None:
@@ -174,9 +203,14 @@ def portal_error(
     host: str,
     call: dict[str, object],
     oauth: bool = False,
+    secrets: Iterable[str] = (),
 ) -> PortalError:
-    """Build the message for a Bitrix24 error answer: the code, Bitrix24's own words, and what to do next."""
-    said = clean_text(description)
+    """Build the message for a Bitrix24 error answer: the code, Bitrix24's own words, and what to do next.
+
+    `description` is Bitrix24's raw text; it is cleaned, then masked (the process's secrets and the call's own
+    `secrets`), so no escape sequence can hide a secret from the redactor.
+    """
+    said = clean_text(description, mask=lambda text: redact(text, secrets))
     where = f"HTTP {status} from {host}" if status else host
     message = f"Bitrix24 error {code} ({where})" + (f": {said}" + ("" if said[-1] in ".!?" else ".") if said else ".")
     hint = (OAUTH_HINTS.get(code) if oauth else None) or HINTS.get(code)

@@ -6,7 +6,8 @@ quote a token. So httpx's loggers are held at WARNING, and one filter on the han
 URLs and every secret the configuration knows of, whatever logger the record comes from.
 
 Secrets are matched as whole values (not inside longer words), whatever their length, so a short token is
-still masked and an ordinary word that happens to contain it is not garbled. The process-wide set holds the
+still masked and an ordinary word that happens to contain it is not garbled. Only letters, digits and `_` make
+a word: a secret followed by a full stop, a comma or `=` is still whole and still masked. The process-wide set holds the
 configuration's secrets and the few newest OAuth tokens; a caller's own `botToken` is masked in that call's
 output only (`redact(text, extra)`), so the set cannot grow with every call.
 """
@@ -20,13 +21,20 @@ from collections.abc import Iterable
 
 _WEBHOOK_CODE = re.compile(r"(/rest/[0-9]+/)[A-Za-z0-9_-]+")
 _QUERY_SECRET = re.compile(r"((?:auth|access_token|refresh_token|client_secret|botToken)=)[^&\s\"']+", re.IGNORECASE)
-_WORD = r"[A-Za-z0-9_\-.~+/=]"  # characters a token is made of: a match must not be part of a longer run of them
+_WORD_CHAR = re.compile(r"\w")
 ROTATED_KEPT = 8  # OAuth tokens rotate hourly; the newest few stay masked, older ones are long dead
 
 
+def _whole(secret: str) -> str:
+    """The secret as a pattern that does not match inside a longer word (checked only where it has a word edge)."""
+    head = r"(?<!\w)" if _WORD_CHAR.match(secret[0]) else ""
+    tail = r"(?!\w)" if _WORD_CHAR.match(secret[-1]) else ""
+    return head + re.escape(secret) + tail
+
+
 def _pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
-    alternatives = "|".join(re.escape(s) for s in sorted(set(secrets), key=len, reverse=True) if s)
-    return re.compile(rf"(?<!{_WORD})(?:{alternatives})(?!{_WORD})") if alternatives else None
+    alternatives = "|".join(_whole(s) for s in sorted(set(secrets), key=len, reverse=True) if s)
+    return re.compile(alternatives) if alternatives else None
 
 
 class Redactor:

@@ -38,11 +38,13 @@ class LeakyBucket:
 
         None, and nothing taken, when the slot is further off: a call that will not wait must not push every
         later caller back (a burst of refused calls would otherwise keep an idle portal's bucket "full").
+        A free slot is always taken, even with no time left to wait (`max_wait` <= 0): it costs no one anything,
+        and the caller's own deadline, not "too many calls at once", is what ends such a call.
         """
         now = self._clock()
         tat = max(self._tat, now)
         send_at = max(now, tat - self._tolerance)
-        if send_at - now > max_wait:
+        if send_at > now and send_at - now > max_wait:
             return None
         self._tat = tat + self._interval
         return send_at - now

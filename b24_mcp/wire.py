@@ -4,6 +4,8 @@ Whatever comes back is read as a stream and stops at `MAX_ANSWER_BYTES` after de
 decompressor (httpx's would inflate a gzip bomb's 64 KiB chunk into ~64 MiB before we saw it), so a hostile
 or broken upstream costs a few MiB at most and ends in a clear error. Redirects are never followed: a POST
 carrying a webhook code or a token must not be replayed to another host; the error names where it pointed.
+An answer that is too large, or in an encoding we did not ask for, is an `AnswerError`: final whatever its status
+(a 503 that big is not a rate limit, and fetching it again would only cost another 8 MiB).
 Every failure below HTTP becomes an `UpstreamError` (or a `ConfigError` for a setting such as SSL_CERT_FILE)
 whose message names the host and the likely cause, never the URL, whose path holds the webhook code.
 """
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import ConfigError, UpstreamError
+from .errors import AnswerError, ConfigError, UpstreamError, clean_text
 from .logs import redact
 
 # A window of 50 + 50 messages of 20,000 characters, JSON-escaped, stays well below this; anything larger is not
@@ -42,14 +44,19 @@ class _Inflater:
 
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding
-        wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}[encoding]
-        self._d = zlib.decompressobj(wbits)
+        self._gzip = encoding in ("gzip", "x-gzip")
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
         self._first = True
 
     def feed(self, data: bytes, room: int) -> bytes:
         """At most `room + 1` bytes of output (one more than fits tells the caller it overflowed)."""
         out = bytearray()
         while data and len(out) <= room:
+            if self._d.eof:
+                if not self._gzip:
+                    break  # bytes after the end of a zlib stream: not part of the answer
+                # gzip may come as several members, one after the other (RFC 1952): each is part of the answer.
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
             try:
                 out += self._d.decompress(data, room + 1 - len(out))
             except zlib.error:
@@ -58,7 +65,7 @@ class _Inflater:
                 self._d = zlib.decompressobj(-zlib.MAX_WBITS)  # some servers send raw deflate
                 out += self._d.decompress(data, room + 1 - len(out))
             self._first = False
-            data = self._d.unconsumed_tail
+            data = self._d.unconsumed_tail or (self._d.unused_data if self._d.eof else b"")
         return bytes(out)
 
 
@@ -79,7 +86,7 @@ async def exchange(
                 return Reply(response.status_code, b"", response.headers.get("location", ""))
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
-                raise UpstreamError(
+                raise AnswerError(
                     f"{host} answered HTTP {response.status_code} in an encoding b24-mcp did not ask for "
                     f"({encoding[:20]!r}); a proxy may be rewriting answers.",
                     status=response.status_code,
@@ -90,7 +97,7 @@ async def exchange(
                 piece = inflater.feed(chunk, limit - len(body)) if inflater else chunk
                 body += piece
                 if len(body) > limit:
-                    raise UpstreamError(
+                    raise AnswerError(
                         f"{host} sent an answer larger than {limit // (1024 * 1024)} MiB (HTTP "
                         f"{response.status_code}); b24-mcp stopped reading it. No Bitrix24 answer is that large: "
                         "a proxy or the portal is misbehaving.",
@@ -114,7 +121,7 @@ async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
 
 def network_error(host: str, exc: httpx.HTTPError) -> UpstreamError:
     """A failure below HTTP, explained; the message names the host (and the setting at fault), never the URL."""
-    reason = redact(str(exc))[:300] or type(exc).__name__
+    reason = clean_text(str(exc), mask=redact) or type(exc).__name__  # it may quote what the server sent
     cause = exc.__context__ or exc.__cause__
     while cause is not None and not isinstance(cause, ssl.SSLError):
         cause = cause.__context__ or cause.__cause__
@@ -157,10 +164,15 @@ def proxy_for(host: str) -> str | None:
 
 def redirect_error(host: str, status: int, location: str, setting: str) -> UpstreamError:
     """A 3xx from the portal: never followed, since the request carries a secret; say where it pointed."""
-    target = urlsplit(location)
-    where = f"{target.scheme}://{target.netloc}" if target.netloc else "another path on the same host"
+    try:
+        target = urlsplit(location)
+    except ValueError:  # e.g. "http://[not-an-ip/": still a redirect, to nowhere b24-mcp could name
+        where = "an address that is not a valid URL"
+    else:
+        netloc = target.netloc.rsplit("@", 1)[-1]  # never a user:password that came with it
+        where = clean_text(f"{target.scheme}://{netloc}", 100) if netloc else "another path on the same host"
     return UpstreamError(
-        f"{host} answered HTTP {status}, a redirect to {where[:100]}, which b24-mcp does not follow (the request "
+        f"{host} answered HTTP {status}, a redirect to {where}, which b24-mcp does not follow (the request "
         f"carries a secret). If the portal moved, put its new address in {setting}.",
         status=status,
     )
