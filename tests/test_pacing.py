@@ -15,6 +15,12 @@ class Clock:
         return self.now
 
 
+def wait(bucket: LeakyBucket) -> float:
+    delay = bucket.reserve()
+    assert delay is not None  # no max_wait: every caller gets a slot
+    return delay
+
+
 def test_burst_goes_at_once_then_rate() -> None:
     clock = Clock()
     bucket = LeakyBucket(rate=2, burst=5, clock=clock)
@@ -39,7 +45,7 @@ def test_never_more_than_burst_in_the_portals_bucket() -> None:
     clock = Clock()
     rate, burst = 2.0, 4
     bucket = LeakyBucket(rate=rate, burst=burst, clock=clock)
-    sends = sorted(clock.now + (bucket.reserve() or 0.0) for _ in range(40))
+    sends = sorted(clock.now + wait(bucket) for _ in range(40))
     level, last = 0.0, sends[0]
     for t in sends:
         level = max(0.0, level - (t - last) * rate) + 1
@@ -55,6 +61,23 @@ def test_saturate_resynchronises_with_a_full_portal() -> None:
     bucket.saturate()  # the portal said QUERY_LIMIT_EXCEEDED: it is full even if we thought not
     assert bucket.reserve() == pytest.approx(0.5)
     assert bucket.reserve() == pytest.approx(1.0)
+
+
+def test_a_caller_that_would_wait_too_long_takes_no_slot() -> None:
+    clock = Clock()
+    bucket = LeakyBucket(rate=2, burst=3, clock=clock)
+    assert [bucket.reserve(), bucket.reserve()] == [0, 0]
+    assert bucket.reserve(max_wait=0.4) is None  # the next slot is 0.5 s away
+    assert bucket.reserve(max_wait=0.4) is None  # ...and still is: the refusal pushed nobody back
+    assert bucket.reserve(max_wait=0.5) == pytest.approx(0.5)
+
+
+def test_a_released_slot_goes_to_the_next_caller() -> None:
+    clock = Clock()
+    bucket = LeakyBucket(rate=2, burst=2, clock=clock)
+    assert [bucket.reserve(), bucket.reserve()] == pytest.approx([0, 0.5])
+    bucket.release()  # the second caller was cancelled while waiting
+    assert bucket.reserve() == pytest.approx(0.5)
 
 
 def test_burst_of_one_still_sends() -> None:

@@ -6,9 +6,7 @@ import pytest
 
 from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
-
-CODE = "hookSECRETcode123"
-HOOK = f"https://acme.bitrix24.com/rest/1/{CODE}/"
+from tests.values import CODE, HOOK, HOST
 
 
 def load(**env: str) -> config.Settings:
@@ -20,7 +18,7 @@ def test_webhook_settings_are_normalised() -> None:
     assert s.mode == "webhook" and isinstance(s.auth, config.WebhookConfig)
     assert s.auth.url == HOOK  # trailing slash added
     assert s.bot_id == 456 and s.bot_token == "tok-abc-123"
-    assert s.host == "acme.bitrix24.com"
+    assert s.host == HOST
     assert CODE in s.secrets and "tok-abc-123" in s.secrets
     assert CODE not in repr(s)
 

@@ -10,10 +10,10 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e import server_env, spawned, text_of
+from tests.e2e.helpers import clean_env, spawned, text_of
 from tests.portal import OAuthSettings, StandInPortal
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 APP = OAuthSettings()
 
@@ -25,7 +25,7 @@ def portal() -> Iterator[StandInPortal]:
 
 
 def oauth_env(portal: StandInPortal, token_file: Path) -> dict[str, str]:
-    return server_env(
+    return clean_env(
         B24_PORTAL_URL=portal.base_url,
         B24_OAUTH_SERVER=portal.base_url,
         B24_ACCESS_TOKEN=APP.access_token,
@@ -35,6 +35,8 @@ def oauth_env(portal: StandInPortal, token_file: Path) -> dict[str, str]:
         B24_TOKEN_FILE=str(token_file),
         B24_BOT_ID="456",
         B24_LOG_LEVEL="DEBUG",
+        B24_RATE_LIMIT="50",  # pacing is not what these tests show: let the calls through at once
+        B24_RATE_BURST="50",
     )
 
 

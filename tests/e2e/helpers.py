@@ -17,14 +17,11 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from tests.portal import StandInPortal
-
-ROOT = Path(__file__).resolve().parent.parent
-CODE = "hookSECRETcode123"  # the stand-in portal's webhook code: a secret that must never surface
-TOKEN = "botSECRETtoken456"  # the bot's token: likewise
+from tests.values import ROOT, webhook_vars
 
 
-def server_env(**env: str | None) -> dict[str, str]:
-    """A clean environment: PATH/HOME and the given variables only (None drops one)."""
+def clean_env(**env: str | None) -> dict[str, str]:
+    """A clean environment for a subprocess: PATH/HOME and the given variables only (None drops one)."""
     base = {k: os.environ[k] for k in ("PATH", "HOME", "SYSTEMROOT") if k in os.environ}
     base["PYTHONUNBUFFERED"] = "1"
     return {**base, **{k: v for k, v in env.items() if v is not None}}
@@ -33,13 +30,11 @@ def server_env(**env: str | None) -> dict[str, str]:
 def webhook_env(portal: StandInPortal, **extra: str | None) -> dict[str, str]:
     """The server's environment for a webhook against `portal`; `extra` overrides or (None) drops a variable."""
     base: dict[str, str | None] = {
-        "B24_WEBHOOK_URL": portal.webhook_url,
-        "B24_BOT_ID": "456",
-        "B24_BOT_TOKEN": TOKEN,
+        **webhook_vars(portal.webhook_url),
         "SSL_CERT_FILE": str(portal.ca_pem_path) if portal.ca_pem_path else None,
         "B24_LOG_LEVEL": "DEBUG",  # the most the server ever logs: all of it must be free of secrets
     }
-    return server_env(**{**base, **extra})
+    return clean_env(**{**base, **extra})
 
 
 @asynccontextmanager

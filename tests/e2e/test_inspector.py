@@ -1,0 +1,129 @@
+"""The MCP Inspector's CLI as a second, independent client, over both transports: an isError call over stdio
+(a server process per call), and over Streamable HTTP (one server for the module) the listing with --strict
+schema portability, a call on the demo portal, and the chat resource.
+
+It needs Node and npm (`.ci/run` makes sure of Node). The pinned Inspector is installed once into a cache
+directory and its launcher run with node directly: `npx -y` re-resolved the package on every call, about 1 s
+of each (and the whole download on a cold cache, which is what once made the first of these tests take 16 s).
+The timeouts bound the tests; they do not time the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import clean_env
+from tests.values import ROOT
+
+pytestmark = pytest.mark.e2e
+
+INSPECTOR = "@modelcontextprotocol/inspector"
+VERSION = "2.12.0"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "b24-mcp-tests" / f"inspector-{VERSION}"
+LAUNCHER = CACHE / "node_modules" / INSPECTOR / "clients" / "launcher" / "build" / "index.js"
+NPM_QUIET = ["--no-save", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"]
+SERVER = [sys.executable, "-m", "b24_mcp", "--demo"]
+
+
+@pytest.fixture(scope="session")
+def launcher() -> list[str]:
+    """`node <the Inspector's launcher>`, after installing the pinned Inspector once (atomically) if it is missing."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "these tests need Node and npm (.ci/run installs Node when it is missing)"
+    if not LAUNCHER.exists():
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="inspector-", dir=CACHE.parent))
+        subprocess.run(
+            [npm, "install", "--prefix", str(staging), *NPM_QUIET, f"{INSPECTOR}@{VERSION}"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        try:
+            staging.rename(CACHE)
+        except OSError:  # another run installed it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return [node, str(LAUNCHER)]
+
+
+def inspector(launcher: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*launcher, "--cli", *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=clean_env()
+    )
+
+
+def test_tools_call_error_over_stdio_is_reported_as_is_error(launcher: list[str]) -> None:
+    done = inspector(
+        launcher, *SERVER, "--method", "tools/call", "--tool-name", "get_chat", "--tool-arg", "dialogId=chat7",
+        "--format", "json",
+    )  # fmt: skip
+    assert done.returncode == 5, done.stderr  # the Inspector's exit code for a tool that returned isError
+    result = json.loads(done.stdout.splitlines()[0])["result"]
+    assert result["isError"] is True and "ACCESS_DENIED" in result["content"][0]["text"]
+
+
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[str]:
+    """`b24-mcp --demo --transport streamable-http` on a free loopback port; its /mcp URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [*SERVER, "--transport", "streamable-http", "--port", str(port)],
+        env=clean_env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_tools_list_is_portable_under_strict(launcher: list[str], http_server: str) -> None:
+    done = inspector(launcher, http_server, "--method", "tools/list", "--strict")
+    assert done.returncode == 0, done.stderr
+    tools = json.loads(done.stdout)["tools"]
+    assert [t["name"] for t in tools] == ["get_chat", "get_chat_members", "get_messages", "get_message"]
+    assert all(t["annotations"]["readOnlyHint"] is True for t in tools)
+    assert "0 errors, 0 warnings" in done.stderr or "warning" not in done.stderr.lower(), done.stderr
+
+
+def test_tools_call_on_the_demo_portal(launcher: list[str], http_server: str) -> None:
+    done = inspector(
+        launcher, http_server, "--method", "tools/call", "--tool-name", "get_chat", "--tool-arg", "dialogId=chat5",
+        "--format", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[0])["result"]
+    assert result["structuredContent"]["dialogId"] == "chat5"
+    assert result["structuredContent"]["name"] == "Support Chat"
+    assert not result.get("isError")
+
+
+def test_resource_template_read(launcher: list[str], http_server: str) -> None:
+    done = inspector(launcher, http_server, "--method", "resources/read", "--uri", "bitrix24://chat/chat5")
+    assert done.returncode == 0, done.stderr
+    contents = json.loads(done.stdout)["contents"][0]
+    assert contents["mimeType"] == "application/json"
+    assert json.loads(contents["text"])["id"] == 5

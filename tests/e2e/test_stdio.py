@@ -1,0 +1,130 @@
+"""End to end over stdio: `python -m b24_mcp` as a subprocess, as a host starts it, against the stand-in portal.
+
+Only what a process boundary shows is here: start-up and a real call in both protocol eras, stdout carrying
+nothing but JSON-RPC, and the server's own stderr (at DEBUG, the most it ever logs) free of every secret.
+What a call returns for each kind of portal answer is proven in-process (test_client, test_loopback, test_tools).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.e2e.helpers import clean_env, spawned, text_of, webhook_env
+from tests.portal import StandInPortal
+from tests.values import BOT_ID, CODE, ROOT, TOKEN
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        assert CODE not in text
+        assert TOKEN not in text
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_get_chat_over_stdio(https_portal: StandInPortal, tmp_path: Path, mode: str) -> None:
+    """Start-up, a call over HTTPS with the CA from SSL_CERT_FILE, and refusals; no secret on stderr at DEBUG."""
+    stderr = tmp_path / "stderr.log"
+    async with spawned(webhook_env(https_portal), stderr, mode=mode) as client:
+        tool = next(t for t in (await client.list_tools()).tools if t.name == "get_chat")
+        result = await client.call_tool("get_chat", {"dialogId": "chat5"})
+        denied = await client.call_tool("get_chat", {"dialogId": "chat7"})
+        wrong = await client.call_tool("get_chat", {"dialogId": "chat5", "botToken": "not-the-token"})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content == https_portal.chats["chat5"]
+    jsonschema.validate(result.structured_content, tool.output_schema or {})
+    assert "Support Chat (chat5)" in text_of(result)
+    assert denied.is_error and "ACCESS_DENIED" in text_of(denied)
+    assert wrong.is_error and "BOT_OWNERSHIP_ERROR" in text_of(wrong)
+    request = https_portal.requests[0]
+    assert request.path == f"/rest/1/{CODE}/imbot.v2.Chat.get"
+    assert request.body == {"botId": BOT_ID, "botToken": TOKEN, "dialogId": "chat5"}
+    logged = stderr.read_text()
+    assert "imbot.v2.Chat.get" in logged  # DEBUG did log each call...
+    assert_no_secret(logged, *(r.model_dump_json() for r in (result, denied, wrong)))  # ...and no secret
+    assert "not-the-token" not in logged + text_of(wrong)
+
+
+def read_lines(stream: Any, n: int, timeout: float) -> list[str]:
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(stream.readline() for _ in range(n)), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return lines
+
+
+RAW_SESSION = [
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+    },
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    *(
+        {
+            "jsonrpc": "2.0",
+            "id": i,
+            "method": "tools/call",
+            "params": {"name": "get_chat", "arguments": {"dialogId": d}},
+        }
+        for i, d in ((3, "chat5"), (4, "bad id"))
+    ),
+]
+
+
+@pytest.mark.parametrize("setup", ["demo", "bad configuration"])
+def test_stdout_carries_only_json_rpc(setup: str) -> None:
+    """Raw pipes, no SDK client in between: every byte the server writes to stdout is a JSON-RPC message.
+
+    A bad configuration still starts (hosts show a server that fails to start with no reason): it is logged
+    once on stderr, without a traceback or the secret in the bad URL, and every call reports it."""
+    if setup == "demo":
+        args, env = ["--demo"], clean_env(B24_LOG_LEVEL="DEBUG")
+    else:
+        args, env = [], clean_env(B24_WEBHOOK_URL=f"http://example.com/rest/1/{CODE}/", B24_BOT_TOKEN=TOKEN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "b24_mcp", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in RAW_SESSION))
+    proc.stdin.flush()
+    lines = read_lines(proc.stdout, 4, timeout=60)  # stdin stays open meanwhile: EOF ends the session
+    rest, stderr = proc.communicate(timeout=30)
+    assert len(lines) == 4 and all(lines), stderr
+    answers = {a["id"]: a for a in map(json.loads, lines)}  # each line parses: nothing else was printed
+    assert set(answers) == {1, 2, 3, 4} and all(a["jsonrpc"] == "2.0" for a in answers.values())
+    assert rest == ""
+    call = answers[3]["result"]
+    if setup == "demo":
+        assert not call.get("isError") and call["content"][0]["text"].startswith("DEMO DATA")
+    else:
+        assert call["isError"] and "B24_WEBHOOK_URL must use https://" in call["content"][0]["text"]
+        assert stderr.count("configuration problem") == 1 and "B24_WEBHOOK_URL" in stderr
+        assert "Traceback" not in stderr
+        assert_no_secret(stderr, *lines)
+
+
+def test_console_script_and_module_agree() -> None:
+    script = Path(sys.executable).parent / ("b24-mcp.exe" if os.name == "nt" else "b24-mcp")
+    a = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    b = subprocess.run([sys.executable, "-m", "b24_mcp", "--version"], capture_output=True, text=True, timeout=30)
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout and a.stdout.startswith("b24-mcp ")

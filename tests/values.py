@@ -1,0 +1,27 @@
+"""The suite's test secrets and constants, in one place: every test that needs one imports it from here.
+
+CODE and TOKEN are secrets in the tests' eyes: they must never surface in a message, a result or a log line,
+so tests search for them verbatim. They are distinct, unusual strings so that a hit is never a coincidence.
+(tests/portal.py, tests/test_models.py and tests/test_oauth.py have other owners and keep their own copies.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent  # the project (where `python -m b24_mcp` runs from)
+
+CODE = "hookSECRETcode123"  # the webhook code (the secret in B24_WEBHOOK_URL's path)
+TOKEN = "botSECRETtoken456"  # the bot's token
+BOT_ID = 456
+HOST = "acme.bitrix24.com"
+HOOK = f"https://{HOST}/rest/1/{CODE}/"  # a webhook URL on a cloud portal that is never contacted (mocked)
+MASKED_HOOK = "/rest/1/***/"  # how a webhook URL's path reads once its code is masked
+
+CHAT: dict[str, Any] = {"id": 5, "dialogId": "chat5", "name": "Support Chat", "type": "chat", "role": "owner"}
+
+
+def webhook_vars(url: str = HOOK, **extra: str) -> dict[str, str]:
+    """The B24_* variables of webhook mode with the suite's bot and token; `extra` adds or overrides."""
+    return {"B24_WEBHOOK_URL": url, "B24_BOT_ID": str(BOT_ID), "B24_BOT_TOKEN": TOKEN, **extra}
