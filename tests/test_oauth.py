@@ -34,8 +34,8 @@ from b24_mcp.oauth import (
     fingerprint,
     lock_file_of,
 )
-from tests.e2e import ROOT
 from tests.portal import OAuthSettings, StandInPortal
+from tests.values import ROOT
 
 pytestmark = pytest.mark.anyio
 

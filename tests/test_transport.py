@@ -25,7 +25,8 @@ from starlette.requests import Request
 
 from b24_mcp.errors import ConfigError
 from b24_mcp.transport import transport_security
-from tests.e2e import ROOT, server_env
+from tests.e2e.helpers import clean_env
+from tests.values import ROOT
 
 
 def accepts(settings: TransportSecuritySettings, host: str, origin: str | None = None) -> bool:
@@ -145,7 +146,7 @@ def _start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], Pa
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "b24_mcp", *args], stdout=stdout, stderr=stderr, env=server_env(), cwd=ROOT
+            [sys.executable, "-m", "b24_mcp", *args], stdout=stdout, stderr=stderr, env=clean_env(), cwd=ROOT
         )
     return proc, out, err
 
@@ -227,7 +228,7 @@ def test_http_beyond_loopback_without_allowed_host_is_refused_before_serving(tmp
             capture_output=True,
             text=True,
             timeout=30,
-            env=server_env(),
+            env=clean_env(),
             cwd=ROOT,
         )
     assert done.returncode == 2, done.stderr
