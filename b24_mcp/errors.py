@@ -177,13 +177,14 @@ def clean_text(text: str, limit: int = DESCRIPTION_MAX, mask: Callable[[str], st
     """Untrusted text as one short printable line: terminal escapes and control characters out, length bounded.
 
     `mask` (the redactor) runs on the cleaned text, before it is cut: a secret split by an escape or a zero-width
-    character is whole again by then, and is masked rather than half shown.
+    character is whole again by then, and is masked rather than half shown. With a mask, a word cut at the work
+    window is dropped too (it may be a secret's first half, which no mask recognises).
     """
     window = text[: limit * 4]  # bounded work; what lies beyond is never shown anyway
     cut = len(window) < len(text)
     words = _INVISIBLE.sub("", _ESCAPES.sub("", window)).split()
-    if cut and words:
-        words.pop()  # it may run on past the window: a secret's first half must not show
+    if cut and words and mask is not None:
+        words.pop()
     text = " ".join(words)
     if mask is not None:
         text = mask(text)
@@ -212,7 +213,7 @@ def portal_error(
     """
     said = clean_text(description, mask=lambda text: redact(text, secrets))
     where = f"HTTP {status} from {host}" if status else host
-    message = f"Bitrix24 error {code} ({where})" + (f": {said}" + ("" if said[-1] in ".!?" else ".") if said else ".")
+    message = f"Bitrix24 error {code} ({where})" + (f": {said}" + ("" if said[-1] in ".!?…" else ".") if said else ".")
     hint = (OAUTH_HINTS.get(code) if oauth else None) or HINTS.get(code)
     if hint:
         fill = {"dialogId": "that chat", "botId": "?", "messageId": "?", "method": "this method"}

@@ -159,7 +159,30 @@ def proxy_for(host: str) -> str | None:
     if urllib.request.proxy_bypass(hostname):
         return None
     proxy = urllib.request.getproxies().get("https") or urllib.request.getproxies().get("all")
-    return urlsplit(proxy).netloc.rsplit("@", 1)[-1] if proxy else None
+    return _proxy_address(proxy) if proxy else None
+
+
+def _proxy_address(proxy: str) -> str:
+    """host:port of a proxy setting, as httpx reads it (no scheme means http://), never its user:password."""
+    try:
+        netloc = urlsplit(proxy if "://" in proxy else f"http://{proxy}").netloc
+    except ValueError:  # "http://[oops": shown as set, since that is what has to be fixed
+        netloc = proxy.split("://", 1)[-1]
+    return clean_text(netloc.rsplit("@", 1)[-1], 100)
+
+
+def _proxy_setting_error() -> ConfigError | None:
+    """A proxy variable httpx refuses to use (SOCKS without socksio, an unknown scheme), named; or None."""
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
+        value = os.environ.get(name, "").strip()
+        scheme = value.split("://", 1)[0].lower() if "://" in value else "http"
+        if value and scheme not in ("http", "https"):
+            why = "SOCKS proxies need the optional socksio package" if scheme.startswith("socks") else "unknown scheme"
+            return ConfigError(
+                f"{name} is set to a {clean_text(scheme, 20)}:// proxy ({_proxy_address(value)}), which b24-mcp "
+                f"cannot use ({why}): set it to an http:// proxy, or unset it."
+            )
+    return None
 
 
 def redirect_error(host: str, status: int, location: str, setting: str) -> UpstreamError:
@@ -188,6 +211,12 @@ def make_http(timeout: float, transport: httpx.AsyncBaseTransport | None = None)
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
             follow_redirects=False,
         )
+    except (ImportError, ValueError):
+        # httpx mounts every proxy from the environment here, whatever host it will be used for.
+        err = _proxy_setting_error()
+        if err is None:
+            raise
+        raise err from None
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
             f"SSL_CERT_FILE={os.environ.get('SSL_CERT_FILE', '')!r} (or SSL_CERT_DIR) could not be loaded as a "

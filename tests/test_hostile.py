@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import importlib.util
 import json
 import operator
 import socket
@@ -427,6 +428,31 @@ async def test_a_dead_https_proxy_is_named(monkeypatch: pytest.MonkeyPatch) -> N
             err = await failure(lambda: client.get_chat("chat5"))
         assert server.requests == 0  # the request went to the (dead) proxy, not straight to the portal
     assert f"through the proxy {proxy}" in str(err) and "HTTPS_PROXY" in str(err) and "NO_PROXY" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("ALL_PROXY", "socks5://user:pw@127.0.0.1:1", "socks5:// proxy (127.0.0.1:1)"),
+        ("HTTPS_PROXY", "ftp://127.0.0.1:1", "ftp:// proxy (127.0.0.1:1)"),
+    ],
+)
+def test_a_proxy_httpx_cannot_use_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    if value.startswith("socks") and importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed: httpx can use a SOCKS proxy")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        wire.make_http(5)  # httpx mounts every proxy from the environment when the client is made
+    assert str(caught.value).startswith(f"{name} is set to a {says}")
+    assert "pw" not in str(caught.value)
+
+
+def test_a_malformed_proxy_is_named_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@[oops")
+    err = wire.network_error("portal.test", httpx.ConnectError("connection refused"))
+    assert "through the proxy [oops (set by HTTPS_PROXY" in str(err) and "pw" not in str(err)
 
 
 # --- fidelity: nothing is rewritten ---------------------------------------------------------------------------------

@@ -108,10 +108,11 @@ def test_clean_text_drops_every_control_and_format_character() -> None:
 
 def test_clean_text_is_bounded_and_never_shows_half_a_secret() -> None:
     assert clean_text("word " * 2000) == ("word " * 60)[:299] + "…"
-    assert clean_text("x" * 10**6) == "…"  # one endless word, cut: none of it is shown
-    # A word cut at the work window (4 x limit) is dropped: it may be the start of a secret.
-    said = clean_text("\x1b[0m" * 296 + "hostileHookCode77 and more", limit=10)
-    assert "host" not in said
+    assert clean_text("x" * 10**6) == "x" * 299 + "…"
+    # With a mask, a word cut at the work window (4 x limit) is dropped: it may be the start of a secret.
+    said = clean_text("\x1b[0m" * 296 + "hostileHookCode77 and more", limit=10, mask=str)
+    assert said == "…"
+    assert clean_text("x" * 10**6, mask=str) == "…"
 
 
 def test_clean_text_masks_after_cleaning() -> None:
