@@ -18,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,16 +110,25 @@ def test_tools_list_is_portable_under_strict(launcher: list[str], http_server: s
     assert "0 errors, 0 warnings" in done.stderr or "warning" not in done.stderr.lower(), done.stderr
 
 
-def test_tools_call_on_the_demo_portal(launcher: list[str], http_server: str) -> None:
+@pytest.mark.parametrize(
+    ("tool", "arg", "check"),
+    [
+        ("get_chat", "dialogId=chat5", lambda sc: sc["name"] == "Support Chat"),
+        ("get_chat_members", "dialogId=chat5", lambda sc: len(sc["users"]) == 3),
+        ("get_messages", "dialogId=chat5", lambda sc: sc["messages"][-1]["id"] == 789),
+        ("get_message", "messageId=784", lambda sc: sc["message"]["id"] == 784),
+    ],
+)
+def test_tools_call_on_the_demo_portal(
+    launcher: list[str], http_server: str, tool: str, arg: str, check: Callable[[dict[str, Any]], bool]
+) -> None:
     done = inspector(
-        launcher, http_server, "--method", "tools/call", "--tool-name", "get_chat", "--tool-arg", "dialogId=chat5",
-        "--format", "json",
-    )  # fmt: skip
+        launcher, http_server, "--method", "tools/call", "--tool-name", tool, "--tool-arg", arg, "--format", "json"
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[0])["result"]
-    assert result["structuredContent"]["dialogId"] == "chat5"
-    assert result["structuredContent"]["name"] == "Support Chat"
-    assert not result.get("isError")
+    assert not result.get("isError"), result
+    assert check(result["structuredContent"])
 
 
 def test_resource_template_read(launcher: list[str], http_server: str) -> None:
