@@ -330,22 +330,26 @@ class StandIn:
     def _is_member(self, dialog: str) -> bool:
         return self.bot_id in self.members.get(dialog, ())
 
-    def _chat_get(self, params: dict[str, Any], oauth_call: bool) -> Answer:
+    def _chat_of_call(self, params: dict[str, Any], oauth_call: bool) -> Answer | str:
+        """The dialog a chat method may read, or the refusal a portal gives (bot checks, then membership)."""
         refusal = self._bot_refusal(params, oauth_call)
         if refusal:
             return refusal
         dialog = str(params.get("dialogId", ""))
         if dialog not in self.chats or not self._is_member(dialog):
             return error("ACCESS_DENIED")
+        return dialog
+
+    def _chat_get(self, params: dict[str, Any], oauth_call: bool) -> Answer:
+        dialog = self._chat_of_call(params, oauth_call)
+        if not isinstance(dialog, str):
+            return dialog
         return _ok({"chat": self.chats[dialog]})
 
     def _user_list(self, params: dict[str, Any], oauth_call: bool) -> Answer:
-        refusal = self._bot_refusal(params, oauth_call)
-        if refusal:
-            return refusal
-        dialog = str(params.get("dialogId", ""))
-        if dialog not in self.chats or not self._is_member(dialog):
-            return error("ACCESS_DENIED")
+        dialog = self._chat_of_call(params, oauth_call)
+        if not isinstance(dialog, str):
+            return dialog
         joined = self.members[dialog]
         chat_id = self.chats[dialog]["id"]
         last_sent = {uid: 0 for uid in joined}
