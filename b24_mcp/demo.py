@@ -14,12 +14,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from .settings import DEMO_BOT_TOKEN, DEMO_WEBHOOK_URL
+from .settings import DEMO_BOT_TOKEN, DEMO_NOTICE, DEMO_WEBHOOK_URL
 from .standin import CHATS, StandIn
 
 __all__ = ["CHATS", "NOTICE", "PORTAL", "answer", "handle", "transport"]
 
-NOTICE = "DEMO DATA from the built-in demo portal (b24-mcp --demo), not a real Bitrix24 account."
+NOTICE = DEMO_NOTICE
 
 _HOOK = urlsplit(DEMO_WEBHOOK_URL)
 _USER, _CODE = _HOOK.path.strip("/").split("/")[1:3]  # /rest/{user}/{code}/

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
-from .settings import Settings
+from .settings import DEMO_NOTICE, Settings
 from .tools import GET_CHAT, GET_CHAT_MEMBERS, GET_MESSAGES, TOOLS, UNEXPECTED, ToolSpec, fetch, handle
 
 if TYPE_CHECKING:
@@ -120,13 +120,32 @@ def _tool(spec: ToolSpec, call: Callable[[dict[str, Any], Context | None], Any])
     from .arguments import input_schema
 
     tool.parameters = input_schema(spec.args)
-    tool.fn_metadata.output_schema = _output_schema(spec.output)  # advertised; not validated again
+    tool.fn_metadata.output_schema = _output_schema(spec)  # advertised; not validated again
     return tool
 
 
+CONTRACT = "contract.json"  # the published tools/list, committed; tests/test_contract.py keeps it true
+
+
 @functools.cache
-def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """Made once per process (pydantic's schema generation is most of build_server's cost)."""
+def published_contract() -> dict[str, Any]:
+    """The committed contract. Serving its output schemas keeps pydantic's schema generation (and the models'
+    import) off start-up: ~60 ms that hosts would wait for at every launch. The contract test proves they are
+    exactly what the models generate."""
+    from importlib.resources import files
+
+    data: dict[str, Any] = json.loads(files("b24_mcp").joinpath(CONTRACT).read_text(encoding="utf-8"))
+    return data
+
+
+def _output_schema(spec: ToolSpec) -> dict[str, Any]:
+    for tool in published_contract()["tools"]:
+        if tool["name"] == spec.name:
+            schema: dict[str, Any] = tool["outputSchema"]
+            return schema
+    from . import models  # a tool not yet in the contract (the contract test then fails): generate it
+
+    model: type[BaseModel] = getattr(models, spec.output)
     return model.model_json_schema()
 
 
@@ -155,9 +174,7 @@ def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBase
         redact.add(settings.secrets)
     notice = None
     if isinstance(settings, Settings) and settings.demo:
-        from .demo import NOTICE
-
-        notice = NOTICE
+        notice = DEMO_NOTICE  # from settings: importing demo.py would bring httpx onto the start-up path
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Connection]:

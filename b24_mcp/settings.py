@@ -22,6 +22,7 @@ from .errors import ConfigError
 DEMO_HOST = "demo.b24-mcp.invalid"
 DEMO_WEBHOOK_URL = f"https://{DEMO_HOST}/rest/1/demo0webhook0code/"
 DEMO_BOT_ID = 456
+DEMO_NOTICE = "DEMO DATA from the built-in demo portal (b24-mcp --demo), not a real Bitrix24 account."
 DEMO_BOT_TOKEN = "demo-bot-token"  # noqa: S105 - the demo portal's published sample token, not a secret
 
 CALL_BUDGET = 3  # a get_chat call ends within 3 x B24_TIMEOUT, whatever the portal does

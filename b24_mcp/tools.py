@@ -15,17 +15,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from . import arguments as a
-from .client import B24Client, OnWait
 from .errors import B24Error, InputError, clean_text
 from .logs import redact
-from .models import Chat, Members, MessageWindow, OneMessage
+
+if TYPE_CHECKING:  # the client (and httpx) load after the first tools/list, off the start-up path
+    from .client import B24Client, OnWait
 
 log = logging.getLogger("b24_mcp.tools")
 
@@ -150,7 +151,7 @@ def message_text(data: dict[str, Any]) -> str:
 
 # --- the tools --------------------------------------------------------------------------------------------------
 
-Run = Callable[[B24Client, dict[str, Any], OnWait | None], Awaitable[BaseModel]]
+Run = Callable[["B24Client", dict[str, Any], "OnWait | None"], Awaitable[BaseModel]]
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class ToolSpec:
     title: str
     description: str
     args: list[a.Arg]
-    output: type[BaseModel]
+    output: str  # the model in models.py; its schema is served from contract.json (see server.py)
     run: Run
     render: Callable[[dict[str, Any]], str]
     json_block: bool = False  # also the JSON as text, for hosts that ignore structuredContent (small results only)
@@ -173,6 +174,8 @@ async def _get_members(client: B24Client, v: dict[str, Any], on_wait: OnWait | N
     users = await client.chat_members(
         v["dialogId"], v.get("order"), v.get("limit"), v.get("botId"), v.get("botToken"), on_wait
     )
+    from .models import Members
+
     return Members(dialogId=v["dialogId"], users=users)
 
 
@@ -186,6 +189,8 @@ async def _get_messages(client: B24Client, v: dict[str, Any], on_wait: OnWait | 
     if message_id is None:
         chat = await client.get_chat(v["dialogId"], v.get("botId"), v.get("botToken"), on_wait)
         if not chat.lastMessageId:
+            from .models import MessageWindow
+
             return MessageWindow(messages=[], users=[], hasPrevPage=False, hasNextPage=False)
         message_id = chat.lastMessageId
     return await client.message_context(message_id, v.get("range"), v.get("botId"), v.get("botToken"), on_wait)
@@ -224,7 +229,7 @@ and someone has to add the bot to the chat first.
 Returns the Chat object as structured content, with Bitrix24's own field names, plus a one-line summary. \
 {_ERRORS.format(extra="")} Example: get_chat(dialogId="chat5").""",
     args=[a.DIALOG_ID, *a.BOT],
-    output=Chat,
+    output="Chat",
     run=_get_chat,
     render=chat_summary,
     json_block=True,
@@ -241,7 +246,7 @@ dialogId: {a.DIALOG_ID_FORM}. order sorts by id, lastSendMessageId or userId, e.
 Returns {{dialogId, users: User[]}} as structured content and a list of names. {_ERRORS.format(extra="")} \
 Example: get_chat_members(dialogId="chat5").""",
     args=[a.DIALOG_ID, a.ORDER, a.LIMIT, *a.BOT],
-    output=Members,
+    output="Members",
     run=_get_members,
     render=members_text,
 )
@@ -263,7 +268,7 @@ Returns {{messages, users, hasPrevPage, hasNextPage}} (Bitrix24's names; whole t
 the messages quoted with their authors' names. {_ERRORS.format(extra=", BOT_TYPE_NOT_ALLOWED, MESSAGE_NOT_FOUND")} \
 Example: get_messages(dialogId="chat5").""",
     args=[replace(a.DIALOG_ID, required=False), a.MESSAGE_ID, a.RANGE, *a.BOT],
-    output=MessageWindow,
+    output="MessageWindow",
     run=_get_messages,
     render=messages_text,
 )
@@ -279,7 +284,7 @@ Returns {{message, user}} as structured content and the message quoted with its 
 {_ERRORS.format(extra=", BOT_TYPE_NOT_ALLOWED, MESSAGE_NOT_FOUND, MESSAGE_ACCESS_DENIED")} \
 Example: get_message(messageId=789).""",
     args=[replace(a.MESSAGE_ID, required=True), *a.BOT],
-    output=OneMessage,
+    output="OneMessage",
     run=_get_message,
     render=message_text,
 )

@@ -20,7 +20,7 @@ from b24_mcp.server import build_server
 
 pytestmark = pytest.mark.anyio
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "contract.json"
+SNAPSHOT = Path(__file__).parent.parent / "b24_mcp" / "contract.json"  # shipped: the server serves its schemas
 
 
 async def published() -> dict[str, Any]:
@@ -40,8 +40,17 @@ async def test_contract_matches_the_snapshot() -> None:
     assert SNAPSHOT.exists(), "no snapshot yet: run B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py"
     assert current == SNAPSHOT.read_text(encoding="utf-8"), (
         "the published tool contract changed. If on purpose, run "
-        "`B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py` and commit tests/snapshots/contract.json"
+        "`B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py` and commit b24_mcp/contract.json"
     )
+
+
+def test_served_output_schemas_are_what_the_models_generate() -> None:
+    from b24_mcp import models
+    from b24_mcp.tools import TOOLS
+
+    published = {t["name"]: t["outputSchema"] for t in json.loads(SNAPSHOT.read_text(encoding="utf-8"))["tools"]}
+    for spec in TOOLS:
+        assert published[spec.name] == getattr(models, spec.output).model_json_schema(), spec.name
 
 
 async def test_input_schemas_come_from_the_argument_constants() -> None:
