@@ -24,6 +24,7 @@ class Auth:
 
     oauth: bool = False
     host: str
+    origin: str  # scheme://host[:port], for the warm-up connection
     setting: str  # the variable that holds the portal's address, named in redirect errors
 
     def url(self, method: str) -> str:
@@ -45,6 +46,7 @@ class Webhook(Auth):
 
     def __init__(self, config: WebhookConfig) -> None:
         self.host = config.host
+        self.origin = config.origin
         self._base = config.url
         self._urls: dict[str, str] = {}
 
@@ -69,6 +71,7 @@ class OAuth(Auth):
 
     def __init__(self, config: OAuthConfig, session: OAuthSession) -> None:
         self.host = config.host
+        self.origin = config.origin
         self._base = f"{config.portal_url}/rest/"
         self.session = session
 

@@ -76,6 +76,18 @@ class B24Client:
     def host(self) -> str:
         return self._auth.host
 
+    async def warm(self, connect: bool) -> None:
+        """Before the first call: build the answer parsers and, if `connect`, open a kept-alive (TLS) connection
+        to the portal with a HEAD of its home page (not a REST call: nothing is counted against its limits)."""
+        for result in (ChatResult, list[User], MessageWindow, OneMessage):
+            _adapter(result)
+        if connect:
+            with anyio.move_on_after(self.settings.timeout):
+                try:
+                    await self._http.head(self._auth.origin + "/")
+                except httpx.HTTPError:
+                    log.debug("warm-up connection to %s failed; the first call will say why", self.host)
+
     # --- the methods -------------------------------------------------------------------------------------------
 
     async def get_chat(

@@ -81,10 +81,11 @@ class Connection:
             self._client = B24Client(self.settings, http, for_settings(self.settings, http))
         return self._client
 
-    def warm(self) -> None:
-        """Build the client ahead of the first call; a failure here is reported by that call instead."""
+    async def warm(self) -> None:
+        """Build the client, its parsers and (on a real network) its connection ahead of the first call; a
+        failure here is reported by that call instead."""
         try:
-            self.client()
+            await self.client().warm(connect=self.transport is None and not getattr(self.settings, "demo", True))
         except Exception:
             log.debug("warming the connection failed; the first call will say why", exc_info=True)
 
@@ -256,7 +257,7 @@ async def _warm_when_listed(connection: Connection) -> None:
     await connection.listed.wait()
     await anyio.sleep(0.01)  # let the tools/list answer go out first
     await anyio.to_thread.run_sync(_import_client_modules)
-    connection.warm()
+    await connection.warm()
 
 
 def _import_client_modules() -> None:
