@@ -8,6 +8,7 @@ The portal counts what it received, so retries and "nothing was sent" are facts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -101,13 +102,15 @@ async def test_the_portals_own_refusals(https_portal: StandInPortal) -> None:
     assert "not-the-token" not in str(info.value)
 
 
-async def test_wrong_webhook_code(https_portal: StandInPortal) -> None:
+async def test_wrong_webhook_code(https_portal: StandInPortal, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="b24_mcp")  # raw records: before the stderr handler's redaction
     url = https_portal.webhook_url.replace(CODE, "wrongCODE9876")
     settings = config.load(webhook_vars(url))
     async with make_http(settings.timeout) as http:
         with pytest.raises(PortalError, match=r"NO_AUTH_FOUND.*B24_WEBHOOK_URL") as info:
             await B24Client(settings, http, for_settings(settings, http)).get_chat("chat5")
     assert "wrongCODE9876" not in str(info.value)
+    assert "imbot.v2.Chat.get" in caplog.text and "wrongCODE9876" not in caplog.text
 
 
 @pytest.mark.parametrize("trust", ["nothing", "another CA"])
