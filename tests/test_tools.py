@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import httpx
 import jsonschema
 import pytest
@@ -247,10 +248,18 @@ async def test_rate_limit_waits_are_reported_as_progress() -> None:
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append((progress, total, message))
 
-    server = webhook_server(Recorder(), B24_RATE_BURST="1", B24_RATE_LIMIT="20")
+    # One call at a time, 10 a second: of two calls made together, the second waits its turn (up to 0.1 s).
+    server = webhook_server(Recorder(), B24_RATE_BURST="1", B24_RATE_LIMIT="10")
+    results: list[Any] = []
+
+    async def one(client: Client) -> None:
+        results.append(await client.call_tool("get_chat", {"dialogId": "chat5"}, progress_callback=on_progress))
+
     async with Client(server, mode="legacy") as client:
-        await client.call_tool("get_chat", {"dialogId": "chat5"})
-        result = await client.call_tool("get_chat", {"dialogId": "chat5"}, progress_callback=on_progress)
-    assert not result.is_error
+        await client.list_tools()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, client)
+            tg.start_soon(one, client)
+    assert len(results) == 2 and not any(r.is_error for r in results)
     ((waited, _, why),) = seen
-    assert 0 < waited <= 0.05 and "B24_RATE_LIMIT" in (why or "")
+    assert 0 < waited <= 0.1 and "B24_RATE_LIMIT" in (why or "")
