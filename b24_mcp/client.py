@@ -174,8 +174,9 @@ class B24Client:
         deadline = time.monotonic() + CALL_BUDGET * self.settings.timeout
         masked = [s for s in secrets if s]
         used: Counter[str] = Counter()
+        last: B24Error | None = None  # the refusal being retried: what to report if the retry cannot fit
         while True:
-            await self._paced(deadline, on_wait)
+            await self._paced(deadline, on_wait, last)
             body, credential = await self._auth.sign(params)
             started = time.monotonic()
             try:
@@ -189,6 +190,7 @@ class B24Client:
                 if rule == "final":
                     raise
                 used[rule] += 1
+                last = err
                 policy = POLICIES[rule]
                 if used[rule] > policy.tries:
                     raise (err.gave_up(used[rule]) if rule == "rate_limit" else err) from None
@@ -204,9 +206,11 @@ class B24Client:
                     delay = _backoff(used[rule], policy.base, policy.cap)
                 await self._sleep(delay, deadline, err, on_wait, policy.why)
 
-    async def _paced(self, deadline: float, on_wait: OnWait | None) -> None:
+    async def _paced(self, deadline: float, on_wait: OnWait | None, retrying: B24Error | None = None) -> None:
         delay = self._bucket.reserve(max_wait=_left(deadline))
         if delay is None:
+            if retrying is not None:  # the call ran out of time retrying: the portal's own refusal says why
+                raise retrying
             raise UpstreamError(
                 f"Too many calls to Bitrix24 at {self.host} at once: this one would wait longer than it may take "
                 f"for its turn (B24_RATE_LIMIT={self.settings.rate_limit:g}/s). Try again in a few seconds."

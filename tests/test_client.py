@@ -383,11 +383,6 @@ async def test_query_limit_backoff_respects_the_call_deadline() -> None:
     assert 1 <= len(portal.requests) < LIMIT_TRIES
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when a retry's paced slot falls past the call's deadline, _paced raises its own 'Too many calls "
-    "to Bitrix24 at once' instead of the error that caused the retry (here the portal's QUERY_LIMIT_EXCEEDED)",
-)
 async def test_a_retry_that_runs_out_of_time_reports_the_portals_refusal(fast_backoff: None) -> None:
     # Each refusal saturates the bucket, so each retry waits one slot (0.05 s at 20/s); the call may take 0.3 s,
     # fewer than the 8 tries fit, and the slot after the last one is past the deadline.
