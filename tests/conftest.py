@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 from collections.abc import Iterator
 
 import pytest
@@ -15,18 +14,6 @@ from tests.values import CODE, TOKEN
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def listen_backlog() -> Iterator[None]:
-    """The stand-in portal's listen backlog, 64 instead of socketserver's 5.
-
-    With 5, a burst of a dozen new connections overflowed it: the kernel dropped the extra SYNs and those
-    requests arrived a 1 s retransmit later, so "all at once" tests saw them one by one (and slow tests).
-    """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(http.server.ThreadingHTTPServer, "request_queue_size", 64)
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trustme
 
 from b24_mcp.standin import CHATS, DOC_CHAT, MEMBERS, SCOPES, OAuthApp, StandIn, time_block
+from tests.values import CODE, OAUTH_ACCESS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH, TOKEN
 
 # Test-only: a thread whose fields include undocumented ones and PHP's empty arrays, to prove they pass through.
 THREAD = {
@@ -95,10 +96,10 @@ class Fault:
 class OAuthSettings(OAuthApp):
     """The test application, with its seed token pair."""
 
-    client_id: str = "local.test.app"
-    client_secret: str = "clientSECRET789"
-    access_token: str = "accessTOKEN0001"
-    refresh_token: str = "refreshTOKEN0001"
+    client_id: str = OAUTH_CLIENT_ID
+    client_secret: str = OAUTH_CLIENT_SECRET
+    access_token: str = OAUTH_ACCESS
+    refresh_token: str = OAUTH_REFRESH
     access_ttl: int = 3600
 
 
@@ -125,6 +126,12 @@ class _State:
         return self.standin.refresh_tokens
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a burst of a dozen new connections overflowed it, the kernel dropped
+    # the extra SYNs, and those requests came a 1 s retransmit later ("all at once" tests saw them one by one).
+    request_queue_size = 64
+
+
 class StandInPortal:
     """A portal with bot 456 (see the module docstring). Use as a context manager."""
 
@@ -133,8 +140,8 @@ class StandInPortal:
         *,
         tls_ca: trustme.CA | None = None,
         webhook_user: int = 1,
-        webhook_code: str = "hookSECRETcode123",
-        bot_token: str = "botSECRETtoken456",
+        webhook_code: str = CODE,
+        bot_token: str = TOKEN,
         bot_type: str = "personal",
         scopes: Iterable[str] = SCOPES,
         rate: float | None = None,
@@ -180,7 +187,7 @@ class StandInPortal:
             pass
 
         Handler.portal = portal
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = _Server(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         if self._tls_ca is not None:
             cert = self._tls_ca.issue_cert("127.0.0.1", "localhost")

@@ -11,9 +11,6 @@ import json
 import logging
 import os
 import stat
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,12 +32,12 @@ from b24_mcp.oauth import (
     lock_file_of,
 )
 from tests.portal import OAuthSettings, StandInPortal
-from tests.values import ROOT
+from tests.values import OAUTH_ACCESS, OAUTH_CLIENT_SECRET, OAUTH_REFRESH
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "clientSECRET789"
-SEED = TokenPair("accessTOKEN0001", "refreshTOKEN0001")
+SECRET = OAUTH_CLIENT_SECRET
+SEED = TokenPair(OAUTH_ACCESS, OAUTH_REFRESH)
 TOKEN_URL = "https://oauth.example.test/oauth/token/"
 
 
@@ -124,65 +121,6 @@ async def test_two_sessions_sharing_a_file_refresh_once(portal: StandInPortal, t
             tg.start_soon(go, "b", b)
     assert portal.refresh_count == 1 and portal.invalid_grants == 0
     assert results["a"] == results["b"]
-
-
-WORKER = textwrap.dedent(
-    """
-    import sys, time, anyio, httpx
-    from pathlib import Path
-    from b24_mcp.oauth import OAuthSession, TokenPair
-
-    async def main() -> None:
-        async with httpx.AsyncClient() as http:
-            s = OAuthSession(http=http, token_url=sys.argv[1], client_id="local.test.app",
-                             client_secret="clientSECRET789", seed=TokenPair("accessTOKEN0001", "refreshTOKEN0001"),
-                             token_file=Path(sys.argv[2]))
-            stale = await s.access_token()
-            Path(sys.argv[3]).touch()            # ready
-            while not Path(sys.argv[4]).exists():  # wait for the start signal, so both refresh at once
-                await anyio.sleep(0.005)
-            print(await s.recover(stale, time.monotonic() + 30))
-
-    anyio.run(main)
-    """
-)
-
-
-def test_two_processes_sharing_a_file_refresh_once(portal: StandInPortal, tmp_path: Path) -> None:
-    file, go = tmp_path / "t.json", tmp_path / "go"
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                WORKER,
-                f"{portal.base_url}/oauth/token/",
-                str(file),
-                str(tmp_path / f"ready{i}"),
-                str(go),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for i in range(3)
-    ]
-    try:
-        for i in range(3):
-            for _ in range(3000):
-                if (tmp_path / f"ready{i}").exists():
-                    break
-                anyio.run(anyio.sleep, 0.01)
-        go.touch()
-        outputs = [p.communicate(timeout=60) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    tokens = {out.strip() for out, _ in outputs}
-    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
-    assert portal.refresh_count == 1 and portal.invalid_grants == 0
-    assert len(tokens) == 1 and tokens <= portal.current_access_tokens
 
 
 async def test_restart_with_stale_environment_uses_the_saved_pair(portal: StandInPortal, tmp_path: Path) -> None:

@@ -20,12 +20,9 @@ from b24_mcp.server import build_server
 from b24_mcp.settings import MAX_ID
 from b24_mcp.standin import INJECTION_MESSAGE_ID, MESSAGES, StandIn
 from b24_mcp.tools import CODE_META, UNTRUSTED
+from tests.values import CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio
-
-CODE = "readSECRETcode77"
-TOKEN = "readSECRETtoken77"
-HOOK = f"https://acme.bitrix24.com/rest/1/{CODE}/"
 
 
 class Recorded:
@@ -41,7 +38,7 @@ class Recorded:
 
 
 def server(recorded: Recorded) -> Any:
-    s = settings.load({"B24_WEBHOOK_URL": HOOK, "B24_BOT_ID": "456", "B24_BOT_TOKEN": TOKEN, "B24_RATE_BURST": "50"})
+    s = settings.load(webhook_vars(B24_RATE_BURST="50"))
     return build_server(s, transport=httpx.MockTransport(recorded))
 
 

@@ -2,7 +2,6 @@
 
 CODE and TOKEN are secrets in the tests' eyes: they must never surface in a message, a result or a log line,
 so tests search for them verbatim. They are distinct, unusual strings so that a hit is never a coincidence.
-(tests/portal.py, tests/test_models.py and tests/test_oauth.py have other owners and keep their own copies.)
 """
 
 from __future__ import annotations
@@ -17,7 +16,13 @@ TOKEN = "botSECRETtoken456"  # the bot's token
 BOT_ID = 456
 HOST = "acme.bitrix24.com"
 HOOK = f"https://{HOST}/rest/1/{CODE}/"  # a webhook URL on a cloud portal that is never contacted (mocked)
-MASKED_HOOK = "/rest/1/***/"  # how a webhook URL's path reads once its code is masked
+MASKED_HOOK = "/rest/1/***/"
+
+# An OAuth application's credentials and first token pair (the stand-in portal's token endpoint knows them).
+OAUTH_CLIENT_ID = "local.test.app"
+OAUTH_CLIENT_SECRET = "clientSECRET789"
+OAUTH_ACCESS = "accessTOKEN0001"
+OAUTH_REFRESH = "refreshTOKEN0001"  # how a webhook URL's path reads once its code is masked
 
 CHAT: dict[str, Any] = {"id": 5, "dialogId": "chat5", "name": "Support Chat", "type": "chat", "role": "owner"}
 

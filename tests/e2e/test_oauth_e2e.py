@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ import pytest
 
 from tests.e2e.helpers import clean_env, spawned, text_of
 from tests.portal import OAuthSettings, StandInPortal
+from tests.values import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -22,6 +26,68 @@ APP = OAuthSettings()
 def portal() -> Iterator[StandInPortal]:
     with StandInPortal(oauth=OAuthSettings(), refresh_delay=0.05) as p:
         yield p
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time, anyio, httpx
+    from pathlib import Path
+    from b24_mcp.oauth import OAuthSession, TokenPair
+    from tests.portal import OAuthSettings
+    APP = OAuthSettings()
+
+    async def main() -> None:
+        async with httpx.AsyncClient() as http:
+            s = OAuthSession(http=http, token_url=sys.argv[1], client_id=APP.client_id,
+                             client_secret=APP.client_secret, seed=TokenPair(APP.access_token, APP.refresh_token),
+                             token_file=Path(sys.argv[2]))
+            stale = await s.access_token()
+            Path(sys.argv[3]).touch()            # ready
+            while not Path(sys.argv[4]).exists():  # wait for the start signal, so both refresh at once
+                await anyio.sleep(0.005)
+            print(await s.recover(stale, time.monotonic() + 30))
+
+    anyio.run(main)
+    """
+)
+
+
+def test_two_processes_sharing_a_file_refresh_once(portal: StandInPortal, tmp_path: Path) -> None:
+    """Three sessions in three processes, one expiry: exactly one refresh, nobody spends a dead token."""
+    file, go = tmp_path / "t.json", tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                f"{portal.base_url}/oauth/token/",
+                str(file),
+                str(tmp_path / f"ready{i}"),
+                str(go),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for i in range(3)
+    ]
+    try:
+        for i in range(3):
+            for _ in range(3000):
+                if (tmp_path / f"ready{i}").exists():
+                    break
+                anyio.run(anyio.sleep, 0.01)
+        go.touch()
+        outputs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    tokens = {out.strip() for out, _ in outputs}
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    assert portal.refresh_count == 1 and portal.invalid_grants == 0
+    assert len(tokens) == 1 and tokens <= portal.current_access_tokens
 
 
 def oauth_env(portal: StandInPortal, token_file: Path) -> dict[str, str]:
