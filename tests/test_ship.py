@@ -27,6 +27,7 @@ SERVER = json.loads((ROOT / "server.json").read_text(encoding="utf-8"))
 MANIFEST = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
 PACKAGE = SERVER["packages"][0]
 SCHEMA = ROOT / "tests" / "schemas" / "server.schema.2025-12-11.json"
+MCPB_VERSION = "2.1.2"  # the MCP Bundle CLI the README's pack command and tests/e2e/test_bundle.py pin
 
 
 def project_field(name: str) -> str:
@@ -187,3 +188,20 @@ def test_a_bundle_configured_for_either_mode_loads(tmp_path: Path) -> None:
     )
     settings = config.load(oauth)
     assert settings.mode == "oauth" and settings.bot_id == 456 and settings.timeout == 10
+
+
+# --- the README's host snippets ----------------------------------------------------------------------------------
+
+
+def test_readme_host_snippets_use_the_installed_command() -> None:
+    hosts = README.split("## Adding it to your MCP host", 1)[1].split("### Streamable HTTP", 1)[0]
+    claude_code = hosts.split("claude mcp add", 1)[1].split("```", 1)[0]
+    assert claude_code.rstrip().endswith("-- b24-mcp")
+    cursor = json.loads(hosts.split("```json", 1)[1].split("```", 1)[0])
+    assert cursor["mcpServers"]["bitrix24"]["command"] == "b24-mcp"
+    assert f"npx -y @anthropic-ai/mcpb@{MCPB_VERSION} pack . b24-mcp.mcpb" in hosts
+    # The launch table's first row, the documented default, is the installed command.
+    rows = [line for line in hosts.splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `b24-mcp`, installed by `uv tool install") and "(the default)" in rows[0]
+    install = README.split("## Install", 1)[1].split("## Quick start", 1)[0]
+    assert "uv tool install --compile-bytecode /path/to/b24-mcp" in install and "uvx b24-mcp" in install

@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import clean_env
+from tests.test_ship import MCPB_VERSION
 from tests.values import ROOT
 
 pytestmark = pytest.mark.e2e
 
 MCPB = "@anthropic-ai/mcpb"
-VERSION = "2.1.2"  # also in the README's pack command
+VERSION = MCPB_VERSION  # also in the README's pack command
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "b24-mcp-tests" / f"mcpb-{VERSION}"
 PACKAGE = CACHE / "node_modules" / MCPB
 NPM_QUIET = ["--no-save", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"]
