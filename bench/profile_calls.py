@@ -52,7 +52,7 @@ async def child(out: Path) -> None:
 
     connection = Connection(config.load(os.environ), None)
     await anyio.to_thread.run_sync(_import_client_modules)
-    connection.warm()
+    await connection.warm()
     await anyio.sleep(PAUSE)
     for which in ("first", "second"):
         profiler = Profiler(interval=0.0005, async_mode="enabled")
