@@ -113,6 +113,7 @@ class _State:
     in_flight: int = 0
     max_in_flight: int = 0
     refusals: int = 0
+    heads: int = 0  # HEAD requests for the home page (b24-mcp's warm-up connection)
     level: float = 0.0
     level_at: float = field(default_factory=time.monotonic)
 
@@ -238,6 +239,10 @@ class StandInPortal:
         return self._state.max_in_flight
 
     @property
+    def heads(self) -> int:
+        return self._state.heads
+
+    @property
     def refusals(self) -> int:
         return self._state.refusals
 
@@ -306,7 +311,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def do_HEAD(self) -> None:
-        """The portal's home page, as b24-mcp's warm-up asks for it (not recorded: it is not a REST call)."""
+        """The portal's home page, as b24-mcp's warm-up asks for it (counted apart: it is not a REST call)."""
+        with self.portal._state.lock:
+            self.portal._state.heads += 1
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", "0")

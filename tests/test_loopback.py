@@ -91,6 +91,20 @@ async def test_tools_over_a_real_socket(portal: StandInPortal) -> None:
     assert portal.count() == 3
 
 
+async def test_the_connection_is_warmed_after_tools_list_not_before(https_portal: StandInPortal) -> None:
+    """Start-up opens nothing; once the host has the tool list, the portal connection is opened ahead of the
+    first call (one HEAD of the home page, no REST request), so that call skips the TLS handshake."""
+    async with Client(build_server(settings_for(https_portal)), mode="legacy") as client:
+        assert https_portal.heads == 0
+        await client.list_tools()
+        with anyio.fail_after(10):  # a bound for the test, not a timing assertion
+            while https_portal.heads == 0:
+                await anyio.sleep(0.01)
+        assert https_portal.requests == []
+        result = await client.call_tool("get_chat", {"dialogId": "chat5"})
+    assert not result.is_error and https_portal.heads == 1
+
+
 async def test_the_portals_own_refusals(https_portal: StandInPortal) -> None:
     async with connected(https_portal) as b24:
         with pytest.raises(PortalError, match=r"ACCESS_DENIED.*not a participant of chat7"):
