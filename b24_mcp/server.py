@@ -33,6 +33,8 @@ from .tools import GET_CHAT, GET_CHAT_MEMBERS, GET_MESSAGES, TOOLS, UNEXPECTED, 
 
 if TYPE_CHECKING:
     import httpx
+    from mcp.server.auth.provider import TokenVerifier
+    from mcp.server.auth.settings import AuthSettings
 
     from .client import B24Client
 
@@ -148,8 +150,15 @@ class B24Server(MCPServer):
         return tools
 
 
-def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBaseTransport | None = None) -> MCPServer:
-    """The MCP server. `transport` replaces the network in tests (httpx.MockTransport)."""
+def build_server(
+    settings: Settings | ConfigError,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    auth: AuthSettings | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> MCPServer:
+    """The MCP server. `transport` replaces the network in tests (httpx.MockTransport); `auth` and
+    `token_verifier` require a bearer token on Streamable HTTP (`transport.server_auth`)."""
     connection = Connection(settings, transport)
     if isinstance(settings, Settings):
         redact.add(settings.secrets)
@@ -183,6 +192,8 @@ def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBase
         instructions=INSTRUCTIONS,
         tools=[bind(spec) for spec in TOOLS],
         lifespan=lifespan,
+        auth=auth,
+        token_verifier=token_verifier,
         log_level="WARNING",  # only used when nothing set logging up before (tests); see logs.setup
     )
     server.connection = connection
