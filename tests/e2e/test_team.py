@@ -1,7 +1,7 @@
 """Replicas as a team runs them: three `b24-mcp --transport streamable-http` processes, one Redis, one portal.
 
 The processes share nothing but a real `redis-server` (tests/redis_server.py) and the loopback stand-in portal,
-whose leaky bucket is on (10/s, 10 at once). Requests carry a bearer token from a B24_HTTP_TOKENS_FILE. What is
+whose leaky bucket is on (20/s, 10 at once). Requests carry a bearer token from a B24_HTTP_TOKENS_FILE. What is
 shown: a burst spread over the replicas is never refused by the portal; an expiry under load costs one refresh
 across all of them; a replica killed mid-refresh loses nothing. Time ratios are bench/team.py's, not asserted.
 The tests run in order on the same replicas (the last one kills one).
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 APP = OAuthSettings()
 BEARER = "teamBEARERtoken0123456789abcdef"
-RATE, BURST = 10, 10  # the portal's bucket
+RATE, BURST = 20, 10  # the portal's bucket
 HEADERS = {
     "Accept": "application/json, text/event-stream",
     "Content-Type": "application/json",
