@@ -37,7 +37,7 @@ import anyio
 from .errors import B24Error, PortalError, UpstreamError, portal_error
 from .logs import redact
 from .oauth import TokenPair, fingerprint, late_error, request_pair
-from .pacing import gcra
+from .pacing import SharedBucket, gcra
 from .team import REDIS_URL, RedisConfig
 
 if TYPE_CHECKING:
@@ -198,7 +198,9 @@ class SharedPortal:
         self.redis = redis or Redis(settings.team.redis)
         self.host = settings.host
         self._prefix = f"b24-mcp:{settings.host}"
-        self.bucket = RedisBucket(self.redis, f"{self._prefix}:pace", settings.rate_limit, settings.rate_burst)
+        self.bucket: SharedBucket = RedisBucket(
+            self.redis, f"{self._prefix}:pace", settings.rate_limit, settings.rate_burst
+        )
 
     def _block_key(self, method: str) -> str:
         return f"{self._prefix}:block:{method}"

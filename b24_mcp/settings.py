@@ -103,7 +103,7 @@ class Settings:
     rate_burst: int = 10
     demo: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
-    team: TeamConfig | None = None  # B24_REDIS_URL, B24_HTTP_*: the team deployment (team.py)
+    team: TeamConfig | None = None  # B24_REDIS_URL and the HTTP auth variables (team.py)
 
     @property
     def mode(self) -> Literal["webhook", "oauth"]:
@@ -247,8 +247,8 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         raise ConfigError(f"B24_RATE_BURST={get('B24_RATE_BURST')!r} must be a whole number, e.g. 10")
     auth, bot_id, bot_token, secrets = _auth(get, demo)
     team = None
-    if any(name.startswith(("B24_REDIS_", "B24_HTTP_")) and value for name, value in values.items()):
-        from .team import load as load_team  # only a team deployment imports it
+    if any(name.split("_")[1] in ("REDIS", "HTTP") and value for name, value in values.items()):
+        from .team import load as load_team  # only a team deployment (team.TEAM_VARS) imports it
 
         team = load_team(values)
     return Settings(

@@ -114,16 +114,14 @@ def load_http_auth(env: Mapping[str, str]) -> HttpAuthConfig | None:
     return HttpAuthConfig(tokens_file=tokens_file, jwt=jwt, resource_url=resource)
 
 
-def require_auth(
-    bind_host: str, no_auth: bool, env: Mapping[str, str], *, loopback: bool | None = None
-) -> HttpAuthConfig | None:
+def require_auth(bind_host: str, no_auth: bool, env: Mapping[str, str]) -> HttpAuthConfig | None:
     """The HTTP authentication to serve with; ConfigError when serving would be unsafe or contradictory."""
     config = load_http_auth(env)
     if no_auth:
         if config is not None:
             raise ConfigError(f"--no-auth contradicts {TOKENS_FILE} / {JWKS_URL}: unset them, or drop --no-auth")
         return None
-    if config is None and not (is_loopback(bind_host) if loopback is None else loopback):
+    if config is None and not is_loopback(bind_host):
         raise ConfigError(
             f"--host {bind_host} is not a loopback address and no authentication is configured: set {TOKENS_FILE} "
             f"(`b24-mcp token` makes a token) or {', '.join(JWT_VARS)}; or pass --no-auth if a proxy in front "

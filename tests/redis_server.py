@@ -51,13 +51,13 @@ def start_redis(directory: Path) -> RedisServer:
         pytest.fail("redis-server is not installed: apt-get install -y redis-server (.ci/run installs it)")
     for _ in range(3):  # a free port can be taken between the probe and the bind: try another
         port = free_port()
-        log = (directory / f"redis-{port}.log").open("wb")
-        process = subprocess.Popen(
-            [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-            cwd=directory,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (directory / f"redis-{port}.log").open("wb") as log:  # the child keeps its own descriptor
+            process = subprocess.Popen(
+                [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+                cwd=directory,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and process.poll() is None:
             if _ping(port):
