@@ -9,14 +9,20 @@ re-reads the shared pair or renews it once, within the call's deadline (`oauth.O
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .settings import OAuthConfig, Settings, WebhookConfig
 
 if TYPE_CHECKING:
     import httpx
 
-    from .oauth import OAuthSession
+
+class TokenSession(Protocol):
+    """Where the OAuth pair lives: a token file (`oauth.OAuthSession`) or Redis (`redis_state.RedisOAuthSession`)."""
+
+    async def access_token(self) -> str: ...
+
+    async def recover(self, rejected_access_token: str, deadline: float) -> str: ...
 
 
 class Auth:
@@ -69,7 +75,7 @@ class OAuth(Auth):
     oauth = True
     setting = "B24_PORTAL_URL"
 
-    def __init__(self, config: OAuthConfig, session: OAuthSession) -> None:
+    def __init__(self, config: OAuthConfig, session: TokenSession) -> None:
         self.host = config.host
         self.origin = config.origin
         self._base = f"{config.portal_url}/rest/"
@@ -91,6 +97,10 @@ def for_settings(settings: Settings, http: httpx.AsyncClient) -> Auth:
     """The auth object for the configured mode (OAuth's token file machinery is imported only when used)."""
     if isinstance(settings.auth, WebhookConfig):
         return Webhook(settings.auth)
+    if settings.team is not None and settings.team.redis is not None:  # B24_REDIS_URL: replicas share the pair
+        from .redis_state import oauth_session
+
+        return OAuth(settings.auth, oauth_session(settings, http))
     from .oauth import session_for
 
     return OAuth(settings.auth, session_for(settings, http))

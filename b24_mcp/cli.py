@@ -51,7 +51,14 @@ def _parser() -> argparse.ArgumentParser:
         help="streamable-http: a Host header to accept, HOST or HOST:PORT (repeatable). Required when --host is "
         "not a loopback address, e.g. --allowed-host mcp.example.com; other Hosts and Origins are refused",
     )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="streamable-http: serve a non-loopback --host without bearer tokens (only behind a proxy that "
+        "authenticates every request)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("token", help="print a new bearer token for B24_HTTP_TOKENS_FILE and the line to add there")
     check = commands.add_parser(
         "check",
         help="diagnose the setup: settings, portal, and a real get_chat round trip",
@@ -83,12 +90,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
 
+    if args.command == "token":
+        from .team import print_new_token
+
+        print_new_token(sys.stdout)
+        return
+
     from . import transport
 
-    security = None
+    security = http_auth = None
     if args.transport == "streamable-http":
         try:
             security = transport.transport_security(args.host, args.allowed_host)
+            http_auth = transport.http_auth(args.host, args.no_auth, os.environ)
         except ConfigError as err:
             # Checked before logging and settings, so the refusal is the only line: nothing is served.
             print(f"b24-mcp: error: {err}", file=sys.stderr)
@@ -104,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from .server import build_server
 
-    server = build_server(settings)
+    server = build_server(
+        settings, **transport.server_auth(http_auth, host=args.host, port=args.port, allowed_hosts=args.allowed_host)
+    )
     try:
         if security is None:
             transport.serve_stdio(server)

@@ -15,7 +15,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx
@@ -39,6 +39,9 @@ from .models import Answer, Bot, BotResult, Chat, ChatResult, MessageWindow, One
 from .pacing import LeakyBucket
 from .settings import CALL_BUDGET, Settings
 from .wire import Reply, exchange, redirect_error
+
+if TYPE_CHECKING:
+    from .redis_state import SharedPortal
 
 log = logging.getLogger("b24_mcp.client")
 
@@ -70,6 +73,13 @@ class B24Client:
         self._auth = auth
         self._bucket = LeakyBucket(settings.rate_limit, settings.rate_burst)
         self._reset_at: dict[str, float] = {}  # method -> unix time its time budget resets
+        # B24_REDIS_URL: replicas share the bucket and the portal-wide blocks (redis_state.py). Never a local
+        # fallback: with it set, a Redis failure fails the call.
+        self._shared: SharedPortal | None = None
+        if settings.team is not None and settings.team.redis is not None:
+            from .redis_state import SharedPortal
+
+            self._shared = SharedPortal(settings)
         redact.add(settings.secrets)
 
     @property
@@ -176,6 +186,8 @@ class B24Client:
         used: Counter[str] = Counter()
         last: B24Error | None = None  # the refusal being retried: what to report if the retry cannot fit
         while True:
+            if self._shared is not None:
+                await self._shared.check(method, deadline, on_wait)
             await self._paced(deadline, on_wait, last)
             body, credential = await self._auth.sign(params)
             started = time.monotonic()
@@ -186,6 +198,8 @@ class B24Client:
                 return value
             except B24Error as err:
                 self._log(method, params, err.status, err.code or type(err).__name__, started)
+                if self._shared is not None:
+                    await self._shared.note(method, err, self._reset_at.get(method))
                 rule = classify(err, oauth=self._auth.oauth)
                 if rule == "final":
                     raise
@@ -198,7 +212,10 @@ class B24Client:
                     await self._auth.recover(credential, deadline)
                     continue
                 if rule == "rate_limit":
-                    self._bucket.saturate()
+                    if self._shared is not None:
+                        await self._shared.bucket.saturate()
+                    else:
+                        self._bucket.saturate()
                 if rule == "wait_reset":
                     assert isinstance(err, PortalError)
                     delay = self._reset_wait(method, err, deadline)
@@ -207,7 +224,10 @@ class B24Client:
                 await self._sleep(delay, deadline, err, on_wait, policy.why)
 
     async def _paced(self, deadline: float, on_wait: OnWait | None, retrying: B24Error | None = None) -> None:
-        delay = self._bucket.reserve(max_wait=_left(deadline))
+        if self._shared is not None:
+            delay = await self._shared.bucket.reserve(max_wait=_left(deadline))
+        else:
+            delay = self._bucket.reserve(max_wait=_left(deadline))
         if delay is None:
             if retrying is not None:  # the call ran out of time retrying: the portal's own refusal says why
                 raise retrying
@@ -222,7 +242,11 @@ class B24Client:
                 await on_wait(delay, f"waiting {delay:.1f} s for the Bitrix24 rate limit (B24_RATE_LIMIT)")
             await anyio.sleep(delay)
         except BaseException:
-            self._bucket.release()  # cancelled while waiting: the slot goes back to those still in line
+            # cancelled while waiting: the slot goes back to those still in line
+            if self._shared is not None:
+                await self._shared.bucket.release()
+            else:
+                self._bucket.release()
             raise
 
     async def _sleep(self, delay: float, deadline: float, err: B24Error, on_wait: OnWait | None, what: str) -> None:

@@ -377,64 +377,13 @@ class OAuthSession:
         except TimeoutError:
             raise self._late(why) from None
 
-    def _late(self, why: str, advice: str = "Try again; if the OAuth server is slow, raise B24_TIMEOUT.") -> AuthError:
-        return AuthError(
-            f"The OAuth access token could not be renewed with the OAuth server {self._token_host} within the "
-            f"call's time limit ({CALL_BUDGET} x B24_TIMEOUT): {why}. {advice}"
-        )
+    def _late(self, why: str, advice: str = "") -> AuthError:
+        return late_error(self._token_host, why, advice)
 
     async def _request(self, refresh_token: str, deadline: float) -> TokenPair:
-        form = {
-            "grant_type": "refresh_token",
-            "client_id": self._client_id,
-            "client_secret": self._client_secret,
-            "refresh_token": refresh_token,
-        }
-        where = f"the OAuth server {self._token_host}"
-        try:
-            with anyio.fail_after(max(0.0, deadline - time.monotonic())):
-                response = await self._http.post(self._token_url, data=form)
-        except TimeoutError:
-            raise self._late("the OAuth server did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise AuthError(
-                f"Could not reach {where} to renew the access token ({type(exc).__name__}); try again."
-            ) from None
-        try:
-            data: Any = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise AuthError(
-                f"{where} answered HTTP {response.status_code} with something other than JSON while renewing "
-                "the access token; try again later."
-            )
-        code = data.get("error")
-        if code == "invalid_grant":
-            raise AuthError(
-                "The OAuth refresh token is no longer valid (invalid_grant): re-authorise the application in "
-                "Bitrix24 (open or reinstall it), then put the new tokens in B24_ACCESS_TOKEN and "
-                "B24_REFRESH_TOKEN. The saved token file was left as it was.",
-                code="invalid_grant",
-            )
-        if code == "invalid_client":
-            raise AuthError(
-                "Bitrix24 rejected the application's credentials (invalid_client): check B24_CLIENT_ID and "
-                "B24_CLIENT_SECRET against the application's settings.",
-                code="invalid_client",
-            )
-        if code:
-            description = " ".join(str(data.get("error_description", "")).split())[:200]
-            raise AuthError(f"{where} refused to renew the access token: {code} {description}".strip(), code=str(code))
-        access, refresh = data.get("access_token"), data.get("refresh_token")
-        if not isinstance(access, str) or not isinstance(refresh, str) or not access or not refresh:
-            raise AuthError(f"{where} answered without a new token pair (HTTP {response.status_code}).")
-        now = time.time()
-        expires = data.get("expires")
-        if not isinstance(expires, (int, float)):
-            expires_in = data.get("expires_in")
-            expires = now + expires_in if isinstance(expires_in, (int, float)) else None
-        return TokenPair(access, refresh, float(expires) if expires is not None else None, now)
+        return await request_pair(
+            self._http, self._token_url, self._client_id, self._client_secret, refresh_token, deadline
+        )
 
     def _read(self) -> _Saved | None:
         try:
@@ -493,6 +442,77 @@ class OAuthSession:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+
+LATE_ADVICE = "Try again; if the OAuth server is slow, raise B24_TIMEOUT."
+
+
+def late_error(token_host: str, why: str, advice: str = "") -> AuthError:
+    return AuthError(
+        f"The OAuth access token could not be renewed with the OAuth server {token_host} within the "
+        f"call's time limit ({CALL_BUDGET} x B24_TIMEOUT): {why}. {advice or LATE_ADVICE}"
+    )
+
+
+async def request_pair(
+    http: httpx.AsyncClient, token_url: str, client_id: str, client_secret: str, refresh_token: str, deadline: float
+) -> TokenPair:
+    """One refresh at the OAuth server, by `deadline`: the new pair, or an AuthError saying what to do.
+
+    Shared by the token-file session here and the Redis-backed one (`redis_state`).
+    """
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "refresh_token": refresh_token,
+    }
+    token_host = urlsplit(token_url).netloc
+    where = f"the OAuth server {token_host}"
+    try:
+        with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+            response = await http.post(token_url, data=form)
+    except TimeoutError:
+        raise late_error(token_host, "the OAuth server did not answer in time") from None
+    except httpx.HTTPError as exc:
+        raise AuthError(
+            f"Could not reach {where} to renew the access token ({type(exc).__name__}); try again."
+        ) from None
+    try:
+        data: Any = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise AuthError(
+            f"{where} answered HTTP {response.status_code} with something other than JSON while renewing "
+            "the access token; try again later."
+        )
+    code = data.get("error")
+    if code == "invalid_grant":
+        raise AuthError(
+            "The OAuth refresh token is no longer valid (invalid_grant): re-authorise the application in "
+            "Bitrix24 (open or reinstall it), then put the new tokens in B24_ACCESS_TOKEN and "
+            "B24_REFRESH_TOKEN. The saved token pair was left as it was.",
+            code="invalid_grant",
+        )
+    if code == "invalid_client":
+        raise AuthError(
+            "Bitrix24 rejected the application's credentials (invalid_client): check B24_CLIENT_ID and "
+            "B24_CLIENT_SECRET against the application's settings.",
+            code="invalid_client",
+        )
+    if code:
+        description = " ".join(str(data.get("error_description", "")).split())[:200]
+        raise AuthError(f"{where} refused to renew the access token: {code} {description}".strip(), code=str(code))
+    access, refresh = data.get("access_token"), data.get("refresh_token")
+    if not isinstance(access, str) or not isinstance(refresh, str) or not access or not refresh:
+        raise AuthError(f"{where} answered without a new token pair (HTTP {response.status_code}).")
+    now = time.time()
+    expires = data.get("expires")
+    if not isinstance(expires, (int, float)):
+        expires_in = data.get("expires_in")
+        expires = now + expires_in if isinstance(expires_in, (int, float)) else None
+    return TokenPair(access, refresh, float(expires) if expires is not None else None, now)
 
 
 def _why(exc: BaseException) -> str:

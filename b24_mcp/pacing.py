@@ -11,26 +11,45 @@ would wait longer than it may takes no slot, and one that stops waiting gives it
 a burst of impatient callers never leaves an idle bucket looking full.
 One request of headroom is kept below `burst`: the portal counts arrivals, not our send times, and a few
 milliseconds of jitter between two requests would otherwise tip a bucket filled to exactly `burst` over.
+
+Replicas that share one portal share one bucket: `SharedBucket` is the same interface, awaited, and
+`redis_state.RedisBucket` runs the same GCRA (same `gcra` parameters) atomically in Redis.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+
+def gcra(rate: float, burst: int) -> tuple[float, int, float]:
+    """(interval between requests, capacity, tolerance) of the bucket: `burst - 1` at once, `rate` per second."""
+    if rate <= 0 or burst < 1:
+        raise ValueError("rate must be > 0 and burst >= 1")
+    interval = 1.0 / rate
+    capacity = max(1, burst - 1)
+    return interval, capacity, (capacity - 1) * interval
+
+
+class SharedBucket(Protocol):
+    """`LeakyBucket`'s interface, awaited: a bucket kept outside the process (see `redis_state.RedisBucket`)."""
+
+    async def reserve(self, max_wait: float = float("inf")) -> float | None: ...
+
+    async def release(self) -> None: ...
+
+    async def saturate(self) -> None: ...
 
 
 class LeakyBucket:
     """At most `burst - 1` requests at once (one of headroom; `burst` 1 means one), `rate` per second sustained."""
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+        self._interval, self.capacity, self._tolerance = gcra(rate, burst)
         self.rate = rate
         self.burst = burst
         self._clock = clock
-        self._interval = 1.0 / rate
-        self.capacity = max(1, burst - 1)
-        self._tolerance = (self.capacity - 1) * self._interval
         self._tat = clock()  # theoretical arrival time of the next request when the bucket is drained
 
     def reserve(self, max_wait: float = float("inf")) -> float | None:

@@ -48,6 +48,8 @@ from .tools import ICONS, RESOURCES, TOOLS, UNEXPECTED, ToolSpec, fetch, handle
 
 if TYPE_CHECKING:
     import httpx
+    from mcp.server.auth.provider import TokenVerifier
+    from mcp.server.auth.settings import AuthSettings
 
     from .client import B24Client
 
@@ -220,8 +222,15 @@ class B24Server(MCPServer):
         return tools
 
 
-def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBaseTransport | None = None) -> MCPServer:
-    """The MCP server. `transport` replaces the network in tests (httpx.MockTransport)."""
+def build_server(
+    settings: Settings | ConfigError,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    auth: AuthSettings | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> MCPServer:
+    """The MCP server. `transport` replaces the network in tests (httpx.MockTransport); `auth` and
+    `token_verifier` require a bearer token on Streamable HTTP (`transport.server_auth`)."""
     connection = Connection(settings, transport)
     if isinstance(settings, Settings):
         redact.add(settings.secrets)
@@ -255,6 +264,8 @@ def build_server(settings: Settings | ConfigError, *, transport: httpx.AsyncBase
         tools=[bind(spec) for spec in TOOLS],
         lifespan=lifespan,
         cache_hints=CACHE_HINTS,
+        auth=auth,
+        token_verifier=token_verifier,
         log_level="WARNING",  # only used when nothing set logging up before (tests); see logs.setup
     )
     server.connection = connection

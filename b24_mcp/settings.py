@@ -14,10 +14,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .team import TeamConfig
 
 DEMO_HOST = "demo.b24-mcp.invalid"
 DEMO_WEBHOOK_URL = f"https://{DEMO_HOST}/rest/1/demo0webhook0code/"
@@ -101,6 +104,7 @@ class Settings:
     rate_burst: int = 10
     demo: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    team: TeamConfig | None = None  # B24_REDIS_URL and the HTTP auth variables (team.py)
 
     @property
     def mode(self) -> Literal["webhook", "oauth"]:
@@ -243,6 +247,11 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
     if burst_raw != int(burst_raw):
         raise ConfigError(f"B24_RATE_BURST={get('B24_RATE_BURST')!r} must be a whole number, e.g. 10")
     auth, bot_id, bot_token, secrets = _auth(get, demo)
+    team = None
+    if any(name.split("_")[1] in ("REDIS", "HTTP") and value for name, value in values.items()):
+        from .team import load as load_team  # only a team deployment (team.TEAM_VARS) imports it
+
+        team = load_team(values)
     return Settings(
         auth=auth,
         bot_id=bot_id,
@@ -252,6 +261,7 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         rate_burst=int(burst_raw),
         demo=demo,
         secrets=secrets,
+        team=team,
     )
 
 

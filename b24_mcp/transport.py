@@ -11,6 +11,10 @@ before anything is served:
 - `--allowed-host` also extends a loopback bind (a local reverse proxy passing its own Host header);
 - Origins follow the allowed hosts, over http and https.
 
+Authentication (`team.require_auth`, `http_auth`): bearer tokens from B24_HTTP_TOKENS_FILE or the team's identity
+provider, checked by the SDK's TokenVerifier machinery. A non-loopback bind without it refuses to start unless
+`--no-auth` says a proxy in front authenticates; like the Host policy, this is decided before the SDK is imported.
+
 `serve_http` runs uvicorn itself rather than through `MCPServer.run`, so that its logs pass through our
 stderr handler (which masks secrets), nothing ever reaches stdout, and the "serving at" line is printed
 only once the port is really bound.
@@ -23,8 +27,8 @@ import logging
 import re
 import socket
 import sys
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .settings import is_loopback
@@ -32,6 +36,8 @@ from .settings import is_loopback
 if TYPE_CHECKING:  # importing the SDK takes about a second: a refused start should not wait for it
     from mcp.server.mcpserver import MCPServer
     from mcp.server.transport_security import TransportSecuritySettings
+
+    from .team import HttpAuthConfig
 
 PATH = "/mcp"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -74,21 +80,46 @@ def transport_security(bind_host: str, allowed_hosts: Iterable[str] = ()) -> Tra
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
+def http_auth(bind_host: str, no_auth: bool, env: Mapping[str, str]) -> HttpAuthConfig | None:
+    """The bearer-token check to serve with (None: none); `ConfigError` (one line) when serving would be unsafe."""
+    from .team import require_auth
+
+    return require_auth(bind_host, no_auth, env)
+
+
+def server_auth(
+    config: HttpAuthConfig | None, *, host: str, port: int, allowed_hosts: Iterable[str] = ()
+) -> dict[str, Any]:
+    """`build_server`'s keyword arguments for `config`: the SDK's AuthSettings and our TokenVerifier ({} for none)."""
+    if config is None:
+        return {}
+    from .http_auth import resource_url, server_auth
+
+    names = [_allowed_host(raw) for raw in allowed_hosts]
+    auth, verifier = server_auth(config, resource_url(config, _host_form(host), port, names, PATH))
+    return {"auth": auth, "token_verifier": verifier}
+
+
 def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSecuritySettings) -> None:
     """Streamable HTTP at `PATH`, stateless with JSON answers, refusing Hosts and Origins outside `security`."""
     import uvicorn
 
+    authenticated = server.settings.auth is not None
     if not is_loopback(host):
         log.warning(
-            "serving on %s with no TLS or authentication of its own: put a reverse proxy with both in front of it "
-            "(see the README) before anyone else can reach it",
+            "serving on %s with no TLS%s of its own: put a reverse proxy with %s in front of it (see the README, "
+            '"Run it for a team") before anyone else can reach it',
             host,
+            "" if authenticated else " or authentication",
+            "TLS" if authenticated else "both",
         )
     url = f"http://{_host_form(host)}:{port}{PATH}"
     named = [h for h in security.allowed_hosts if not h.endswith(":*") and not is_loopback(_hostname(h))]
     line = f"b24-mcp: serving MCP over Streamable HTTP at {url}"
     if named:
         line += f" for Host {', '.join(named)}"
+    if authenticated:
+        line += " (bearer token required)"
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:

@@ -8,6 +8,7 @@ import pytest
 import trustme
 
 from tests.portal import StandInPortal
+from tests.redis_server import redis_server, redis_url  # noqa: F401 - fixtures of the team tests (issue 13)
 from tests.values import CODE, TOKEN
 
 

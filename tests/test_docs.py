@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from b24_mcp import settings as config
+from b24_mcp.team import TEAM_VARS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -32,7 +33,9 @@ def test_example_config_entries_are_valid_and_cover_every_variable() -> None:
         seen |= set(env)
         settings = config.load(env, demo="--demo" in entry["args"])  # placeholders must load: no ConfigError
         assert settings.demo == ("--demo" in entry["args"])
-    assert variables_in_code() <= seen
+    # The team deployment's variables belong to an HTTP server, not to a desktop host's entry (README, "Run it
+    # for a team", documents them).
+    assert variables_in_code() - set(TEAM_VARS) <= seen
 
 
 def test_quick_start_is_two_commands() -> None:

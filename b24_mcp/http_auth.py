@@ -1,0 +1,261 @@
+"""Bearer tokens on Streamable HTTP, checked by the SDK's own machinery: a `TokenVerifier` and `AuthSettings`.
+
+The SDK does the protocol: a request without a valid token gets 401 with
+`WWW-Authenticate: Bearer ..., resource_metadata="<url>"`, and it publishes that protected-resource metadata
+(RFC 9728) at `/.well-known/oauth-protected-resource/mcp`. This module only decides whether a token is good:
+
+- a tokens file (`B24_HTTP_TOKENS_FILE`): the SHA-256 of the presented token is compared with every digest in the
+  file in constant time (`hmac.compare_digest`, no early exit), so timing tells nothing about which digest came
+  close. The file is re-read when it changes (stat per request); a file that turns bad admits no one until fixed,
+  since keeping the old set would keep a revoked token alive;
+- JWTs from the team's identity provider, with PyJWT (already a dependency of the SDK, imported only here):
+  signature against the provider's JWKS, `iss`, `aud` and `exp` required and checked; only asymmetric
+  algorithms (a JWKS holds public keys: `HS256` with a public key as the secret is the classic forgery, and
+  `none` is never accepted). The JWKS is fetched with a time and size bound, cached for `JWKS_TTL`, and fetched
+  again for an unknown `kid` (key rotation) at most once per `JWKS_MIN_REFETCH`, so forged `kid`s cannot make us
+  hammer the provider.
+
+The token itself is never logged, never kept (the AccessToken the SDK stores carries its fingerprint), and never
+reaches Bitrix24: the REST client signs with its own webhook or OAuth credentials and never sees the request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .errors import ConfigError
+from .team import HttpAuthConfig, JwtConfig, digest, read_digests
+
+if TYPE_CHECKING:
+    import httpx
+    from mcp.server.auth.provider import AccessToken, TokenVerifier
+    from mcp.server.auth.settings import AuthSettings
+
+log = logging.getLogger("b24_mcp.http_auth")
+
+JWKS_TTL = 600.0  # seconds a fetched key set is trusted before it is fetched again
+JWKS_MIN_REFETCH = 30.0  # an unknown kid triggers a fetch at most this often
+JWKS_TIMEOUT = 5.0
+JWKS_MAX_BYTES = 256 * 1024
+LEEWAY = 30  # seconds of clock skew allowed on exp/nbf/iat
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+def _access(kind: str, token: str, client_id: str, **extra: Any) -> AccessToken:
+    from mcp.server.auth.provider import AccessToken
+
+    # `token` is the fingerprint, not the token: the SDK keeps this object for the whole request.
+    return AccessToken(token=f"{kind}:{digest(token)[:16]}", client_id=client_id, **extra)
+
+
+@dataclass
+class _Stamp:
+    mtime_ns: int
+    size: int
+    inode: int
+
+
+class TokenFileVerifier:
+    """Accepts the tokens whose SHA-256 digests are listed in `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._digests: frozenset[str] = read_digests(path)
+        self._stamp = self._stat()
+        self._broken = False
+
+    def _stat(self) -> _Stamp | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _refresh(self) -> None:
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            self._digests = read_digests(self.path)
+        except ConfigError as err:
+            self._digests = frozenset()
+            if not self._broken:
+                log.error("%s; no token from it is accepted until it is fixed", err)
+            self._broken = True
+            return
+        if self._broken:
+            log.warning("%s is readable again: its tokens are accepted", self.path)
+        self._broken = False
+
+    def accepts(self, token: str) -> bool:
+        self._refresh()
+        presented = digest(token).encode()
+        found = False
+        for known in self._digests:
+            found |= hmac.compare_digest(known.encode(), presented)
+        return found
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if not self.accepts(token):
+            return None
+        return _access("file", token, client_id=f"token-{digest(token)[:8]}", scopes=[])
+
+
+class JwtVerifier:
+    """Accepts JWTs signed by a key in the identity provider's JWKS, for our audience, from our issuer, unexpired."""
+
+    def __init__(self, config: JwtConfig, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+        self._keys: dict[str, Any] = {}  # kid -> PyJWK ("" for a key without kid)
+        self._fetched_at = -float("inf")
+        self._tried_at = -float("inf")
+        self._lock = anyio.Lock()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        import jwt
+
+        if token.count(".") != 2:
+            return None
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in ALGORITHMS or (kid is not None and not isinstance(kid, str)):
+            log.info("bearer JWT refused: algorithm %r is not accepted", alg if isinstance(alg, str) else "?")
+            return None
+        key = await self._key(kid or "")
+        if key is None:
+            log.info("bearer JWT refused: no key %r in %s", (kid or "")[:64], self.config.jwks_url)
+            return None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=self.config.audience,
+                issuer=self.config.issuer,
+                leeway=LEEWAY,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            log.info("bearer JWT refused: %s", type(exc).__name__)
+            return None
+        scope = claims.get("scope")
+        subject = claims.get("sub")
+        client = claims.get("azp") or claims.get("client_id") or subject or "jwt"
+        return _access(
+            "jwt",
+            token,
+            client_id=str(client),
+            scopes=scope.split() if isinstance(scope, str) else [],
+            expires_at=int(claims["exp"]),
+            subject=str(subject) if subject is not None else None,
+            resource=self.config.audience,
+            claims={"iss": claims.get("iss")},
+        )
+
+    async def _key(self, kid: str) -> Any:
+        now = time.monotonic()
+        if now - self._fetched_at > JWKS_TTL or (kid not in self._keys and now - self._tried_at > JWKS_MIN_REFETCH):
+            async with self._lock:
+                now = time.monotonic()
+                stale = now - self._fetched_at > JWKS_TTL
+                if stale or (kid not in self._keys and now - self._tried_at > JWKS_MIN_REFETCH):
+                    self._tried_at = now
+                    await self._fetch()
+        return self._keys.get(kid)
+
+    async def _fetch(self) -> None:
+        """Fetch the key set; on failure the keys already known stay in use (a provider hiccup locks no one out)."""
+        import httpx
+        import jwt
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(transport=self._transport, timeout=JWKS_TIMEOUT, follow_redirects=False)
+        try:
+            with anyio.fail_after(JWKS_TIMEOUT):
+                async with self._http.stream("GET", self.config.jwks_url) as response:
+                    body = b""
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > JWKS_MAX_BYTES:
+                            raise ValueError(f"larger than {JWKS_MAX_BYTES} bytes")
+                    if response.status_code != 200:
+                        raise ValueError(f"HTTP {response.status_code}")
+            keys: dict[str, Any] = {}
+            for key in jwt.PyJWKSet.from_json(body.decode()).keys:
+                if key.public_key_use in (None, "sig"):
+                    keys[key.key_id or ""] = key
+        except (TimeoutError, httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            log.warning(
+                "cannot fetch the JWKS at %s (B24_HTTP_JWKS_URL): %s; %s",
+                self.config.jwks_url,
+                str(exc) or type(exc).__name__,
+                "keeping the keys fetched before" if self._keys else "no JWT is accepted until it can be fetched",
+            )
+            return
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+
+
+class EitherVerifier:
+    """A tokens file and JWTs together: a JWT-shaped token goes to the JWT check, any token to the file."""
+
+    def __init__(self, file: TokenFileVerifier | None, jwt: JwtVerifier | None) -> None:
+        self.file = file
+        self.jwt = jwt
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if self.file is not None and (found := await self.file.verify_token(token)) is not None:
+            return found
+        if self.jwt is not None:
+            return await self.jwt.verify_token(token)
+        return None
+
+
+def resource_url(config: HttpAuthConfig, bind: str, port: int, allowed_hosts: list[str], path: str) -> str:
+    """The endpoint's public URL: B24_HTTP_RESOURCE_URL, else https on the first --allowed-host, else the bind."""
+    if config.resource_url:
+        return config.resource_url
+    if allowed_hosts:
+        return f"https://{allowed_hosts[0]}{path}"
+    return f"http://{bind}:{port}{path}"
+
+
+def server_auth(config: HttpAuthConfig, resource: str) -> tuple[AuthSettings, TokenVerifier]:
+    """The SDK's AuthSettings and our verifier, for `MCPServer(auth=..., token_verifier=...)`."""
+    from urllib.parse import urlsplit
+
+    from mcp.server.auth.settings import AuthSettings
+
+    file = TokenFileVerifier(config.tokens_file) if config.tokens_file is not None else None
+    jwt = JwtVerifier(config.jwt) if config.jwt is not None else None
+    # The metadata must name an authorization server: the identity provider for JWTs; with a tokens file alone
+    # there is none (tokens are handed out by `b24-mcp token`), so the resource's own origin stands in.
+    parts = urlsplit(resource)
+    issuer = f"{parts.scheme}://{parts.netloc}"
+    if config.jwt is not None and urlsplit(config.jwt.issuer).scheme in ("http", "https"):
+        issuer = config.jwt.issuer
+    settings = AuthSettings(
+        issuer_url=issuer,  # type: ignore[arg-type]  # pydantic validates the str into AnyHttpUrl
+        resource_server_url=resource,  # type: ignore[arg-type]
+        validate_token_resource=False,  # JwtVerifier checks `aud` itself; file tokens have no audience
+    )
+    return settings, EitherVerifier(file, jwt)
