@@ -252,6 +252,8 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         from .team import load as load_team  # only a team deployment (team.TEAM_VARS) imports it
 
         team = load_team(values)
+        if team is not None and team.redis is not None and team.redis.password:
+            secrets = (*secrets, team.redis.password)  # masked wherever the URL might be quoted
     return Settings(
         auth=auth,
         bot_id=bot_id,

@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 
 from b24_mcp import settings as config
+from b24_mcp.team import TEAM_VARS
 from b24_mcp.tools import TOOLS
 from tests.test_docs import README, variables_in_code
 from tests.values import ROOT
@@ -49,6 +50,8 @@ def readme_table() -> dict[str, str]:
 
 def secret_variables(tmp_path: Path) -> set[str]:
     """The variables whose values settings.load keeps out of every output, in both modes: the secrets."""
+    tokens = tmp_path / "http-tokens"
+    tokens.write_text("0" * 64 + "\n")
     webhook = {
         "B24_WEBHOOK_URL": "https://acme.bitrix24.com/rest/1/hookCODEone/",
         "B24_BOT_ID": "456",
@@ -57,6 +60,13 @@ def secret_variables(tmp_path: Path) -> set[str]:
         "B24_RATE_LIMIT": "2",
         "B24_RATE_BURST": "10",
         "B24_LOG_LEVEL": "WARNING",
+        # the team deployment's (parsed by b24_mcp.team)
+        "B24_HTTP_TOKENS_FILE": str(tokens),
+        "B24_HTTP_JWKS_URL": "https://idp.example.com/.well-known/jwks.json",
+        "B24_HTTP_ISSUER": "https://idp.example.com/",
+        "B24_HTTP_AUDIENCE": "b24-mcp",
+        "B24_HTTP_RESOURCE_URL": "https://mcp.example.com/mcp",
+        "B24_REDIS_URL": "redis://:redisPASSWORDseven@127.0.0.1:6379/0",
     }
     oauth = {
         "B24_PORTAL_URL": "https://acme.bitrix24.com",
@@ -159,7 +169,8 @@ def test_manifest_describes_a_uv_bundle_of_this_package() -> None:
 
 def test_manifest_user_config_covers_every_variable_and_marks_secrets(tmp_path: Path) -> None:
     env = MANIFEST["server"]["mcp_config"]["env"]
-    assert set(env) == variables_in_code()
+    # A bundle is a desktop stdio server: the team deployment's variables (HTTP auth, Redis) do not apply to it.
+    assert set(env) == variables_in_code() - set(TEAM_VARS)
     keys = {name: re.sub(r"^\$\{user_config\.(.+)\}$", r"\1", template) for name, template in env.items()}
     assert sorted(keys.values()) == sorted(MANIFEST["user_config"])
     secrets = secret_variables(tmp_path)
