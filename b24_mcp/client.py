@@ -163,36 +163,47 @@ class B24Client:
         masked = [s for s in secrets if s]
         used: Counter[str] = Counter()
         while True:
-            await self._paced(deadline, on_wait)
+            waited = await self._paced(deadline, on_wait)
             body, credential = await self._auth.sign(params)
             started = time.monotonic()
             try:
                 reply = await self._send(method, body, deadline)
                 value = self._read(method, reply, params, result, masked)
-                self._log(method, params, reply.status, "ok", started)
+                self._log(method, params, reply.status, started, waited, "ok")
                 return value
             except B24Error as err:
-                self._log(method, params, err.status, err.code or type(err).__name__, started)
+                outcome = err.code or type(err).__name__
+                done = functools.partial(self._log, method, params, err.status, started, waited)  # + what next
                 rule = classify(err, oauth=self._auth.oauth)
                 if rule == "final":
+                    done(outcome, "not retried")
                     raise
                 used[rule] += 1
                 policy = POLICIES[rule]
                 if used[rule] > policy.tries:
+                    done(outcome, f"giving up after {used[rule]} tries")
                     raise (err.gave_up(used[rule]) if rule == "rate_limit" else err) from None
                 if rule == "reauth":
+                    done(outcome, "renewing the OAuth token, then retrying")
                     await self._auth.recover(credential, deadline)
                     continue
                 if rule == "rate_limit":
                     self._bucket.saturate()
                 if rule == "wait_reset":
                     assert isinstance(err, PortalError)
-                    delay = self._reset_wait(method, err, deadline)
+                    try:
+                        delay = self._reset_wait(method, err, deadline)
+                    except PortalError:
+                        done(outcome, "not waited: its time budget resets too late")
+                        raise
                 else:
                     delay = _backoff(used[rule], policy.base, policy.cap)
+                late = delay >= _left(deadline)  # then _sleep raises
+                done(outcome, "no time left for a retry" if late else f"retry {used[rule]} in {delay:.1f} s")
                 await self._sleep(delay, deadline, err, on_wait, policy.why)
 
-    async def _paced(self, deadline: float, on_wait: OnWait | None) -> None:
+    async def _paced(self, deadline: float, on_wait: OnWait | None) -> float:
+        """Wait for the request's turn under B24_RATE_LIMIT; returns the seconds waited."""
         delay = self._bucket.reserve(max_wait=_left(deadline))
         if delay is None:
             raise UpstreamError(
@@ -200,7 +211,7 @@ class B24Client:
                 f"for its turn (B24_RATE_LIMIT={self.settings.rate_limit:g}/s). Try again in a few seconds."
             )
         if delay <= 0:
-            return
+            return 0.0
         try:
             if on_wait is not None:
                 await on_wait(delay, f"waiting {delay:.1f} s for the Bitrix24 rate limit (B24_RATE_LIMIT)")
@@ -208,6 +219,7 @@ class B24Client:
         except BaseException:
             self._bucket.release()  # cancelled while waiting: the slot goes back to those still in line
             raise
+        return delay
 
     async def _sleep(self, delay: float, deadline: float, err: B24Error, on_wait: OnWait | None, what: str) -> None:
         if delay >= _left(deadline):
@@ -329,16 +341,29 @@ class B24Client:
             if isinstance(reset_at, (int, float)) and not isinstance(reset_at, bool):
                 self._reset_at[method] = float(reset_at)
 
-    def _log(self, method: str, params: dict[str, Any], status: int | None, outcome: str, started: float) -> None:
+    def _log(
+        self,
+        method: str,
+        params: dict[str, Any],
+        status: int | None,
+        started: float,
+        waited: float,
+        outcome: str,
+        then: str = "",
+    ) -> None:
+        """DEBUG: one line per request (method, ids, HTTP status, Bitrix24 code, duration, waits, what comes next)."""
         if log.isEnabledFor(logging.DEBUG):
-            ids = " ".join(f"{k}={params[k]}" for k in ("dialogId", "messageId") if k in params)
+            ids = "".join(f" {k}={params[k]}" for k in ("dialogId", "messageId") if k in params)
+            paced = f" after waiting {waited:.1f} s for B24_RATE_LIMIT" if waited > 0 else ""
             log.debug(
-                "%s %s -> HTTP %s %s in %.0f ms",
+                "%s%s -> HTTP %s %s in %.0f ms%s%s",
                 method,
                 ids,
                 status or "-",
                 outcome,
                 (time.monotonic() - started) * 1000,
+                paced,
+                f"; {then}" if then else "",
             )
 
 
