@@ -98,6 +98,8 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
             shown = set_secret(value)
         elif var.shown == "masked":
             shown = auth.masked_url if isinstance(auth, config.WebhookConfig) else config.mask_webhook_url(value)
+        elif var.name == "SSL_CERT_DIR" and env.get("SSL_CERT_FILE"):
+            shown = f"{value} (not used: SSL_CERT_FILE is set)"
         elif var.name == "B24_TOKEN_FILE" and isinstance(auth, config.OAuthConfig):
             token_file = config.token_file_of(auth)
             shown = f"{token_file} ({'exists' if token_file.exists() else 'not created yet'})"
@@ -181,6 +183,8 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
         )
     try:
         settings = config.load(env, demo=demo)
+        if not demo:
+            config.check_ca(env, load=True)  # parsed as httpx will, which start-up skips for speed
     except ConfigError as err:
         for problem in config.problems_of(err):
             report.line("✗", f"configuration: {problem}")

@@ -296,8 +296,12 @@ def _log_level(raw: str) -> str:
     return raw.upper() or "WARNING"
 
 
-def check_ca(env: Mapping[str, str]) -> None:
-    """SSL_CERT_FILE (or SSL_CERT_DIR) as httpx will read it, checked now rather than at the first call."""
+def check_ca(env: Mapping[str, str], *, load: bool = False) -> None:
+    """SSL_CERT_FILE (or SSL_CERT_DIR) as httpx will read it, checked now rather than at the first call.
+
+    At start-up the file is only read and looked at (a PEM certificate in it): parsing a whole system bundle
+    takes tens of milliseconds, which httpx spends anyway, off the start-up path. `load=True` (the doctor)
+    parses it as httpx will."""
     cafile = env.get("SSL_CERT_FILE", "")
     if cafile:
         path = Path(cafile)
@@ -307,14 +311,21 @@ def check_ca(env: Mapping[str, str]) -> None:
             raise ConfigError(f"SSL_CERT_FILE={cafile!r} does not exist{where}; {fix}")
         if not path.is_file():
             raise ConfigError(f"SSL_CERT_FILE={cafile!r} is not a file; {fix}")
-        import ssl  # the SDK imports it anyway; only a configured CA pays for loading it here
-
         try:
-            ssl.create_default_context(cafile=cafile)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"SSL_CERT_FILE={cafile!r} could not be loaded as a CA bundle ({type(exc).__name__}); {fix}"
-            ) from None
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"SSL_CERT_FILE={cafile!r} cannot be read ({exc.strerror}); {fix}") from None
+        if not re.search(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----", pem):
+            raise ConfigError(f"SSL_CERT_FILE={cafile!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----); {fix}")
+        if load:
+            import ssl
+
+            try:
+                ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"SSL_CERT_FILE={cafile!r} could not be loaded as a CA bundle ({type(exc).__name__}); {fix}"
+                ) from None
         return
     capath = env.get("SSL_CERT_DIR", "")
     if capath and not Path(capath).is_dir():

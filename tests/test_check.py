@@ -229,3 +229,21 @@ def test_access_denied_for_a_plan_without_rest_says_so() -> None:
     )
     assert "this portal's plan does not include the REST API" in str(err)
     assert "participant" not in str(err)
+
+
+def test_a_ca_file_that_does_not_parse_is_a_configuration_problem(
+    https_portal: StandInPortal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "ca.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(broken))  # what the check's own HTTP client reads
+    code, out = run(env=webhook_vars(https_portal.webhook_url, SSL_CERT_FILE=str(broken), SSL_CERT_DIR="/etc"))
+    assert code == 2
+    assert f"✗ configuration: SSL_CERT_FILE={str(broken)!r} could not be loaded as a CA bundle" in out
+
+
+def test_ssl_cert_dir_is_shown_as_unused_beside_ssl_cert_file(https_portal: StandInPortal) -> None:
+    pem = str(https_portal.ca_pem_path)
+    code, out = run(env=webhook_vars(https_portal.webhook_url, SSL_CERT_FILE=pem, SSL_CERT_DIR=str(Path(pem).parent)))
+    assert code == 0, out
+    assert f"SSL_CERT_DIR     {Path(pem).parent} (not used: SSL_CERT_FILE is set)" in out

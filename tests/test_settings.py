@@ -257,11 +257,18 @@ def test_ssl_cert_file_is_checked_at_start_up(tmp_path: Path, ca: trustme.CA) ->
         (str(tmp_path / "missing.pem"), "does not exist"),
         ("ca.pem", "does not exist (a relative path depends on the directory the host starts in)"),
         (str(tmp_path), "is not a file"),
-        (str(not_pem), "could not be loaded as a CA bundle (SSLError)"),
+        (str(not_pem), "holds no PEM certificate"),
     ]:
         with pytest.raises(ConfigError) as info:
             load(B24_WEBHOOK_URL=HOOK, SSL_CERT_FILE=value)
         assert str(info.value).startswith(f"SSL_CERT_FILE={value!r} {why}"), str(info.value)
+    # A PEM that looks right but is not: only parsing finds it (the doctor does; at start-up httpx does, later).
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    env = {"SSL_CERT_FILE": str(broken)}
+    config.check_ca(env)
+    with pytest.raises(ConfigError, match=r"could not be loaded as a CA bundle \(SSLError\)"):
+        config.check_ca(env, load=True)
 
 
 def test_ssl_cert_dir_must_be_a_directory(tmp_path: Path) -> None:
