@@ -62,3 +62,55 @@ def test_quick_start_is_two_commands() -> None:
         "uv run pytest",
     ]
     assert "uv run pytest" in (ROOT / ".ci" / "run").read_text()
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
+
+
+def test_hosts_launch_the_quiet_lean_form() -> None:
+    """`uv run --no-sync`: no bytecode recompiled (and announced on stderr) nor dev group installed at each launch."""
+    launch = ["uv", "run", "--no-sync", "--directory", "/absolute/path/to/b24-mcp", "b24-mcp"]
+    servers = json.loads((ROOT / "claude_config.example.json").read_text())["mcpServers"]
+    for entry in servers.values():
+        assert [entry["command"], *entry["args"]][: len(launch)] == launch
+    hosts = section("## Adding it to your MCP host")
+    blocks = code_blocks(hosts, "sh") + code_blocks(hosts, "json")
+    launches = [
+        line
+        for block in blocks
+        for line in block.splitlines()
+        if "b24-mcp" in line and ("uv run" in line or '"run"' in line)
+    ]
+    assert len(launches) >= 4
+    assert all("uv run --no-sync" in line or '"--no-sync"' in line for line in launches), launches
+
+
+def test_uv_is_installed_in_a_way_that_works_on_externally_managed_pythons() -> None:
+    quick = section("## Quick start")
+    assert "curl -LsSf https://astral.sh/uv/install.sh | sh" in quick and "pipx install uv" in quick
+    assert "Not `pip install uv`" in quick and "externally managed" in quick
+
+
+def test_the_node_version_the_inspector_needs_is_stated() -> None:
+    from tests.e2e.test_inspector import NODE_VERSION
+
+    def words(text: str) -> str:
+        return " ".join(text.split())
+
+    assert f"Node.js {NODE_VERSION} or newer" in words(section("## Quick start"))
+    assert f"declares {NODE_VERSION} or newer" in words(section("## Adding it to your MCP host"))
+
+
+def test_the_readme_shows_what_check_says_of_the_example_config() -> None:
+    """Re-captured from a real run: the block is check's output for the env block it describes."""
+    import io
+
+    from b24_mcp import check
+
+    shown = code_blocks(section("## Connecting to your Bitrix24"), "text")[1]
+    env = json.loads((ROOT / "claude_config.example.json").read_text())["mcpServers"]["bitrix24"]["env"]
+    env = {**env, "B24_BOT_TOKN": "x", "B24_TIMEOUT": "10s"}
+    out = io.StringIO()
+    assert check.run([], demo=False, dialog=None, env=env, out=out) == 2
+    assert out.getvalue() == shown
