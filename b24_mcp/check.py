@@ -26,7 +26,8 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .client import B24Client
 
-PASS_THROUGH = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")  # httpx's, not b24-mcp's: never shown
+PASS_THROUGH = tuple(v.name for v in config.VARIABLES if v.group == "tls") + PROXIES
 T = TypeVar("T")
 READERS = ("personal", "supervisor")  # the bot types that may read messages (overview-bot-types.md)
 
