@@ -1,9 +1,13 @@
-"""`b24-mcp check`: the doctor. Reads the settings, reaches the portal, and runs get_chat for real.
+"""`b24-mcp check`: the doctor. Reads the settings, reaches the portal, proves the credentials, runs get_chat.
 
-The last step is a genuine MCP round trip: it starts this same server as a subprocess over stdio with the
-SDK's client, exactly as Claude Code or Cursor would, so a green check means a host will work too. Every line
-it prints is masked (no code, token or secret), and the verdict names what to fix. Exit status: 0 all good,
-1 a problem with the portal or the chat, 2 a configuration problem.
+Every bad setting is listed at once, one line each; unknown B24_* variables by name only, with the likeliest
+intended one. Then the credentials are proven, not assumed: `scope` (authenticated; it must include `imbot`)
+and `imbot.v2.Bot.get` for the configured bot (the owner's extended answer proves the bot id and token pair;
+its type says whether the bot may read messages). The last step is a genuine MCP round trip: it starts this
+same server as a subprocess over stdio with the SDK's client, exactly as Claude Code or Cursor would, so a green
+check means a host will work too. Every line it prints is masked (no code, token or secret), and the verdict
+names what to fix. Exit status: 0 all good, 1 a problem with the portal, the credentials, the bot or the chat,
+2 a configuration problem.
 """
 
 from __future__ import annotations
@@ -12,16 +16,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 import anyio
 
 from . import settings as config
 from .errors import ConfigError
 
-PASS_THROUGH = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+if TYPE_CHECKING:
+    from .client import B24Client
+
+PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")  # httpx's, not b24-mcp's: never shown
+PASS_THROUGH = tuple(v.name for v in config.VARIABLES if v.group == "tls") + PROXIES
 T = TypeVar("T")
-SECRET_VARS = ("B24_BOT_TOKEN", "B24_ACCESS_TOKEN", "B24_REFRESH_TOKEN", "B24_CLIENT_SECRET")
+READERS = ("personal", "supervisor")  # the bot types that may read messages (overview-bot-types.md)
 
 
 class Report:
@@ -60,30 +68,45 @@ class Report:
         return result
 
 
+def set_secret(value: str) -> str:
+    """A secret, shown only as set, with its length (a truncated paste shows up as a short one)."""
+    return f"set ({len(value)} character{'' if len(value) == 1 else 's'})"
+
+
 def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[tuple[str, str]]:
-    """Each setting in force, secrets shown only as 'set (N characters)'."""
-    rows: list[tuple[str, str]] = []
+    """Each setting in force, in the table's order; secrets shown only as 'set (N characters)'."""
     if settings.demo:
-        rows.append(("portal", f"built-in demo portal ({config.DEMO_HOST}), bot 456"))
-        return rows
-    for name in sorted(k for k in env if k.startswith("B24_")):
-        value = env[name].strip()
-        if not value:
-            continue
-        if name in SECRET_VARS:
-            shown = f"set ({len(value)} characters)"
-        elif name == "B24_WEBHOOK_URL":
-            auth = settings.auth
-            shown = auth.masked_url if isinstance(auth, config.WebhookConfig) else config.mask_webhook_url(value)
-        else:
-            shown = value
-        rows.append((name, shown))
+        return [("portal", f"built-in demo portal ({config.DEMO_HOST}), bot {config.DEMO_BOT_ID}")]
     defaults = {
         "B24_TIMEOUT": f"{settings.timeout:g} s (default)",
         "B24_RATE_LIMIT": f"{settings.rate_limit:g}/s (default)",
         "B24_RATE_BURST": f"{settings.rate_burst} (default)",
     }
-    rows += [(k, v) for k, v in defaults.items() if not env.get(k, "").strip()]
+    auth = settings.auth
+    if isinstance(auth, config.OAuthConfig):
+        defaults["B24_OAUTH_SERVER"] = f"{auth.oauth_server} (default)"
+        token_file = config.token_file_of(auth)
+        state = "exists" if token_file.exists() else "not created yet: written at the first token refresh"
+        defaults["B24_TOKEN_FILE"] = f"{token_file} (default; {state})"
+    rows: list[tuple[str, str]] = []
+    for var in config.VARIABLES:
+        value = env.get(var.name, "").strip()
+        if not value:
+            if var.name in defaults:
+                rows.append((var.name, defaults[var.name]))
+            continue
+        if var.shown == "secret":
+            shown = set_secret(value)
+        elif var.shown == "masked":
+            shown = auth.masked_url if isinstance(auth, config.WebhookConfig) else config.mask_webhook_url(value)
+        elif var.name == "SSL_CERT_DIR" and env.get("SSL_CERT_FILE"):
+            shown = f"{value} (not used: SSL_CERT_FILE is set)"
+        elif var.name == "B24_TOKEN_FILE" and isinstance(auth, config.OAuthConfig):
+            token_file = config.token_file_of(auth)
+            shown = f"{token_file} ({'exists' if token_file.exists() else 'not created yet'})"
+        else:
+            shown = value
+        rows.append((var.name, shown))
     return rows
 
 
@@ -155,15 +178,25 @@ def run(argv: list[str], *, demo: bool, dialog: str | None, env: Mapping[str, st
 
 async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str, str], out: TextIO) -> int:
     report = Report(out)
+    for name, guess in config.unknown_variables(env):
+        report.line(
+            "!", f"{name} is not a b24-mcp variable and is ignored" + (f": did you mean {guess}?" if guess else "")
+        )
     try:
         settings = config.load(env, demo=demo)
+        if not demo:
+            config.check_ca(env, load=True)  # parsed as httpx will, which start-up skips for speed
     except ConfigError as err:
-        report.line("✗", f"configuration: {err}")
-        report.line("→", "Verdict: fix that setting in the MCP server's env block (see the README), then run again.")
+        for problem in config.problems_of(err):
+            report.line("✗", f"configuration: {problem}")
+        report.line(
+            "→", "Verdict: fix the settings above in the MCP server's env block (see the README), then run again."
+        )
         return 2
     report.line("✓", f"configuration: {'demo' if settings.demo else settings.mode} mode")
-    width = max(len(name) for name, _ in masked_settings(env, settings))
-    for name, shown in masked_settings(env, settings):
+    rows = masked_settings(env, settings)
+    width = max(len(name) for name, _ in rows)
+    for name, shown in rows:
         report.line(" ", f"  {name.ljust(width)}  {shown}")
     if settings.demo and dialog is None:
         dialog = "chat5"
@@ -174,6 +207,9 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
             report.line("✗", f"portal: {err}")
             report.line("→", "Verdict: the portal cannot be reached from here; fix the address or network first.")
             return 1
+    failed = await _prove(settings, report)
+    if failed is not None:
+        return failed
     try:
         ok, said, code, reading = await report.step(
             "starting b24-mcp over stdio and calling get_chat" if dialog else "starting b24-mcp over stdio",
@@ -195,11 +231,113 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
     return 1
 
 
+async def _prove(settings: config.Settings, report: Report) -> int | None:
+    """Prove the credentials (`scope`) and the bot (`imbot.v2.Bot.get`); an exit status if either fails."""
+    from .auth import for_settings
+    from .client import B24Client
+    from .errors import B24Error
+    from .wire import make_http
+
+    transport = None
+    if settings.demo:
+        from . import demo
+
+        transport = demo.transport()
+    try:
+        async with make_http(settings.timeout, transport) as http:
+            client = B24Client(settings, http, for_settings(settings, http))
+            label = "proving the credentials (scope)"
+            try:
+                scopes = await report.step(label, client.scopes)
+            except B24Error as err:
+                report.line("✗", f"credentials: {err}")
+                advice = _advice(err.code, settings.mode)
+                report.line("→", f"Verdict: the portal refused the credentials.{' ' + advice if advice else ''}")
+                return 1
+            if "imbot" not in scopes:
+                report.line("✗", f"credentials: {_no_imbot(settings, scopes)}")
+                report.line("→", "Verdict: add the imbot permission, then run again.")
+                return 1
+            what = "the webhook" if settings.mode == "webhook" else "the application's token"
+            report.line("✓", f"credentials: {settings.host} accepted {what}; its permissions include imbot")
+            return await _prove_bot(settings, client, report)
+    except ConfigError as err:  # the HTTP client could not be made (a proxy setting httpx cannot use)
+        report.line("✗", f"configuration: {err}")
+        report.line("→", "Verdict: fix that setting, then run again.")
+        return 2
+
+
+async def _prove_bot(settings: config.Settings, client: B24Client, report: Report) -> int | None:
+    from .errors import B24Error, clean_text
+
+    if settings.bot_id is None:
+        report.line("!", "bot: B24_BOT_ID is not set, so every tool call must pass botId; set it to check the bot")
+        return None
+    if settings.mode == "webhook" and settings.bot_token is None:
+        report.line(
+            "!", "bot: B24_BOT_TOKEN is not set, so every tool call must pass botToken; set it to check the bot"
+        )
+        return None
+    who = f"bot {settings.bot_id}"
+    try:
+        bot = await report.step(f"asking imbot.v2.Bot.get about {who}", client.get_bot)
+    except B24Error as err:
+        report.line("✗", f"{who}: {err}")
+        advice = _advice(err.code, settings.mode) or "Re-check B24_BOT_ID and B24_BOT_TOKEN."
+        report.line("→", f"Verdict: the bot cannot be used as configured. {advice}")
+        return 1
+    extended = bot.model_extra or {}
+    if not {"moduleId", "eventMode"} & set(extended):
+        # Bot.get answers its owner in the extended format, anyone else in the brief one.
+        why = (
+            "B24_BOT_TOKEN is not this bot's token, or another webhook or application registered the bot"
+            if settings.mode == "webhook"
+            else "another application registered the bot"
+        )
+        report.line(
+            "✗",
+            f"{who}: Bitrix24 answered in the brief format it gives to those who do not own the bot: {why}; "
+            "every call would fail with BOT_OWNERSHIP_ERROR",
+        )
+        report.line("→", "Verdict: use the token chosen when this bot was registered, or a bot registered by you.")
+        return 1
+    kind = clean_text(bot.type, 40) if isinstance(bot.type, str) else None
+    code = clean_text(bot.code, 60) if isinstance(bot.code, str) else None
+    named = f"{who} ({code})" if code else who
+    if kind in READERS:
+        report.line("✓", f"{named}: type {kind}; it can read the messages of the chats it is in")
+    else:
+        report.line(
+            "!",
+            f"{named}: type {kind or 'not given'}; get_chat and get_chat_members work, but reading messages "
+            "(get_messages, get_message) needs a personal or supervisor bot: register one with fields.type "
+            "'personal' (see the README)",
+        )
+    return None
+
+
+def _no_imbot(settings: config.Settings, scopes: list[str]) -> str:
+    """Which permission to tick, and where, when `scope` lacks imbot."""
+    from .errors import clean_text
+
+    has = ", ".join(clean_text(s, 40) for s in scopes[:20]) or "none"
+    if settings.mode == "webhook":
+        return (
+            f"the webhook works but lacks the imbot permission (it has: {has}). In Bitrix24 open Developer "
+            "resources → Other → Inbound webhook, edit this webhook, tick imbot and save; its URL stays the same."
+        )
+    return (
+        f"the application's token works but lacks the imbot permission (it has: {has}). Edit the local application "
+        "(Developer resources → Other → Local application), tick imbot and save, then reinstall it and put the new "
+        "tokens in B24_ACCESS_TOKEN and B24_REFRESH_TOKEN."
+    )
+
+
 def _advice(code: str | None, mode: str) -> str:
-    """The next step for the Bitrix24 code the server put in the result's _meta (no searching of message text)."""
+    """The next step for a Bitrix24 code (the one the server put in the result's _meta; no searching of text)."""
     if code == "ACCESS_DENIED":
         return "Add the bot to that chat, or try a chat the bot is in."
-    if code in ("NO_AUTH_FOUND", "insufficient_scope", "invalid_token", "expired_token"):
+    if code in ("NO_AUTH_FOUND", "insufficient_scope", "invalid_token", "expired_token", "invalid_grant"):
         if mode == "oauth":
             return (
                 "Re-check the OAuth settings (B24_PORTAL_URL, B24_CLIENT_ID, B24_CLIENT_SECRET, the tokens and "

@@ -1,10 +1,14 @@
 """The `b24-mcp` command: parse the options, set up logging, load the configuration, serve.
 
 A bad configuration never stops the server from starting: hosts show a server that fails to start as a
-bare "failed" with no reason. Instead the problem is logged once, in one line, and `get_chat` returns it to
-the model, naming the variable to fix. Heavy imports (the SDK, httpx) wait until a path needs them, so
+bare "failed" with no reason. Instead each problem is logged once, one line each, and the tools return them to
+the model, naming the variables to fix. Heavy imports (the SDK, httpx) wait until a path needs them, so
 `--help`, `--version` and a bad option answer at once; so does an unsafe HTTP bind, which is refused (one
 line, exit 2) before the SDK is even imported. Running the server on a transport is `transport`'s job.
+
+Options shared by every command (`--demo`, `--version`) are defined once, in `_shared`, and given to the main
+parser and to `check` alike, so they work in either position (`b24-mcp --demo check`, `b24-mcp check --demo`).
+Typed at a terminal, the stdio server says in one line what it is and goes on waiting; Ctrl-C ends it at once.
 """
 
 from __future__ import annotations
@@ -12,12 +16,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import Any
 
 from . import logs
 from . import settings as config
 from .errors import ConfigError
+
+TTY_NOTICE = (
+    "b24-mcp: this is an MCP stdio server, meant to be started by an MCP host (Claude Code, Cursor, Claude Desktop), "
+    "not typed at a terminal; it now waits for JSON-RPC on stdin (Ctrl-C quits). To try it: b24-mcp check --demo. "
+    "To add it to a host: see the README."
+)
+INTERRUPTED = 130  # the shell's status for a process ended by Ctrl-C
 
 
 def _port(raw: str) -> int:
@@ -27,14 +41,45 @@ def _port(raw: str) -> int:
     return int(raw)
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Version(argparse.Action):
+    """-V/--version: the version is looked up only when asked for (importlib.metadata is not free)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"b24-mcp {_version()}")
+        parser.exit()
+
+
+def _shared(default: Any) -> argparse.ArgumentParser:
+    """The options every command takes, defined once. A subcommand gets default=SUPPRESS, so an option given
+    before the command (`b24-mcp --demo check`) is not reset by the subcommand's own default."""
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument(
+        "--demo", action="store_true", default=default, help="answer from the built-in demo portal (no account needed)"
+    )
+    shared.add_argument("-V", "--version", action=_Version, help="print the version and exit")
+    return shared
+
+
+def _variables() -> str:
+    width = max(len(v.name) for v in config.VARIABLES)
+    lines = [f"  {v.name.ljust(width)}  {v.meaning}" for v in config.VARIABLES]
+    return "environment variables (see the README):\n" + "\n".join(lines)
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The main parser and each command's own (for `b24-mcp help COMMAND`)."""
     parser = argparse.ArgumentParser(
         prog="b24-mcp",
-        description="MCP server that lets AI agents read Bitrix24 chats (imbot.v2.Chat.get). "
-        "Configured through B24_* environment variables; see the README.",
+        description="MCP server that lets AI agents read Bitrix24 chats (imbot.v2). An MCP host (Claude Code,\n"
+        "Cursor, Claude Desktop) starts it and speaks JSON-RPC with it on stdin/stdout.\n"
+        "To try it: b24-mcp check --demo",
+        epilog=_variables(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_shared(False)],
     )
-    parser.add_argument("--demo", action="store_true", help="answer from the built-in demo portal (no account needed)")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument(
         "--transport",
         choices=("stdio", "streamable-http"),
@@ -61,13 +106,16 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("token", help="print a new bearer token for B24_HTTP_TOKENS_FILE and the line to add there")
     check = commands.add_parser(
         "check",
-        help="diagnose the setup: settings, portal, and a real get_chat round trip",
-        description="Report the settings (secrets masked), reach the portal, start b24-mcp over stdio and call "
-        "get_chat through a real MCP client. Exit 0 when all is well.",
+        help="diagnose the setup: settings, portal, credentials, bot, and a real get_chat round trip",
+        description="Report the settings (secrets masked), reach the portal, prove the credentials (scope) and the "
+        "bot (imbot.v2.Bot.get), start b24-mcp over stdio and call get_chat through a real MCP client. Exit 0 when "
+        "all is well, 1 for a portal, credential, bot or chat problem, 2 for a configuration problem.",
+        parents=[_shared(argparse.SUPPRESS)],
     )
-    check.add_argument("--demo", action="store_true", help="check against the built-in demo portal")
     check.add_argument("--dialog", metavar="DIALOG_ID", help="the chat to fetch, e.g. chat5 (demo default: chat5)")
-    return parser
+    helper = commands.add_parser("help", help="show this help, or a command's: b24-mcp help check")
+    helper.add_argument("topic", nargs="?", choices=("check", "help"), metavar="COMMAND", help="check")
+    return parser, {"check": check, "help": helper}
 
 
 def _version() -> str:
@@ -76,12 +124,20 @@ def _version() -> str:
     return version("b24-mcp")
 
 
+def _quit_at_once(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: end now. A stdio server blocked reading stdin would otherwise wait for a line that never comes,
+    and then print a traceback. Nothing is lost: the OAuth token file is only ever replaced atomically."""
+    os._exit(INTERRUPTED)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    if args.version:
-        print(f"b24-mcp {_version()}")
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "help":
+        (commands[args.topic] if args.topic else parser).print_help()
         return
     if args.command == "check":
+        signal.signal(signal.SIGINT, _quit_at_once)
         from . import check
 
         sys.exit(
@@ -107,14 +163,24 @@ def main(argv: Sequence[str] | None = None) -> None:
             # Checked before logging and settings, so the refusal is the only line: nothing is served.
             print(f"b24-mcp: error: {err}", file=sys.stderr)
             sys.exit(2)
+    else:
+        signal.signal(signal.SIGINT, _quit_at_once)  # uvicorn (HTTP) shuts down gracefully on its own
+        if sys.stdin.isatty():
+            print(TTY_NOTICE, file=sys.stderr, flush=True)
 
     logs.setup(config.log_level(os.environ))
+    log = logging.getLogger("b24_mcp")
+    unknown = config.unknown_warning(os.environ)
+    if unknown:
+        log.warning("%s", unknown)
     settings: config.Settings | ConfigError
     try:
         settings = config.load(os.environ, demo=args.demo)
     except ConfigError as err:
-        logging.getLogger("b24_mcp").error("configuration problem: %s (get_chat reports it until fixed)", err)
+        for problem in config.problems_of(err):
+            log.error("configuration problem: %s (the tools report it until fixed)", problem)
         settings = err
+    log.info("starting over %s: %s", args.transport, _describe(settings))
 
     from .server import build_server
 
@@ -127,4 +193,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             transport.serve_http(server, host=args.host, port=args.port, security=security)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
+
+
+def _describe(settings: config.Settings | ConfigError) -> str:
+    """The start-up line's subject: the mode and the portal's host (never a URL: a webhook's holds its code)."""
+    if isinstance(settings, ConfigError):
+        return "not configured (see the configuration problems above)"
+    if settings.demo:
+        return f"demo mode, the built-in demo portal {settings.host}"
+    return f"{settings.mode} mode, portal {settings.host}"

@@ -36,7 +36,7 @@ from .errors import (
 )
 from .logs import redact
 from .models import Answer, Bot, BotResult, Chat, ChatResult, MessageWindow, OneMessage, User
-from .pacing import LeakyBucket
+from .pacing import LeakyBucket, LocalBucket, SharedBucket
 from .settings import CALL_BUDGET, Settings
 from .wire import Reply, exchange, redirect_error
 
@@ -71,15 +71,16 @@ class B24Client:
         self.settings = settings
         self._http = http
         self._auth = auth
-        self._bucket = LeakyBucket(settings.rate_limit, settings.rate_burst)
         self._reset_at: dict[str, float] = {}  # method -> unix time its time budget resets
         # B24_REDIS_URL: replicas share the bucket and the portal-wide blocks (redis_state.py). Never a local
         # fallback: with it set, a Redis failure fails the call.
         self._shared: SharedPortal | None = None
+        self._bucket: SharedBucket = LocalBucket(LeakyBucket(settings.rate_limit, settings.rate_burst))
         if settings.team is not None and settings.team.redis is not None:
             from .redis_state import SharedPortal
 
             self._shared = SharedPortal(settings)
+            self._bucket = self._shared.bucket
         redact.add(settings.secrets)
 
     @property
@@ -188,46 +189,51 @@ class B24Client:
         while True:
             if self._shared is not None:
                 await self._shared.check(method, deadline, on_wait)
-            await self._paced(deadline, on_wait, last)
+            waited = await self._paced(deadline, on_wait, last)
             body, credential = await self._auth.sign(params)
             started = time.monotonic()
             try:
                 reply = await self._send(method, body, deadline)
                 value = self._read(method, reply, params, result, masked)
-                self._log(method, params, reply.status, "ok", started)
+                self._log(method, params, reply.status, started, waited, "ok")
                 return value
             except B24Error as err:
-                self._log(method, params, err.status, err.code or type(err).__name__, started)
+                outcome = err.code or type(err).__name__
+                done = functools.partial(self._log, method, params, err.status, started, waited)  # + what next
                 if self._shared is not None:
                     await self._shared.note(method, err, self._reset_at.get(method))
                 rule = classify(err, oauth=self._auth.oauth)
                 if rule == "final":
+                    done(outcome, "not retried")
                     raise
                 used[rule] += 1
                 last = err
                 policy = POLICIES[rule]
                 if used[rule] > policy.tries:
+                    done(outcome, f"giving up after {used[rule]} tries")
                     raise (err.gave_up(used[rule]) if rule == "rate_limit" else err) from None
                 if rule == "reauth":
+                    done(outcome, "renewing the OAuth token, then retrying")
                     await self._auth.recover(credential, deadline)
                     continue
                 if rule == "rate_limit":
-                    if self._shared is not None:
-                        await self._shared.bucket.saturate()
-                    else:
-                        self._bucket.saturate()
+                    await self._bucket.saturate()
                 if rule == "wait_reset":
                     assert isinstance(err, PortalError)
-                    delay = self._reset_wait(method, err, deadline)
+                    try:
+                        delay = self._reset_wait(method, err, deadline)
+                    except PortalError:
+                        done(outcome, "not waited: its time budget resets too late")
+                        raise
                 else:
                     delay = _backoff(used[rule], policy.base, policy.cap)
+                late = delay >= _left(deadline)  # then _sleep raises
+                done(outcome, "no time left for a retry" if late else f"retry {used[rule]} in {delay:.1f} s")
                 await self._sleep(delay, deadline, err, on_wait, policy.why)
 
-    async def _paced(self, deadline: float, on_wait: OnWait | None, retrying: B24Error | None = None) -> None:
-        if self._shared is not None:
-            delay = await self._shared.bucket.reserve(max_wait=_left(deadline))
-        else:
-            delay = self._bucket.reserve(max_wait=_left(deadline))
+    async def _paced(self, deadline: float, on_wait: OnWait | None, retrying: B24Error | None = None) -> float:
+        """Wait for the request's turn under B24_RATE_LIMIT; returns the seconds waited."""
+        delay = await self._bucket.reserve(max_wait=_left(deadline))
         if delay is None:
             if retrying is not None:  # the call ran out of time retrying: the portal's own refusal says why
                 raise retrying
@@ -236,18 +242,16 @@ class B24Client:
                 f"for its turn (B24_RATE_LIMIT={self.settings.rate_limit:g}/s). Try again in a few seconds."
             )
         if delay <= 0:
-            return
+            return 0.0
         try:
             if on_wait is not None:
                 await on_wait(delay, f"waiting {delay:.1f} s for the Bitrix24 rate limit (B24_RATE_LIMIT)")
             await anyio.sleep(delay)
         except BaseException:
-            # cancelled while waiting: the slot goes back to those still in line
-            if self._shared is not None:
-                await self._shared.bucket.release()
-            else:
-                self._bucket.release()
+            with anyio.CancelScope(shield=True):  # cancelled while waiting: the slot goes back to those in line
+                await self._bucket.release()
             raise
+        return delay
 
     async def _sleep(self, delay: float, deadline: float, err: B24Error, on_wait: OnWait | None, what: str) -> None:
         if delay >= _left(deadline):
@@ -369,16 +373,29 @@ class B24Client:
             if isinstance(reset_at, (int, float)) and not isinstance(reset_at, bool):
                 self._reset_at[method] = float(reset_at)
 
-    def _log(self, method: str, params: dict[str, Any], status: int | None, outcome: str, started: float) -> None:
+    def _log(
+        self,
+        method: str,
+        params: dict[str, Any],
+        status: int | None,
+        started: float,
+        waited: float,
+        outcome: str,
+        then: str = "",
+    ) -> None:
+        """DEBUG: one line per request (method, ids, HTTP status, Bitrix24 code, duration, waits, what comes next)."""
         if log.isEnabledFor(logging.DEBUG):
-            ids = " ".join(f"{k}={params[k]}" for k in ("dialogId", "messageId") if k in params)
+            ids = "".join(f" {k}={params[k]}" for k in ("dialogId", "messageId") if k in params)
+            paced = f" after waiting {waited:.1f} s for B24_RATE_LIMIT" if waited > 0 else ""
             log.debug(
-                "%s %s -> HTTP %s %s in %.0f ms",
+                "%s%s -> HTTP %s %s in %.0f ms%s%s",
                 method,
                 ids,
                 status or "-",
                 outcome,
                 (time.monotonic() - started) * 1000,
+                paced,
+                f"; {then}" if then else "",
             )
 
 

@@ -109,7 +109,7 @@ HINTS: dict[str, str] = {
     ),
     "ACCESS_DENIED": (
         "The bot is not a participant of {dialogId}: add the bot to that chat in Bitrix24, or ask about a chat the "
-        "bot is in. (If the description says REST is only on commercial plans, the portal's plan has no REST API.)"
+        "bot is in."
     ),
     "NO_AUTH_FOUND": (
         "Bitrix24 rejected the credentials: the webhook code in B24_WEBHOOK_URL is wrong or the webhook was deleted. "
@@ -142,6 +142,10 @@ HINTS: dict[str, str] = {
     "ERROR_BATCH_LENGTH_EXCEEDED": "b24-mcp does not batch calls; please report this as a bug.",
     "ERROR_MANIFEST_IS_NOT_AVAILABLE": "The portal's REST manifest is unavailable; tell the portal's admin.",
 }
+
+PLAN_HINT = (
+    "As the description says, this portal's plan does not include the REST API; no b24-mcp setting changes that."
+)
 
 # OAuth mode: the same codes mean something else, and the advice must name the OAuth settings, never the webhook.
 OAUTH_REJECTED = (
@@ -215,6 +219,8 @@ def portal_error(
     where = f"HTTP {status} from {host}" if status else host
     message = f"Bitrix24 error {code} ({where})" + (f": {said}" + ("" if said[-1] in ".!?…" else ".") if said else ".")
     hint = (OAUTH_HINTS.get(code) if oauth else None) or HINTS.get(code)
+    if code == "ACCESS_DENIED" and re.search(r"\b(?:plan|tariff)s?\b", said, re.IGNORECASE):
+        hint = PLAN_HINT  # the same code when the portal's plan has no REST API at all
     if hint:
         fill = {"dialogId": "that chat", "botId": "?", "messageId": "?", "method": "this method"}
         fill.update({k: str(v) for k, v in call.items() if k in fill})

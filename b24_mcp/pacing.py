@@ -81,3 +81,19 @@ class LeakyBucket:
     def level(self) -> float:
         """Requests currently counted in the bucket (0..capacity), as the portal would count them."""
         return max(0.0, (self._tat - self._clock()) * self.rate)
+
+
+class LocalBucket:
+    """The in-process `LeakyBucket` behind `SharedBucket`'s awaited interface: the client has one code path."""
+
+    def __init__(self, bucket: LeakyBucket) -> None:
+        self.bucket = bucket
+
+    async def reserve(self, max_wait: float = float("inf")) -> float | None:
+        return self.bucket.reserve(max_wait)
+
+    async def release(self) -> None:
+        self.bucket.release()
+
+    async def saturate(self) -> None:
+        self.bucket.saturate()

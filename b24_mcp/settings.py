@@ -1,20 +1,23 @@
 """Configuration: every setting read from the environment, checked once, at start-up.
 
 Shaped so that a bad setting never crashes the host's start-up: `load()` either returns a `Settings` or
-raises one `ConfigError` whose single line names the variable, what is wrong and the expected form. The
-server keeps that error and returns it from every tool call, so the model can tell the user what to fix.
-Hand-written rather than pydantic-settings: the messages are the product here, and they must never echo a
-secret (the webhook code, tokens) back.
+raises one `ConfigError` that lists every bad setting at once, one line each, naming the variable, what is
+wrong and the expected form (`problems_of` gives the lines). The server keeps that error and returns it from
+every tool call, so the model can tell the user what to fix. Hand-written rather than pydantic-settings: the
+messages are the product here, and they must never echo a secret (the webhook code, tokens) back.
+
+`VARIABLES` is the one home of the variables' names, of how much of each may be shown, and of their one-line
+meanings: `check`, the help text and the unknown-variable warning ("did you mean …?") all read it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -32,13 +35,51 @@ CALL_BUDGET = 3  # a get_chat call ends within 3 x B24_TIMEOUT, whatever the por
 MAX_ID = 2**31 - 1  # Bitrix24 ids are signed 32-bit integers.
 BOT_TOKEN_MAX = 40  # imbot.v2.Bot.register: fields.botToken is at most 40 characters.
 
-OAUTH_VARS = (
-    "B24_PORTAL_URL",
-    "B24_ACCESS_TOKEN",
-    "B24_REFRESH_TOKEN",
-    "B24_CLIENT_ID",
-    "B24_CLIENT_SECRET",
+
+@dataclass(frozen=True)
+class Variable:
+    """One setting: its name, how much of its value may be shown, and what it means (one line)."""
+
+    name: str
+    meaning: str
+    shown: Literal["value", "masked", "secret"] = "value"  # masked: a URL whose webhook code is hidden
+    group: Literal["webhook", "bot", "oauth", "oauth-optional", "tuning", "tls", "team"] = "tuning"
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "B24_WEBHOOK_URL", "inbound webhook URL, https://{portal}/rest/{user_id}/{webhook_code}/", "masked", "webhook"
+    ),
+    Variable("B24_BOT_ID", "the bot's id (a tool's botId argument overrides it)", "value", "bot"),
+    Variable("B24_BOT_TOKEN", "the bot's token, chosen at registration (webhook mode only)", "secret", "bot"),
+    Variable("B24_PORTAL_URL", "OAuth: the portal, https://{portal}", "value", "oauth"),
+    Variable("B24_ACCESS_TOKEN", "OAuth: the application's access token (seeds the first run)", "secret", "oauth"),
+    Variable("B24_REFRESH_TOKEN", "OAuth: the application's refresh token (seeds the first run)", "secret", "oauth"),
+    Variable("B24_CLIENT_ID", "OAuth: the application's client_id (local.…)", "value", "oauth"),
+    Variable("B24_CLIENT_SECRET", "OAuth: the application's client_secret", "secret", "oauth"),
+    Variable(
+        "B24_OAUTH_SERVER", "OAuth: the token server (on-premise portals: the portal itself)", "value", "oauth-optional"
+    ),
+    Variable("B24_TOKEN_FILE", "OAuth: where the rotated token pair is kept", "value", "oauth-optional"),
+    Variable("B24_TIMEOUT", "seconds one request to the portal may take"),
+    Variable("B24_RATE_LIMIT", "requests per second b24-mcp allows itself"),
+    Variable("B24_RATE_BURST", "requests b24-mcp may send at once"),
+    Variable("B24_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR; logs go to stderr"),
+    Variable("SSL_CERT_FILE", "a CA bundle (PEM) for a portal with an internal CA", "value", "tls"),
+    Variable("SSL_CERT_DIR", "a directory of CA certificates (used when SSL_CERT_FILE is unset)", "value", "tls"),
+    # The team deployment's (Streamable HTTP with authentication, replicas sharing state; parsed by team.py).
+    Variable("B24_HTTP_TOKENS_FILE", "HTTP: a file of accepted bearer tokens' SHA-256 digests", "value", "team"),
+    Variable("B24_HTTP_JWKS_URL", "HTTP: the identity provider's JWKS URL, to accept its JWTs", "value", "team"),
+    Variable("B24_HTTP_ISSUER", "HTTP: the exact iss of the identity provider's tokens", "value", "team"),
+    Variable("B24_HTTP_AUDIENCE", "HTTP: the aud of tokens meant for this server", "value", "team"),
+    Variable("B24_HTTP_RESOURCE_URL", "HTTP: the endpoint's public URL (named in 401 answers)", "value", "team"),
+    Variable("B24_REDIS_URL", "replicas: redis://[:password@]host:port/db for shared state", "secret", "team"),
 )
+"""Every variable b24-mcp reads: the one home of their names, what may be shown of them, and their meaning."""
+
+KNOWN = {v.name: v for v in VARIABLES}
+SECRET_VARS = tuple(v.name for v in VARIABLES if v.shown == "secret")
+OAUTH_VARS = tuple(v.name for v in VARIABLES if v.group == "oauth")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>[0-9]+)/(?P<code>[A-Za-z0-9_-]+)/?$")
@@ -130,6 +171,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# --- what is refused before a value is parsed: quotes, and the examples from the README --------------------------
+
+WEBHOOK_FORM = "https://your-portal.bitrix24.com/rest/{user_id}/{webhook_code}/"  # {...}: never masked as a code
+PORTAL_FORM = "https://your-portal.bitrix24.com"
+_EXAMPLES: tuple[tuple[re.Pattern[str], str | None], ...] = (  # (pattern, what to call it; None: the match itself)
+    (re.compile(r"://your-portal\.", re.IGNORECASE), "your-portal"),
+    (re.compile(r"(?<![A-Za-z0-9])your_(?:webhook_code|bot_token|access_token|refresh_token|client_secret)"), None),
+    (re.compile(r"/absolute/path/to/"), "/absolute/path/to/"),
+    (re.compile(r"/rest/[0-9]+/abc123xyz/?$"), "abc123xyz"),
+    (re.compile(r"^local\.0123456789abcd\.01234567$"), None),
+)
+_QUOTES = "'\"‘’“”"  # typographic quotes too: they arrive when a value is copied from a chat or a document
+
+
+def _copied_wrong(var: Variable, value: str) -> str | None:
+    """A value pasted with its quotes, or an example never replaced: said in one line, without the value."""
+    for pattern, called in _EXAMPLES:
+        found = pattern.search(value)
+        if found:
+            return (
+                f"{var.name} still holds an example value ('{called or found.group(0)}') from the README or "
+                "claude_config.example.json: replace it with your own"
+            )
+    wrapped = len(value) >= 2 and value[0] in _QUOTES and value[-1] in _QUOTES
+    if wrapped or (var.shown != "secret" and (value[0] in _QUOTES or value[-1] in _QUOTES)):
+        return f"{var.name} is wrapped in quotes, which became part of the value: remove them"
+    return None
+
+
+# --- each value -----------------------------------------------------------------------------------------------
+
+
 def _check_base_url(var: str, raw: str, form: str) -> tuple[str, str, str]:
     """Common checks for a portal URL: scheme, host, https unless loopback. Returns (scheme, netloc, path)."""
     try:
@@ -151,9 +224,8 @@ def _check_base_url(var: str, raw: str, form: str) -> tuple[str, str, str]:
 
 
 def parse_webhook_url(raw: str) -> WebhookConfig:
-    form = "https://your-portal.bitrix24.com/rest/1/your_webhook_code/"
     var = "B24_WEBHOOK_URL"
-    scheme, netloc, path = _check_base_url(var, raw, form)
+    scheme, netloc, path = _check_base_url(var, raw, WEBHOOK_FORM)
     match = _WEBHOOK_PATH.match(path)
     if match is None:
         # People paste the URL of a method call ("…/rest/1/code/profile.json"): say so, without the code.
@@ -161,22 +233,21 @@ def parse_webhook_url(raw: str) -> WebhookConfig:
         hint = f" (remove the trailing '{extra.group(1)}')" if extra else ""
         raise ConfigError(
             f"{var} must be the inbound webhook URL ending right after the webhook code{hint}; "
-            f"the path is not /rest/{{user_id}}/{{webhook_code}}/; expected {form}"
+            f"the path is not /rest/{{user_id}}/{{webhook_code}}/; expected {WEBHOOK_FORM}"
         )
     url = f"{scheme}://{netloc}/rest/{match['user']}/{match['code']}/"
     return WebhookConfig(url=url, code=match["code"])
 
 
 def parse_portal_url(raw: str) -> str:
-    form = "https://your-portal.bitrix24.com"
-    scheme, netloc, path = _check_base_url("B24_PORTAL_URL", raw, form)
+    scheme, netloc, path = _check_base_url("B24_PORTAL_URL", raw, PORTAL_FORM)
     if path.strip("/") not in ("", "rest"):
-        raise ConfigError(f"B24_PORTAL_URL must be the portal's address only, with no path; expected {form}")
+        raise ConfigError(f"B24_PORTAL_URL must be the portal's address only, with no path; expected {PORTAL_FORM}")
     return f"{scheme}://{netloc}"
 
 
 def parse_oauth_server(raw: str) -> str:
-    form = "https://oauth.bitrix.info"
+    form = "https://oauth.bitrix.info (on-premise portals: the portal's own address)"
     scheme, netloc, path = _check_base_url("B24_OAUTH_SERVER", raw, form)
     if path.strip("/") not in ("", "oauth/token", "oauth"):
         raise ConfigError(f"B24_OAUTH_SERVER must be the OAuth server's address only; expected {form}")
@@ -212,8 +283,7 @@ def check_secret(value: str, name: str, max_len: int | None = None) -> str:
     return value
 
 
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, form: str) -> float:
-    raw = env.get(name, "").strip()
+def _number(raw: str, name: str, default: float, low: float, high: float, form: str) -> float:
     if not raw:
         return default
     try:
@@ -225,6 +295,166 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     return value
 
 
+def _burst(raw: str) -> int:
+    value = _number(raw, "B24_RATE_BURST", 10, 0, 10_000, "a whole number of requests, e.g. 10 (Enterprise: 250)")
+    if value != int(value):
+        raise ConfigError(f"B24_RATE_BURST={raw!r} must be a whole number, e.g. 10")
+    return int(value)
+
+
+def _log_level(raw: str) -> str:
+    if raw and raw.upper() not in LOG_LEVELS:
+        raise ConfigError(f"B24_LOG_LEVEL={raw!r} is not a log level; expected one of {', '.join(LOG_LEVELS)}")
+    return raw.upper() or "WARNING"
+
+
+def check_ca(env: Mapping[str, str], *, load: bool = False) -> None:
+    """SSL_CERT_FILE (or SSL_CERT_DIR) as httpx will read it, checked now rather than at the first call.
+
+    At start-up the file is only read and looked at (a PEM certificate in it): parsing a whole system bundle
+    takes tens of milliseconds, which httpx spends anyway, off the start-up path. `load=True` (the doctor)
+    parses it as httpx will."""
+    cafile = env.get("SSL_CERT_FILE", "")
+    if cafile:
+        path = Path(cafile)
+        where = "" if path.is_absolute() else " (a relative path depends on the directory the host starts in)"
+        fix = "point it to your CA's PEM file with an absolute path, or unset it"
+        if not path.exists():
+            raise ConfigError(f"SSL_CERT_FILE={cafile!r} does not exist{where}; {fix}")
+        if not path.is_file():
+            raise ConfigError(f"SSL_CERT_FILE={cafile!r} is not a file; {fix}")
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"SSL_CERT_FILE={cafile!r} cannot be read ({exc.strerror}); {fix}") from None
+        if not re.search(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----", pem):
+            raise ConfigError(f"SSL_CERT_FILE={cafile!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----); {fix}")
+        if load:
+            import ssl
+
+            try:
+                ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"SSL_CERT_FILE={cafile!r} could not be loaded as a CA bundle ({type(exc).__name__}); {fix}"
+                ) from None
+        return
+    capath = env.get("SSL_CERT_DIR", "")
+    if capath and not Path(capath).is_dir():
+        raise ConfigError(
+            f"SSL_CERT_DIR={capath!r} is not a directory; point it to a directory of CA files, or unset it"
+        )
+
+
+def token_file_of(auth: OAuthConfig) -> Path:
+    """Where the OAuth token pair lives: B24_TOKEN_FILE, or the default file in the user's data directory."""
+    from .oauth import default_token_file  # only OAuth users import it
+
+    return auth.token_file or default_token_file(auth.host, auth.client_id)
+
+
+def _token_path(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(
+            f"B24_TOKEN_FILE={raw!r} is a relative path, which would depend on the directory the host starts the "
+            "server in; expected an absolute path to a file"
+        )
+    return path
+
+
+def check_token_file(path: Path, *, explicit: bool) -> None:
+    """The token file can be read and written (or created) by this user, in a place no one else can swap it."""
+    import os
+
+    name = (
+        f"B24_TOKEN_FILE={str(path)!r}" if explicit else f"The OAuth token file {path} (set B24_TOKEN_FILE to move it)"
+    )
+    if path.is_dir():
+        raise ConfigError(f"{name} is a directory; expected a file path")
+    if path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{name} is not a regular file; expected a file path")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise ConfigError(f"{name} cannot be read and written by this user; fix its permissions or choose another")
+    else:
+        existing = path.parent
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ConfigError(f"{name} cannot be created: {existing} is a file, not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{name} cannot be created: this user may not write to {existing}; create the directory, or choose "
+                "a file in a directory you own"
+            )
+    from .oauth import check_token_path
+
+    check_token_path(path)
+
+
+# --- all of it at once ------------------------------------------------------------------------------------------
+
+
+class ConfigProblems(ConfigError):
+    """Every bad setting found by one `load()`; `problems` holds one line for each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            numbered = "; ".join(f"({i}) {p}" for i, p in enumerate(self.problems, 1))
+            message = f"{len(self.problems)} settings need fixing: {numbered}"
+        super().__init__(message)
+
+
+def problems_of(err: ConfigError) -> tuple[str, ...]:
+    """One line for each bad setting an error carries."""
+    return err.problems if isinstance(err, ConfigProblems) else (str(err),)
+
+
+T = TypeVar("T")
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def take(self, check: Callable[[], T]) -> T | None:
+        """The check's value, or None with its problems noted."""
+        try:
+            return check()
+        except ConfigError as err:
+            self.lines.extend(problems_of(err))
+            return None
+
+
+def unknown_variables(names: Iterable[str]) -> list[tuple[str, str | None]]:
+    """B24_* names b24-mcp does not read, each with the likeliest intended name. Names only: values may be secret."""
+    known = [v.name for v in VARIABLES if v.name.startswith("B24_")]
+    found: list[tuple[str, str | None]] = []
+    for name in sorted(n for n in names if n.upper().startswith("B24_") and n not in KNOWN):
+        import difflib  # only when there is something to suggest
+
+        guess = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
+        found.append((name, guess[0] if guess else None))
+    return found
+
+
+def unknown_warning(names: Iterable[str]) -> str | None:
+    """One line naming the unknown B24_* variables (never their values), or None when there are none."""
+    unknown = unknown_variables(names)
+    if not unknown:
+        return None
+    listed = ", ".join(f"{name} (did you mean {guess}?)" if guess else name for name, guess in unknown)
+    many = len(unknown) > 1
+    return f"ignoring unknown variable{'s' if many else ''} {listed}: b24-mcp does not read {'them' if many else 'it'}"
+
+
 def log_level(env: Mapping[str, str]) -> str:
     """Read separately from `load()`: logging must be set up even when the rest of the configuration is bad."""
     raw = env.get("B24_LOG_LEVEL", "").strip().upper() or "WARNING"
@@ -232,88 +462,139 @@ def log_level(env: Mapping[str, str]) -> str:
 
 
 def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
-    """Read and check every setting; raise one `ConfigError` naming the first bad one."""
-    values = {k: v.strip() for k, v in env.items() if k.startswith("B24_")}
+    """Read and check every setting; raise one `ConfigError` listing every bad one (`problems_of`)."""
+    problems = _Problems()
+    present: set[str] = set()  # set, even if refused below: it still decides the mode
+    values: dict[str, str] = {}
+    for var in VARIABLES:
+        value = env.get(var.name, "").strip()
+        if not value or (demo and var.group not in ("tuning", "team")):  # the demo: its own portal, bot, no CA
+            continue
+        present.add(var.name)
+        wrong = _copied_wrong(var, value)
+        if wrong:
+            problems.add(wrong)
+        else:
+            values[var.name] = value
 
     def get(name: str) -> str:
         return values.get(name, "")
 
-    raw_level = get("B24_LOG_LEVEL")
-    if raw_level and raw_level.upper() not in LOG_LEVELS:
-        raise ConfigError(f"B24_LOG_LEVEL={raw_level!r} is not a log level; expected one of {', '.join(LOG_LEVELS)}")
-    timeout = _number(env, "B24_TIMEOUT", 10.0, 0, 60, "seconds one request may take, e.g. 10 (at most 60)")
-    rate = _number(env, "B24_RATE_LIMIT", 2.0, 0, 1000, "requests per second, e.g. 2 (Enterprise plans: 5)")
-    burst_raw = _number(env, "B24_RATE_BURST", 10, 0, 10_000, "a whole number of requests, e.g. 10 (Enterprise: 250)")
-    if burst_raw != int(burst_raw):
-        raise ConfigError(f"B24_RATE_BURST={get('B24_RATE_BURST')!r} must be a whole number, e.g. 10")
-    auth, bot_id, bot_token, secrets = _auth(get, demo)
+    problems.take(lambda: _log_level(get("B24_LOG_LEVEL")))
+    timeout = problems.take(
+        lambda: _number(
+            get("B24_TIMEOUT"), "B24_TIMEOUT", 10.0, 0, 60, "seconds one request may take, e.g. 10 (at most 60)"
+        )
+    )
+    rate = problems.take(
+        lambda: _number(
+            get("B24_RATE_LIMIT"), "B24_RATE_LIMIT", 2.0, 0, 1000, "requests per second, e.g. 2 (Enterprise plans: 5)"
+        )
+    )
+    burst = problems.take(lambda: _burst(get("B24_RATE_BURST")))
+    if demo:
+        auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
+        bot_id: int | None = DEMO_BOT_ID
+        bot_token: str | None = DEMO_BOT_TOKEN
+        secrets: tuple[str, ...] = ()
+    else:
+        auth, bot_id, bot_token, secrets = _auth(get, present, problems)
+        if not {"SSL_CERT_FILE", "SSL_CERT_DIR"} & (present - set(values)):  # not already refused as an example
+            problems.take(lambda: check_ca(env))
     team = None
-    if any(name.split("_")[1] in ("REDIS", "HTTP") and value for name, value in values.items()):
-        from .team import load as load_team  # only a team deployment (team.TEAM_VARS) imports it
+    if any(v.group == "team" and v.name in values for v in VARIABLES):
+        from .team import load as load_team  # only a team deployment imports it
 
-        team = load_team(values)
+        team = problems.take(lambda: load_team(values))
         if team is not None and team.redis is not None and team.redis.password:
             secrets = (*secrets, team.redis.password)  # masked wherever the URL might be quoted
+    if problems.lines or auth is None or timeout is None or rate is None or burst is None:
+        raise ConfigProblems(sorted(problems.lines or ["the configuration could not be read"], key=_table_order))
     return Settings(
         auth=auth,
         bot_id=bot_id,
         bot_token=bot_token,
         timeout=timeout,
         rate_limit=rate,
-        rate_burst=int(burst_raw),
+        rate_burst=burst,
         demo=demo,
         secrets=secrets,
         team=team,
     )
 
 
-def _auth(
-    get: Callable[[str], str], demo: bool
-) -> tuple[WebhookConfig | OAuthConfig, int | None, str | None, tuple[str, ...]]:
-    """Which way to authenticate, decided by which variables are set; and the secrets to keep out of output."""
-    if demo:
-        return parse_webhook_url(DEMO_WEBHOOK_URL), DEMO_BOT_ID, DEMO_BOT_TOKEN, ()
-    bot_id = parse_bot_id(get("B24_BOT_ID"), "B24_BOT_ID") if get("B24_BOT_ID") else None
-    raw_token = get("B24_BOT_TOKEN")
-    bot_token = check_secret(raw_token, "B24_BOT_TOKEN", BOT_TOKEN_MAX) if raw_token else None
-    webhook = get("B24_WEBHOOK_URL")
-    oauth_set = [name for name in OAUTH_VARS if get(name)]
+def _table_order(problem: str) -> int:
+    """Problems in the order of the variables they name; those about the whole setup first."""
+    problem = problem.replace("The OAuth token file", "B24_TOKEN_FILE", 1)
+    return next((i for i, v in enumerate(VARIABLES) if re.match(rf"{v.name}\b", problem)), -1)
 
-    if webhook and oauth_set:
-        raise ConfigError(
+
+def _auth(
+    get: Callable[[str], str], present: set[str], problems: _Problems
+) -> tuple[WebhookConfig | OAuthConfig | None, int | None, str | None, tuple[str, ...]]:
+    """Which way to authenticate, decided by which variables are set; and the secrets to keep out of output."""
+    bot_id = problems.take(lambda: parse_bot_id(get("B24_BOT_ID"), "B24_BOT_ID")) if get("B24_BOT_ID") else None
+    raw_token = get("B24_BOT_TOKEN")
+    bot_token = problems.take(lambda: check_secret(raw_token, "B24_BOT_TOKEN", BOT_TOKEN_MAX)) if raw_token else None
+    oauth_set = [name for name in OAUTH_VARS if name in present]
+
+    if "B24_WEBHOOK_URL" in present and oauth_set:
+        problems.add(
             f"both B24_WEBHOOK_URL and OAuth settings ({', '.join(oauth_set)}) are set; "
             "choose one way to authenticate and unset the other"
         )
-    if webhook:
-        auth = parse_webhook_url(webhook)
-        return auth, bot_id, bot_token, tuple(s for s in (auth.code, bot_token) if s)
+        return None, bot_id, bot_token, ()
+    if "B24_WEBHOOK_URL" in present:
+        raw = get("B24_WEBHOOK_URL")
+        webhook = problems.take(lambda: parse_webhook_url(raw)) if raw else None
+        secrets = tuple(s for s in (webhook.code if webhook else None, bot_token) if s)
+        return webhook, bot_id, bot_token, secrets
     if oauth_set:
-        missing = [name for name in OAUTH_VARS if not get(name)]
-        if missing:
-            raise ConfigError(
-                f"OAuth mode needs {', '.join(OAUTH_VARS)}; missing: {', '.join(missing)} "
-                "(or use B24_WEBHOOK_URL instead of OAuth)"
-            )
-        token_file = get("B24_TOKEN_FILE")
-        if token_file and Path(token_file).expanduser().is_dir():
-            raise ConfigError(f"B24_TOKEN_FILE={token_file!r} is a directory; expected a file path")
-        oauth = OAuthConfig(
-            portal_url=parse_portal_url(get("B24_PORTAL_URL")),
-            access_token=check_secret(get("B24_ACCESS_TOKEN"), "B24_ACCESS_TOKEN"),
-            refresh_token=check_secret(get("B24_REFRESH_TOKEN"), "B24_REFRESH_TOKEN"),
-            client_id=check_secret(get("B24_CLIENT_ID"), "B24_CLIENT_ID"),
-            client_secret=check_secret(get("B24_CLIENT_SECRET"), "B24_CLIENT_SECRET"),
-            oauth_server=parse_oauth_server(get("B24_OAUTH_SERVER") or "https://oauth.bitrix.info"),
-            token_file=Path(token_file).expanduser() if token_file else None,
-        )
-        from .oauth import check_token_path, default_token_file  # only OAuth users import it
-
-        check_token_path(oauth.token_file or default_token_file(oauth.host, oauth.client_id))
-        secrets = (oauth.access_token, oauth.refresh_token, oauth.client_secret) + ((bot_token,) if bot_token else ())
-        return oauth, bot_id, bot_token, secrets
-    raise ConfigError(
-        "no Bitrix24 connection is configured: set B24_WEBHOOK_URL "
-        "(https://your-portal.bitrix24.com/rest/1/your_webhook_code/) and B24_BOT_ID, B24_BOT_TOKEN; "
-        "or the OAuth variables B24_PORTAL_URL, B24_ACCESS_TOKEN, B24_REFRESH_TOKEN, B24_CLIENT_ID, "
+        oauth = _oauth(get, present, problems)
+        secrets = (oauth.access_token, oauth.refresh_token, oauth.client_secret) if oauth else ()
+        return oauth, bot_id, bot_token, secrets + ((bot_token,) if bot_token else ())
+    problems.add(
+        f"no Bitrix24 connection is configured: set B24_WEBHOOK_URL ({WEBHOOK_FORM}) and B24_BOT_ID, "
+        "B24_BOT_TOKEN; or the OAuth variables B24_PORTAL_URL, B24_ACCESS_TOKEN, B24_REFRESH_TOKEN, B24_CLIENT_ID, "
         "B24_CLIENT_SECRET; or start with --demo to try the built-in demo portal"
     )
+    return None, bot_id, bot_token, ()
+
+
+def _oauth(get: Callable[[str], str], present: set[str], problems: _Problems) -> OAuthConfig | None:
+    """The OAuth application's settings, each checked, every problem noted; None if any is bad."""
+    missing = [name for name in OAUTH_VARS if name not in present]
+    if missing:
+        problems.add(
+            f"OAuth mode needs {', '.join(OAUTH_VARS)}; missing: {', '.join(missing)} "
+            "(or use B24_WEBHOOK_URL instead of OAuth)"
+        )
+
+    def checked(name: str, parse: Callable[[str], str]) -> str | None:
+        raw = get(name)
+        return problems.take(lambda: parse(raw)) if raw else None
+
+    portal_url = checked("B24_PORTAL_URL", parse_portal_url)
+    access_token = checked("B24_ACCESS_TOKEN", lambda v: check_secret(v, "B24_ACCESS_TOKEN"))
+    refresh_token = checked("B24_REFRESH_TOKEN", lambda v: check_secret(v, "B24_REFRESH_TOKEN"))
+    client_id = checked("B24_CLIENT_ID", lambda v: check_secret(v, "B24_CLIENT_ID"))
+    client_secret = checked("B24_CLIENT_SECRET", lambda v: check_secret(v, "B24_CLIENT_SECRET"))
+    server_set = "B24_OAUTH_SERVER" in present
+    oauth_server = checked("B24_OAUTH_SERVER", parse_oauth_server) if server_set else "https://oauth.bitrix.info"
+    raw_file = get("B24_TOKEN_FILE")
+    token_file = problems.take(lambda: _token_path(raw_file)) if raw_file else None
+    if not (portal_url and access_token and refresh_token and client_id and client_secret and oauth_server):
+        return None
+    if "B24_TOKEN_FILE" in present and token_file is None:
+        return None
+    oauth = OAuthConfig(
+        portal_url=portal_url,
+        access_token=access_token,
+        refresh_token=refresh_token,
+        client_id=client_id,
+        client_secret=client_secret,
+        oauth_server=oauth_server,
+        token_file=token_file,
+    )
+    problems.take(lambda: check_token_file(token_file_of(oauth), explicit=token_file is not None))
+    return oauth

@@ -28,7 +28,7 @@ from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
-from .settings import is_loopback
+from .settings import VARIABLES, is_loopback
 
 TOKENS_FILE = "B24_HTTP_TOKENS_FILE"
 JWKS_URL = "B24_HTTP_JWKS_URL"
@@ -37,8 +37,7 @@ AUDIENCE = "B24_HTTP_AUDIENCE"
 RESOURCE_URL = "B24_HTTP_RESOURCE_URL"
 REDIS_URL = "B24_REDIS_URL"
 JWT_VARS = (JWKS_URL, ISSUER, AUDIENCE)
-TEAM_VARS = (TOKENS_FILE, *JWT_VARS, RESOURCE_URL, REDIS_URL)
-"""Issue 13's variables, for settings' table of known variables."""
+TEAM_VARS = tuple(v.name for v in VARIABLES if v.group == "team")  # the table in settings.py is their home
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 TOKENS_FILE_MAX = 1 << 20  # a megabyte holds ~15,000 digests: far more than a team

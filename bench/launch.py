@@ -5,7 +5,9 @@
 The forms the README documents, from a clone (PyPI's `uvx b24-mcp` cannot be timed before it is published):
 - `uvx --from PATH b24-mcp`, with uv's cache warm (one launch before timing, as a host's second start);
 - `b24-mcp`, the command `uv tool install PATH` put on PATH (installed here into a temporary tool directory);
-- `uv run --directory PATH b24-mcp`, the development form (it checks the lock and syncs the project each time).
+- `uv run --directory PATH b24-mcp`, the development form (it checks the lock and syncs the project each time);
+- `uv run --no-sync --directory PATH b24-mcp` and `PATH/.venv/bin/b24-mcp`, a clone's environment as it is.
+Each launch's stderr is kept: a host shows it in its log, so a quiet launch is part of the figure.
 Each is started the way a host starts it: from another directory, with only PATH, HOME and the B24_* variables
 in its environment (and the machine's CA settings, for uv), and spoken to with hand-written JSON-RPC over its
 pipes. The runs are interleaved so that drift on a busy machine hits every form alike. Run by hand; never in
@@ -55,11 +57,11 @@ def answer(proc: subprocess.Popen[str], ident: int) -> dict[str, Any]:
     raise RuntimeError(f"the server exited before answering request {ident}")
 
 
-def launch(command: list[str], env: dict[str, str], cwd: Path) -> float:
+def launch(command: list[str], env: dict[str, str], cwd: Path, stderr: Any = subprocess.DEVNULL) -> float:
     """Seconds from spawn to the tools/list answer."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=cwd, text=True
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd, text=True
     )
     assert proc.stdin is not None
     try:
@@ -98,12 +100,22 @@ def main() -> None:
             "uvx --from PATH b24-mcp": ([uv.replace("/uv", "/uvx"), "--from", clone, "b24-mcp"], host_env()),
             "uv tool install PATH, then b24-mcp": ([str(tools / "bin" / "b24-mcp")], host_env()),
             "uv run --directory PATH b24-mcp": ([uv, "run", "--directory", clone, "b24-mcp"], host_env()),
+            "uv run --no-sync --directory PATH b24-mcp": (
+                [uv, "run", "--no-sync", "--directory", clone, "b24-mcp"],
+                host_env(),
+            ),
+            "PATH/.venv/bin/b24-mcp": ([str(Path(clone) / ".venv" / "bin" / "b24-mcp")], host_env()),
         }
         if not Path(forms["uvx --from PATH b24-mcp"][0][0]).exists():
             forms["uvx --from PATH b24-mcp"] = ([uv, "tool", "run", "--from", clone, "b24-mcp"], host_env())
         times: dict[str, list[float]] = {name: [] for name in forms}
-        for command, env in forms.values():  # warm: uv's cache, the tool's environment, the OS's file cache
+        said: dict[str, str] = {}
+        for name, (command, env) in forms.items():  # warm: uv's cache, the tool's environment, the file cache
             launch(command, env, Path(scratch))
+            with tempfile.TemporaryFile("w+") as err:  # what a host's log gets from one (warm) launch
+                launch(command, env, Path(scratch), err)
+                err.seek(0)
+                said[name] = err.read().strip()[:200]
         for _ in range(args.runs):
             for name, (command, env) in forms.items():
                 times[name].append(launch(command, env, Path(scratch)))
@@ -119,6 +131,7 @@ def main() -> None:
             }
             for name, t in times.items()
         },
+        "stderr_of_a_launch": said,
     }
     results["fastest"] = min(times, key=lambda name: statistics.median(times[name]))
     print(json.dumps(results, indent=2))

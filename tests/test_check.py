@@ -7,18 +7,20 @@ either), so every case runs check's own code; the real spawn is proven once in t
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from mcp import StdioServerParameters
 from mcp.client import stdio
 
 from b24_mcp import check
 from b24_mcp import settings as config
-from b24_mcp.errors import ConfigError
+from b24_mcp.errors import ConfigError, portal_error
 from b24_mcp.server import build_server
-from tests.portal import StandInPortal
-from tests.values import CODE, TOKEN, webhook_vars
+from tests.portal import OAuthSettings, StandInPortal
+from tests.values import CODE, HOST, TOKEN, webhook_vars
 
 
 @pytest.fixture(autouse=True)
@@ -82,3 +84,166 @@ def test_malformed_dialog_is_explained_not_blamed_on_the_portal() -> None:
     assert code == 1
     assert "dialogId 'chat 5' is not valid" in out and "Remove the spaces" in out
     assert "Verdict: get_chat failed" in out
+
+
+# -- the credentials and the bot are proven without --dialog -------------------------------------------------------
+
+
+def test_without_dialog_it_proves_the_credentials_and_the_bot(https_portal: StandInPortal) -> None:
+    code, out = run(env=webhook_vars(https_portal.webhook_url))
+    assert code == 0, out
+    assert "✓ credentials: 127.0.0.1" in out and "its permissions include imbot" in out
+    assert "✓ bot 456 (support_bot): type personal; it can read the messages" in out
+    assert [r.path.rsplit("/", 1)[-1] for r in https_portal.requests if "/rest/" in r.path] == [
+        "scope", "imbot.v2.Bot.get",
+    ]  # fmt: skip
+
+
+def test_a_wrong_webhook_code_fails_the_credentials(https_portal: StandInPortal) -> None:
+    wrong = https_portal.webhook_url.replace(CODE, "wrongCODE999")
+    code, out = run(env=webhook_vars(wrong))
+    assert code == 1
+    assert "✗ credentials: Bitrix24 error NO_AUTH_FOUND" in out
+    assert "Verdict: the portal refused the credentials. Re-check the webhook (B24_WEBHOOK_URL)" in out
+    assert "wrongCODE999" not in out and TOKEN not in out
+
+
+def test_a_wrong_bot_token_fails_the_bot(https_portal: StandInPortal) -> None:
+    code, out = run(env=webhook_vars(https_portal.webhook_url, B24_BOT_TOKEN="notTheBotsToken"))
+    assert code == 1
+    assert "✗ bot 456: Bitrix24 answered in the brief format it gives to those who do not own the bot" in out
+    assert "B24_BOT_TOKEN is not this bot's token" in out and "notTheBotsToken" not in out
+
+
+def test_a_webhook_without_imbot_says_which_permission_to_tick(ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> None:
+    with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN, scopes=("im", "user")) as portal:
+        monkeypatch.setenv("SSL_CERT_FILE", str(portal.ca_pem_path))
+        code, out = run(env=webhook_vars(portal.webhook_url))
+    assert code == 1
+    assert "✗ credentials: the webhook works but lacks the imbot permission (it has: im, user)" in out
+    assert "Inbound webhook, edit this webhook, tick imbot and save" in out
+
+
+def test_a_bot_that_may_not_read_messages_is_a_warning(ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> None:
+    with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN, bot_type="bot") as portal:
+        monkeypatch.setenv("SSL_CERT_FILE", str(portal.ca_pem_path))
+        code, out = run(env=webhook_vars(portal.webhook_url))
+    assert code == 0, out
+    assert "! bot 456 (support_bot): type bot; get_chat and get_chat_members work, but reading messages" in out
+    assert "needs a personal or supervisor bot" in out
+
+
+def test_without_a_bot_id_the_bot_is_not_checked_but_said_so(https_portal: StandInPortal) -> None:
+    code, out = run(env={"B24_WEBHOOK_URL": https_portal.webhook_url})
+    assert code == 0, out
+    assert "! bot: B24_BOT_ID is not set, so every tool call must pass botId" in out
+    assert https_portal.count("imbot.v2.Bot.get") == 0
+
+
+def test_oauth_check_says_where_the_token_file_lives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = OAuthSettings()
+    with StandInPortal(oauth=app) as portal:
+        env = {
+            "B24_PORTAL_URL": portal.base_url,
+            "B24_OAUTH_SERVER": portal.base_url,
+            "B24_ACCESS_TOKEN": app.access_token,
+            "B24_REFRESH_TOKEN": app.refresh_token,
+            "B24_CLIENT_ID": app.client_id,
+            "B24_CLIENT_SECRET": app.client_secret,
+            "B24_BOT_ID": "456",
+        }
+        monkeypatch.setattr("platformdirs.user_data_path", lambda name: tmp_path / "data" / name)
+        code, out = run(env=env)
+        assert code == 0, out
+        default = next(line for line in out.splitlines() if "B24_TOKEN_FILE" in line)
+        assert str(tmp_path / "data" / "b24-mcp" / "oauth-127.0.0.1_") in default
+        assert default.endswith("(default; not created yet: written at the first token refresh)")
+        assert "✓ credentials: 127.0.0.1" in out and "accepted the application's token" in out
+        chosen = tmp_path / "tokens.json"
+        chosen.write_text("{}")
+        code, out = run(env={**env, "B24_TOKEN_FILE": str(chosen)})
+    assert f"B24_TOKEN_FILE     {chosen} (exists)" in out
+    for secret in (app.access_token, app.refresh_token, app.client_secret):
+        assert secret not in out
+
+
+# -- what it prints about the settings ---------------------------------------------------------------------------
+
+
+def test_unknown_variables_are_named_with_a_suggestion_and_never_shown(https_portal: StandInPortal) -> None:
+    env = webhook_vars(
+        https_portal.webhook_url, B24_BOT_TOKN=TOKEN, B24_OLD_WEBHOOK_URL=f"https://x.test/rest/1/{CODE}/"
+    )
+    code, out = run(env=env)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[:2] == [
+        "! B24_BOT_TOKN is not a b24-mcp variable and is ignored: did you mean B24_BOT_TOKEN?",
+        "! B24_OLD_WEBHOOK_URL is not a b24-mcp variable and is ignored: did you mean B24_WEBHOOK_URL?",
+    ]
+    assert out.count(TOKEN) == 0 and CODE not in out
+
+
+def test_every_bad_setting_is_a_line_and_exit_2() -> None:
+    code, out = run(
+        env={"B24_WEBHOOK_URL": "'https://acme.bitrix24.com/rest/1/x/'", "B24_BOT_ID": "x", "B24_TIMEOUT": "0"}
+    )
+    assert code == 2
+    assert [line.split(":", 2)[1].strip().split(" ")[0] for line in out.splitlines() if line.startswith("✗")] == [
+        "B24_WEBHOOK_URL", "B24_BOT_ID", "B24_TIMEOUT='0'",
+    ]  # fmt: skip
+    assert out.splitlines()[-1].startswith("→ Verdict: fix the settings above")
+
+
+def test_placeholders_from_the_example_config_are_refused_as_examples() -> None:
+    code, out = run(
+        env={
+            "B24_WEBHOOK_URL": "https://your-portal.bitrix24.com/rest/1/your_webhook_code/",
+            "B24_BOT_ID": "456",
+            "B24_BOT_TOKEN": "your_bot_token",
+        }
+    )
+    assert code == 2
+    assert "✗ configuration: B24_WEBHOOK_URL still holds an example value ('your-portal')" in out
+    assert "✗ configuration: B24_BOT_TOKEN still holds an example value ('your_bot_token')" in out
+
+
+def test_secret_lengths_read_as_english() -> None:
+    assert check.set_secret("x") == "set (1 character)"
+    assert check.set_secret("xy") == "set (2 characters)"
+
+
+# -- the demo's words ----------------------------------------------------------------------------------------------
+
+
+def test_demo_access_denied_names_the_fix_and_no_plan() -> None:
+    code, out = run(demo=True, dialog="chat7")
+    assert code == 1
+    assert "ACCESS_DENIED" in out and "The bot is not a participant of chat7" in out
+    assert "plan" not in out.lower()
+
+
+def test_access_denied_for_a_plan_without_rest_says_so() -> None:
+    err = portal_error(
+        "ACCESS_DENIED", "REST is available only on commercial plans", status=403, host=HOST, call={"dialogId": "chat5"}
+    )
+    assert "this portal's plan does not include the REST API" in str(err)
+    assert "participant" not in str(err)
+
+
+def test_a_ca_file_that_does_not_parse_is_a_configuration_problem(
+    https_portal: StandInPortal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "ca.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(broken))  # what the check's own HTTP client reads
+    code, out = run(env=webhook_vars(https_portal.webhook_url, SSL_CERT_FILE=str(broken), SSL_CERT_DIR="/etc"))
+    assert code == 2
+    assert f"✗ configuration: SSL_CERT_FILE={str(broken)!r} could not be loaded as a CA bundle" in out
+
+
+def test_ssl_cert_dir_is_shown_as_unused_beside_ssl_cert_file(https_portal: StandInPortal) -> None:
+    pem = str(https_portal.ca_pem_path)
+    code, out = run(env=webhook_vars(https_portal.webhook_url, SSL_CERT_FILE=pem, SSL_CERT_DIR=str(Path(pem).parent)))
+    assert code == 0, out
+    assert f"SSL_CERT_DIR     {Path(pem).parent} (not used: SSL_CERT_FILE is set)" in out

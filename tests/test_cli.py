@@ -1,10 +1,24 @@
-"""The command line, in this process: options are checked by argparse before anything heavy is imported."""
+"""The command line, in this process: options, help and version, the start-up lines; Ctrl-C in a real terminal.
+
+Options are checked by argparse before anything heavy is imported. Serving is replaced by a stand-in here, so
+what `main` does before serving (the terminal notice, the start-up log lines) is seen without a process; only
+Ctrl-C needs one, in a pseudo-terminal, as a person at a keyboard would press it.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import select
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
-from b24_mcp import cli
+from b24_mcp import check, cli, transport
+from tests.values import ROOT, TOKEN, webhook_vars
 
 
 @pytest.mark.parametrize("port", ["70000", "0", "http"])
@@ -14,3 +28,194 @@ def test_bad_port_is_one_line_naming_the_option(port: str, capsys: pytest.Captur
     out, err = capsys.readouterr()
     assert info.value.code == 2 and out == ""
     assert "--port" in err and "1 to 65535" in err and "Traceback" not in err
+
+
+# -- options in either position, version, help ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def check_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """check.run replaced by a recorder that exits 0."""
+    calls: list[dict[str, Any]] = []
+
+    def record(argv: list[str], **kwargs: Any) -> int:
+        calls.append({"argv": argv, **kwargs})
+        return 0
+
+    monkeypatch.setattr(check, "run", record)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--demo", "check"], ["check", "--demo"], ["--demo", "check", "--demo"], ["check", "--demo", "--dialog", "chat5"]],
+)
+def test_demo_works_before_and_after_check(argv: list[str], check_calls: list[dict[str, Any]]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 0
+    (call,) = check_calls
+    assert call["demo"] is True and call["argv"] == ["--demo"]
+
+
+def test_check_without_demo_is_not_the_demo(check_calls: list[dict[str, Any]]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["check", "--dialog", "chat7"])
+    assert check_calls[0]["demo"] is False and check_calls[0]["dialog"] == "chat7"
+
+
+@pytest.mark.parametrize("argv", [["-V"], ["--version"], ["check", "-V"], ["--demo", "--version"]])
+def test_version(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert info.value.code == 0 and err == ""
+    assert out.startswith("b24-mcp ") and len(out.splitlines()) == 1
+
+
+def test_help_command_prints_the_help_and_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    cli.main(["help"])
+    out, _ = capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert capsys.readouterr().out == out
+    assert out.startswith("usage: b24-mcp") and "b24-mcp check --demo" in out
+    from b24_mcp.settings import VARIABLES
+
+    for var in VARIABLES:
+        assert f"  {var.name} " in out and var.meaning in out
+
+
+def test_help_check_prints_checks_help(capsys: pytest.CaptureFixture[str]) -> None:
+    cli.main(["help", "check"])
+    out, _ = capsys.readouterr()
+    assert out.startswith("usage: b24-mcp check") and "--dialog" in out and "Exit 0" in out
+
+
+def test_check_exit_status_is_checks(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in [k for k in os.environ if k.startswith("B24_")]:
+        monkeypatch.delenv(name)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["check"])  # nothing configured: a configuration problem, before any spawn
+    assert info.value.code == 2
+    assert "✗ configuration: no Bitrix24 connection is configured" in capsys.readouterr().out
+
+
+# -- what the server says before it serves -------------------------------------------------------------------------
+
+
+class Terminal:
+    """stdin as a terminal (or not)."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.fixture
+def serving(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Serving replaced by a recorder; the root logger restored after (cli.main installs its handler)."""
+    served: list[Any] = []
+    monkeypatch.setattr(transport, "serve_stdio", served.append)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    for name in [k for k in os.environ if k.startswith("B24_")]:
+        monkeypatch.delenv(name)
+    yield served
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_a_terminal_gets_one_line_and_the_server_still_serves(
+    tty: bool, serving: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", Terminal(tty))
+    cli.main(["--demo"])
+    out, err = capsys.readouterr()
+    assert len(serving) == 1 and out == ""
+    assert err.count(cli.TTY_NOTICE) == (1 if tty else 0)
+    assert "\n" not in cli.TTY_NOTICE and "b24-mcp check --demo" in cli.TTY_NOTICE and "README" in cli.TTY_NOTICE
+
+
+def test_start_up_logs_the_mode_and_host_once_and_unknown_variables_once(
+    serving: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", Terminal(False))
+    for name, value in webhook_vars(B24_LOG_LEVEL="INFO", B24_BOT_TOKN=TOKEN).items():
+        monkeypatch.setenv(name, value)
+    cli.main([])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    started = [line for line in lines if "INFO b24_mcp: starting over stdio" in line]
+    assert len(started) == 1 and started[0].endswith("starting over stdio: webhook mode, portal acme.bitrix24.com")
+    unknown = [line for line in lines if "unknown variable" in line]
+    assert len(unknown) == 1 and "WARNING" in unknown[0]
+    assert unknown[0].endswith(
+        "ignoring unknown variable B24_BOT_TOKN (did you mean B24_BOT_TOKEN?): b24-mcp does not read it"
+    )
+    assert TOKEN not in err
+
+
+def test_every_configuration_problem_is_logged_once(
+    serving: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", Terminal(False))
+    monkeypatch.setenv("B24_WEBHOOK_URL", "https://your-portal.bitrix24.com/rest/1/x/")
+    monkeypatch.setenv("B24_TIMEOUT", "soon")
+    cli.main([])
+    problems = [line for line in capsys.readouterr().err.splitlines() if "configuration problem" in line]
+    assert len(problems) == 2
+    assert "B24_WEBHOOK_URL still holds an example value" in problems[0] and "B24_TIMEOUT" in problems[1]
+
+
+# -- Ctrl-C, in a pseudo-terminal ----------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.name != "posix", reason="a pseudo-terminal needs POSIX")
+def test_ctrl_c_in_a_terminal_ends_the_server_at_once_without_a_traceback() -> None:
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the server, its stdin, stdout and stderr the terminal
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "b24_mcp", "--demo"])  # noqa: S606 - our own server
+    seen = b""
+
+    def read_for(seconds: float) -> None:
+        nonlocal seen
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:  # the child is gone
+                    return
+
+    try:
+        for _ in range(600):  # bounded: 60 s for the notice, which is printed before anything heavy
+            read_for(0.1)
+            if b"Ctrl-C quits" in seen:
+                break
+        assert cli.TTY_NOTICE.encode() in seen.replace(b"\r\n", b"\n"), seen
+        os.write(fd, b"\x03")  # the terminal turns it into SIGINT for the foreground process
+        status = None
+        for _ in range(600):  # bounded; the server is not timed, only required to end
+            read_for(0.1)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+        else:
+            pytest.fail("the server was still running after Ctrl-C")
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == cli.INTERRUPTED
+    assert b"Traceback" not in seen and b"KeyboardInterrupt" not in seen

@@ -6,7 +6,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from b24_mcp import settings as config
+from b24_mcp.errors import ConfigError
 from b24_mcp.team import TEAM_VARS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,24 +21,43 @@ def variables_in_code() -> set[str]:
     return set(re.findall(r"\bB24_[A-Z_]+\b", source))
 
 
-def test_every_variable_the_code_reads_is_in_the_readme_table() -> None:
-    table = set(re.findall(r"^\| `(B24_[A-Z_]+)`(?:, `(B24_[A-Z_]+)`)?", README, re.MULTILINE))
-    documented = {name for row in table for name in row if name}
-    assert variables_in_code() <= documented
+def section(title: str) -> str:
+    """A README section's text, up to the next heading of the same or a higher level."""
+    level = title.split(" ", 1)[0]
+    body = README.split(f"\n{title}\n", 1)[1]
+    return re.split(rf"\n#{{1,{len(level)}}} ", body, maxsplit=1)[0]
 
 
-def test_example_config_entries_are_valid_and_cover_every_variable() -> None:
+def readme_table(heading: str = "### Configuration") -> list[str]:
+    rows = re.findall(r"^\| `([A-Z0-9_]+)`(?:, `([A-Z0-9_]+)`)?", section(heading), re.MULTILINE)
+    return [name for row in rows for name in row if name]
+
+
+def test_the_readme_table_is_the_table_of_variables() -> None:
+    """The desktop settings in "Configuration", the team deployment's in "Run it for a team": the table's order."""
+    documented = readme_table() + readme_table("## Run it for a team")
+    assert documented == [v.name for v in config.VARIABLES]
+    assert variables_in_code() <= set(config.KNOWN)  # every name the code mentions is in the one table
+
+
+def test_example_config_is_refused_as_examples_and_covers_every_variable() -> None:
+    """Copied as is, every entry but the demo's is refused, each example named in its own line."""
     servers = json.loads((ROOT / "claude_config.example.json").read_text())["mcpServers"]
     seen: set[str] = set()
     for entry in servers.values():
-        assert entry["command"] == "uv" and "b24-mcp" in entry["args"]
         env = entry.get("env", {})
         seen |= set(env)
-        settings = config.load(env, demo="--demo" in entry["args"])  # placeholders must load: no ConfigError
-        assert settings.demo == ("--demo" in entry["args"])
+        assert not config.unknown_variables(env)
+        if "--demo" in entry["args"]:
+            assert config.load(env, demo=True).demo
+            continue
+        with pytest.raises(ConfigError) as info:
+            config.load(env)
+        problems = config.problems_of(info.value)
+        assert problems and all("still holds an example value" in p for p in problems), problems
     # The team deployment's variables belong to an HTTP server, not to a desktop host's entry (README, "Run it
     # for a team", documents them).
-    assert variables_in_code() - set(TEAM_VARS) <= seen
+    assert {v.name for v in config.VARIABLES if v.name.startswith("B24_")} - set(TEAM_VARS) <= seen
 
 
 def test_quick_start_is_two_commands() -> None:
@@ -45,3 +67,55 @@ def test_quick_start_is_two_commands() -> None:
         "uv run pytest",
     ]
     assert "uv run pytest" in (ROOT / ".ci" / "run").read_text()
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
+
+
+def test_hosts_launch_the_quiet_lean_form() -> None:
+    """The installed command (or, from a clone, `uv run --no-sync`): nothing resolved, synced, recompiled and
+    announced on stderr at each launch."""
+    servers = json.loads((ROOT / "claude_config.example.json").read_text())["mcpServers"]
+    for entry in servers.values():
+        assert entry["command"] == "b24-mcp" and entry["args"] in ([], ["--demo"])
+    hosts = section("## Adding it to your MCP host")
+    blocks = code_blocks(hosts, "sh") + code_blocks(hosts, "json")
+    launches = [
+        line
+        for block in blocks
+        for line in block.splitlines()
+        if "b24-mcp" in line and ("uv run" in line or '"run"' in line)
+    ]
+    assert all("uv run --no-sync" in line or '"--no-sync"' in line for line in launches), launches
+    assert "-- b24-mcp" in hosts and '"command": "b24-mcp"' in hosts  # Claude Code's and Cursor's snippets
+
+
+def test_uv_is_installed_in_a_way_that_works_on_externally_managed_pythons() -> None:
+    quick = section("## Quick start")
+    assert "curl -LsSf https://astral.sh/uv/install.sh | sh" in quick and "pipx install uv" in quick
+    assert "Not `pip install uv`" in quick and "externally managed" in quick
+
+
+def test_the_node_version_the_inspector_needs_is_stated() -> None:
+    from tests.e2e.test_inspector import NODE_VERSION
+
+    def words(text: str) -> str:
+        return " ".join(text.split())
+
+    assert f"Node.js {NODE_VERSION} or newer" in words(section("## Quick start"))
+    assert f"declares {NODE_VERSION} or newer" in words(section("## Adding it to your MCP host"))
+
+
+def test_the_readme_shows_what_check_says_of_the_example_config() -> None:
+    """Re-captured from a real run: the block is check's output for the env block it describes."""
+    import io
+
+    from b24_mcp import check
+
+    shown = code_blocks(section("## Connecting to your Bitrix24"), "text")[1]
+    env = json.loads((ROOT / "claude_config.example.json").read_text())["mcpServers"]["bitrix24"]["env"]
+    env = {**env, "B24_BOT_TOKN": "x", "B24_TIMEOUT": "10s"}
+    out = io.StringIO()
+    assert check.run([], demo=False, dialog=None, env=env, out=out) == 2
+    assert out.getvalue() == shown

@@ -2,9 +2,11 @@
 (a server process per call), and over Streamable HTTP (one server for the module) the listing with --strict
 schema portability, a call on the demo portal, and the chat resource.
 
-It needs Node and npm (`.ci/run` makes sure of Node). The pinned Inspector is installed once into a cache
-directory and its launcher run with node directly: `npx -y` re-resolved the package on every call, about 1 s
-of each (and the whole download on a cold cache, which is what once made the first of these tests take 16 s).
+It needs Node.js and npm (`.ci/run` makes sure of Node); without them these tests, and only these, are skipped,
+saying so. The Inspector declares Node 22.19 or newer (its package.json `engines`). The pinned Inspector is
+installed once into a cache directory and its launcher run with node directly: `npx -y` re-resolved the package
+on every call, about 1 s of each (and the whole download on a cold cache, which is what once made the first of
+these tests take 16 s).
 The timeouts bound the tests; they do not time the server.
 """
 
@@ -35,13 +37,33 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "b24-
 LAUNCHER = CACHE / "node_modules" / INSPECTOR / "clients" / "launcher" / "build" / "index.js"
 NPM_QUIET = ["--no-save", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"]
 SERVER = [sys.executable, "-m", "b24_mcp", "--demo"]
+NODE_VERSION = "22.19"  # what the pinned Inspector's package.json declares (engines.node >= 22.19.0)
+NO_NODE = (
+    f"the MCP Inspector tests need Node.js (the Inspector declares {NODE_VERSION} or newer) and npm on PATH; "
+    "the rest of the suite does not"
+)
+
+
+def node_and_npm() -> tuple[str, str]:
+    """Where node and npm are; the Inspector tests are skipped, with the reason, when either is missing."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not (node and npm):
+        pytest.skip(NO_NODE)
+    return node, npm
+
+
+def test_without_node_the_inspector_tests_skip_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(
+        pytest.skip.Exception, match=rf"need Node\.js \(the Inspector declares {NODE_VERSION} or newer\)"
+    ):
+        node_and_npm()
 
 
 @pytest.fixture(scope="session")
 def launcher() -> list[str]:
     """`node <the Inspector's launcher>`, after installing the pinned Inspector once (atomically) if it is missing."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "these tests need Node and npm (.ci/run installs Node when it is missing)"
+    node, npm = node_and_npm()
     if not LAUNCHER.exists():
         CACHE.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="inspector-", dir=CACHE.parent))

@@ -1,0 +1,97 @@
+"""B24_LOG_LEVEL=DEBUG: one line per request to the portal, with what a person debugging a setup needs.
+
+The method, the dialog or message id, the HTTP status, the Bitrix24 code (or "ok"), how long the request took,
+and what happens next (a retry and its delay, or why not). Never a secret: the webhook code and the bot token
+are in every request, and in no line. Back-off is patched to a fixed short delay, so the line is predictable.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import httpx
+import pytest
+
+from b24_mcp import client as client_module
+from b24_mcp import settings as config
+from b24_mcp.auth import Webhook
+from b24_mcp.client import B24Client
+from b24_mcp.errors import PortalError
+from b24_mcp.wire import make_http
+from tests.values import CHAT, CODE, TOKEN, webhook_vars
+
+pytestmark = pytest.mark.anyio
+
+
+def answers(*responses: httpx.Response) -> httpx.MockTransport:
+    queue = list(responses)
+    return httpx.MockTransport(lambda request: queue.pop(0) if len(queue) > 1 else queue[0])
+
+
+def portal_error(status: int, code: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": code, "error_description": "said by the portal"})
+
+
+def client(transport: httpx.MockTransport) -> B24Client:
+    settings = config.load(webhook_vars(B24_RATE_BURST="50"))
+    assert isinstance(settings.auth, config.WebhookConfig)
+    return B24Client(settings, make_http(settings.timeout, transport), Webhook(settings.auth))
+
+
+def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "b24_mcp.client"]
+
+
+async def test_one_line_per_request_with_status_code_duration_and_the_retry(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: 0.01)
+    b24 = client(
+        answers(portal_error(503, "QUERY_LIMIT_EXCEEDED"), httpx.Response(200, json={"result": {"chat": CHAT}}))
+    )
+    with caplog.at_level(logging.DEBUG, logger="b24_mcp.client"):
+        await b24.get_chat("chat5")
+    first, second = lines(caplog)
+    assert re.fullmatch(
+        r"imbot\.v2\.Chat\.get dialogId=chat5 -> HTTP 503 QUERY_LIMIT_EXCEEDED in \d+ ms; retry 1 in 0\.0 s", first
+    ), first
+    # The portal's refusal filled our bucket too: the retry waited for its turn, and says so.
+    assert re.fullmatch(
+        r"imbot\.v2\.Chat\.get dialogId=chat5 -> HTTP 200 ok in \d+ ms after waiting [0-9.]+ s for B24_RATE_LIMIT",
+        second,
+    ), second
+    assert not any(CODE in line or TOKEN in line for line in lines(caplog))
+
+
+async def test_a_final_error_says_it_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+    b24 = client(answers(portal_error(403, "ACCESS_DENIED")))
+    with caplog.at_level(logging.DEBUG, logger="b24_mcp.client"), pytest.raises(PortalError):
+        await b24.message_context(789)
+    (line,) = lines(caplog)
+    assert re.fullmatch(
+        r"imbot\.v2\.Chat\.Message\.getContext messageId=789 -> HTTP 403 ACCESS_DENIED in \d+ ms; not retried", line
+    ), line
+
+
+async def test_giving_up_is_said_with_the_count(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: 0.0)
+    b24 = client(answers(httpx.Response(502, text="<html>bad gateway</html>")))
+    with caplog.at_level(logging.DEBUG, logger="b24_mcp.client"), pytest.raises(Exception, match="HTTP 502"):
+        await b24.scopes()
+    logged = lines(caplog)
+    assert [line.rsplit("; ", 1)[1] for line in logged] == [
+        "retry 1 in 0.0 s",
+        "retry 2 in 0.0 s",
+        "giving up after 3 tries",
+    ]
+    assert all(line.startswith("scope -> HTTP 502 UpstreamError in ") for line in logged)
+
+
+async def test_nothing_is_formatted_above_debug(caplog: pytest.LogCaptureFixture) -> None:
+    b24 = client(answers(httpx.Response(200, json={"result": ["imbot"]})))
+    with caplog.at_level(logging.INFO, logger="b24_mcp.client"):
+        assert await b24.scopes() == ["imbot"]
+    assert lines(caplog) == []
