@@ -89,6 +89,20 @@ def session(portal: StandInPortal | str, file: Path, http: httpx.AsyncClient, se
     )
 
 
+async def test_a_dead_refresh_token_asks_to_reauthorise_and_keeps_the_file(tmp_path: Path) -> None:
+    """invalid_grant (the app was uninstalled, or the token aged out): say to re-authorise; keep the file."""
+    file = tmp_path / "t.json"
+    file.write_text("keep me")  # whatever is there must survive a failed refresh
+    server = Rotating()
+    server.refresh_token = "no-longer-the-seed"
+    async with server.client() as http:
+        with pytest.raises(AuthError) as info:
+            await session(TOKEN_URL, file, http).recover(SEED.access_token, soon())
+    text = str(info.value)
+    assert "invalid_grant" in text and "re-authorise" in text and "B24_REFRESH_TOKEN" in text
+    assert file.read_text() == "keep me" and server.invalid_grants == 1
+
+
 async def test_concurrent_refreshes_in_one_process_are_one(portal: StandInPortal, tmp_path: Path) -> None:
     async with httpx.AsyncClient() as http:
         s = session(portal, tmp_path / "t.json", http)

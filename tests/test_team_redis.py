@@ -1,7 +1,8 @@
 """State shared through a real Redis (`B24_REDIS_URL`): the GCRA bucket, portal-wide blocks, the OAuth pair.
 
 Each "replica" here is a `B24Client` with its own Redis connection pool and HTTP client, as a process would have;
-they share only Redis and the loopback stand-in portal. The process boundary itself is tests/e2e/test_team.py's.
+they share only Redis and the loopback stand-in portal. Marked e2e: it starts a real redis-server. The replicas
+as separate processes are tests/e2e/test_team.py's.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.portal import Fault, OAuthSettings, StandInPortal
 from tests.redis_server import free_port
 from tests.values import webhook_vars
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]  # e2e: a real redis-server process
 APP = OAuthSettings()
 
 

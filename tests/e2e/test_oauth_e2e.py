@@ -163,17 +163,3 @@ async def test_two_server_processes_sharing_a_token_file(portal: StandInPortal, 
             tg.start_soon(both, b)
     assert len(results) == 10 and all(not r.is_error for r in results), [text_of(r) for r in results]
     assert portal.refresh_count == 1 and portal.invalid_grants == 0
-
-
-async def test_dead_refresh_token_asks_to_reauthorise(portal: StandInPortal, tmp_path: Path) -> None:
-    token_file = tmp_path / "tokens.json"
-    token_file.write_text("keep me")  # whatever is there must survive a failed refresh
-    portal.expire_access_token()
-    with portal._state.lock:
-        portal._state.refresh_tokens.clear()  # the app was uninstalled, or the token aged out
-    async with spawned(oauth_env(portal, token_file), tmp_path / "stderr.log") as client:
-        (result,) = await calls(client, 1)
-    assert result.is_error
-    text = text_of(result)
-    assert "invalid_grant" in text and "re-authorise" in text and "B24_REFRESH_TOKEN" in text
-    assert token_file.read_text() == "keep me"
