@@ -203,8 +203,9 @@ def _copied_wrong(var: Variable, value: str) -> str | None:
 # --- each value -----------------------------------------------------------------------------------------------
 
 
-def _check_base_url(var: str, raw: str, form: str) -> tuple[str, str, str]:
-    """Common checks for a portal URL: scheme, host, https unless loopback. Returns (scheme, netloc, path)."""
+def check_base_url(var: str, raw: str, form: str, *, query: bool = False) -> tuple[str, str, str]:
+    """Common checks for a URL setting: scheme, host, https unless loopback, no credentials or fragment (and no
+    query unless `query`). Returns (scheme, netloc, path)."""
     try:
         parts = urlsplit(raw)
         hostname = parts.hostname
@@ -218,14 +219,14 @@ def _check_base_url(var: str, raw: str, form: str) -> tuple[str, str, str]:
             f"{var} must use https:// (Bitrix24 refuses plain http); plain http is allowed only for "
             f"localhost/127.0.0.1 stand-ins; expected {form}"
         )
-    if parts.query or parts.fragment or parts.username or parts.password:
+    if (parts.query and not query) or parts.fragment or parts.username or parts.password:
         raise ConfigError(f"{var} must not contain a query string, fragment or user:password; expected {form}")
     return parts.scheme, parts.netloc, parts.path
 
 
 def parse_webhook_url(raw: str) -> WebhookConfig:
     var = "B24_WEBHOOK_URL"
-    scheme, netloc, path = _check_base_url(var, raw, WEBHOOK_FORM)
+    scheme, netloc, path = check_base_url(var, raw, WEBHOOK_FORM)
     match = _WEBHOOK_PATH.match(path)
     if match is None:
         # People paste the URL of a method call ("…/rest/1/code/profile.json"): say so, without the code.
@@ -240,7 +241,7 @@ def parse_webhook_url(raw: str) -> WebhookConfig:
 
 
 def parse_portal_url(raw: str) -> str:
-    scheme, netloc, path = _check_base_url("B24_PORTAL_URL", raw, PORTAL_FORM)
+    scheme, netloc, path = check_base_url("B24_PORTAL_URL", raw, PORTAL_FORM)
     if path.strip("/") not in ("", "rest"):
         raise ConfigError(f"B24_PORTAL_URL must be the portal's address only, with no path; expected {PORTAL_FORM}")
     return f"{scheme}://{netloc}"
@@ -248,7 +249,7 @@ def parse_portal_url(raw: str) -> str:
 
 def parse_oauth_server(raw: str) -> str:
     form = "https://oauth.bitrix.info (on-premise portals: the portal's own address)"
-    scheme, netloc, path = _check_base_url("B24_OAUTH_SERVER", raw, form)
+    scheme, netloc, path = check_base_url("B24_OAUTH_SERVER", raw, form)
     if path.strip("/") not in ("", "oauth/token", "oauth"):
         raise ConfigError(f"B24_OAUTH_SERVER must be the OAuth server's address only; expected {form}")
     return f"{scheme}://{netloc}"

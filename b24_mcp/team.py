@@ -28,7 +28,7 @@ from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
-from .settings import VARIABLES, is_loopback
+from .settings import VARIABLES, check_base_url, is_loopback
 
 TOKENS_FILE = "B24_HTTP_TOKENS_FILE"
 JWKS_URL = "B24_HTTP_JWKS_URL"
@@ -186,16 +186,5 @@ def parse_redis_url(raw: str) -> RedisConfig:
 
 
 def _http_url(var: str, raw: str, example: str) -> str:
-    try:
-        parts = urlsplit(raw)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        raise ConfigError(f"{var} is not a valid URL; expected e.g. {example}") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ConfigError(f"{var} must be an absolute https URL; expected e.g. {example}")
-    if parts.scheme == "http" and not is_loopback(host):
-        raise ConfigError(f"{var} must use https:// (plain http only for localhost); expected e.g. {example}")
-    if parts.username or parts.password or parts.fragment:
-        raise ConfigError(f"{var} must not contain user:password or a fragment; expected e.g. {example}")
+    check_base_url(var, raw, f"e.g. {example}", query=True)  # a JWKS URL may carry a query (some providers')
     return raw

@@ -7,16 +7,20 @@ passes the parent's environment to neither the server nor Inspector, so everythi
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.portal import StandInPortal
+from tests.portal import OAuthSettings, StandInPortal
 from tests.values import ROOT, webhook_vars
 
 
@@ -25,6 +29,23 @@ def clean_env(**env: str | None) -> dict[str, str]:
     base = {k: os.environ[k] for k in ("PATH", "HOME", "SYSTEMROOT") if k in os.environ}
     base["PYTHONUNBUFFERED"] = "1"
     return {**base, **{k: v for k, v in env.items() if v is not None}}
+
+
+def oauth_env(portal: StandInPortal, token_file: Path, **extra: str | None) -> dict[str, str]:
+    """The server's environment for OAuth against `portal` (its token endpoint too), at DEBUG; `extra` overrides."""
+    app = OAuthSettings()
+    base: dict[str, str | None] = {
+        "B24_PORTAL_URL": portal.base_url,
+        "B24_OAUTH_SERVER": portal.base_url,
+        "B24_ACCESS_TOKEN": app.access_token,
+        "B24_REFRESH_TOKEN": app.refresh_token,
+        "B24_CLIENT_ID": app.client_id,
+        "B24_CLIENT_SECRET": app.client_secret,
+        "B24_TOKEN_FILE": str(token_file),
+        "B24_BOT_ID": "456",
+        "B24_LOG_LEVEL": "DEBUG",  # the most the server ever logs: all of it must be free of secrets
+    }
+    return clean_env(**{**base, **extra})
 
 
 def webhook_env(portal: StandInPortal, **extra: str | None) -> dict[str, str]:
@@ -50,3 +71,27 @@ async def spawned(
 
 def text_of(result: Any) -> str:
     return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+NPM_QUIET = ["--no-save", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"]
+
+
+def npm_package(name: str, version: str, skip_reason: str) -> tuple[str, Path]:
+    """`node` and the folder where `name@version` is installed: once per machine (atomically, into a cache, so
+    later runs skip npm and its registry), not at every call as `npx -y` would. Skips with `skip_reason` when
+    node or npm is missing."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not (node and npm):
+        pytest.skip(skip_reason)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "b24-mcp-tests"
+    folder = cache / f"{name.rsplit('/', 1)[-1]}-{version}"
+    if not (folder / "node_modules" / name / "package.json").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="npm-", dir=cache))
+        install = [npm, "install", "--prefix", str(staging), *NPM_QUIET, f"{name}@{version}"]
+        subprocess.run(install, check=True, capture_output=True, timeout=600)
+        try:
+            staging.rename(folder)
+        except OSError:  # another run installed it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return node, folder / "node_modules" / name

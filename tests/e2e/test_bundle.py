@@ -9,16 +9,14 @@ node directly (what `npx -y @anthropic-ai/mcpb@VERSION` runs, without npx resolv
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import clean_env
+from tests.e2e.helpers import clean_env, npm_package
 from tests.test_ship import MCPB_VERSION
 from tests.values import ROOT
 
@@ -26,47 +24,32 @@ pytestmark = pytest.mark.e2e
 
 MCPB = "@anthropic-ai/mcpb"
 VERSION = MCPB_VERSION  # also in the README's pack command
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "b24-mcp-tests" / f"mcpb-{VERSION}"
-PACKAGE = CACHE / "node_modules" / MCPB
-NPM_QUIET = ["--no-save", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"]
 
 
 @pytest.fixture(scope="session")
-def node() -> str:
-    """node, after installing the pinned CLI once (atomically) if it is missing."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not (node and npm):
-        pytest.skip("the MCP Bundle CLI needs Node and npm, and neither is on PATH (.ci/run installs them)")
-    if not (PACKAGE / "package.json").exists():
-        CACHE.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="mcpb-", dir=CACHE.parent))
-        subprocess.run(
-            [npm, "install", "--prefix", str(staging), *NPM_QUIET, f"{MCPB}@{VERSION}"],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-        try:
-            staging.rename(CACHE)
-        except OSError:  # another run installed it meanwhile
-            shutil.rmtree(staging, ignore_errors=True)
-    return node
+def cli() -> tuple[str, Path]:
+    """node and the pinned CLI's entry point, installed once into a cache."""
+    node, package = npm_package(
+        MCPB, VERSION, "the MCP Bundle CLI needs Node and npm, and neither is on PATH (.ci/run installs them)"
+    )
+    return node, package / "dist" / "cli" / "cli.js"  # the package's "bin"
 
 
-def mcpb(node: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    cli = PACKAGE / "dist" / "cli" / "cli.js"  # the package's "bin"
-    return subprocess.run([node, str(cli), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+def mcpb(cli: tuple[str, Path], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    node, entry = cli
+    return subprocess.run([node, str(entry), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-def test_manifest_validates_with_the_official_cli(node: str) -> None:
-    done = mcpb(node, "validate", "manifest.json")
+def test_manifest_validates_with_the_official_cli(cli: tuple[str, Path]) -> None:
+    done = mcpb(cli, "validate", "manifest.json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Manifest schema validation passes!" in done.stdout and "ERROR" not in done.stdout
 
 
-def test_pack_leaves_out_tests_and_venv_and_the_bundle_runs(node: str, tmp_path: Path) -> None:
+def test_pack_leaves_out_tests_and_venv_and_the_bundle_runs(cli: tuple[str, Path], tmp_path: Path) -> None:
+    node, entry = cli
     bundle = tmp_path / "b24-mcp.mcpb"
-    done = mcpb(node, "pack", ".", str(bundle))
+    done = mcpb(cli, "pack", ".", str(bundle))
     assert done.returncode == 0, done.stdout + done.stderr
     names = zipfile.ZipFile(bundle).namelist()
     assert {"manifest.json", "icon.png", "pyproject.toml", "uv.lock", "README.md", "b24_mcp/server.py"} <= set(names)
@@ -76,8 +59,9 @@ def test_pack_leaves_out_tests_and_venv_and_the_bundle_runs(node: str, tmp_path:
     unpacked = tmp_path / "installed"
     zipfile.ZipFile(bundle).extractall(unpacked)
     # The host's side: mcp_config with ${__dirname} and ${user_config.*} substituted by the CLI package's code.
+    shared = (entry.parent.parent / "shared" / "config.js").as_uri()  # dist/cli/cli.js -> dist/shared/config.js
     script = (
-        f"import {{ getMcpConfigForManifest }} from {json.dumps((PACKAGE / 'dist/shared/config.js').as_uri())};\n"
+        f"import {{ getMcpConfigForManifest }} from {json.dumps(shared)};\n"
         f"const manifest = {(unpacked / 'manifest.json').read_text()};\n"
         f"const config = await getMcpConfigForManifest({{ manifest, extensionPath: {json.dumps(str(unpacked))},\n"
         "  systemDirs: {}, userConfig: { bot_id: '456' }, pathSeparator: '/' });\n"

@@ -13,29 +13,23 @@ The timeouts bound the tests; they do not time the server.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import clean_env
+from tests.e2e.helpers import clean_env, npm_package
 from tests.values import ROOT
 
 pytestmark = pytest.mark.e2e
 
 INSPECTOR = "@modelcontextprotocol/inspector"
 VERSION = "2.12.0"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "b24-mcp-tests" / f"inspector-{VERSION}"
-LAUNCHER = CACHE / "node_modules" / INSPECTOR / "clients" / "launcher" / "build" / "index.js"
-NPM_QUIET = ["--no-save", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"]
 SERVER = [sys.executable, "-m", "b24_mcp", "--demo"]
 NODE_VERSION = "22.19"  # what the pinned Inspector's package.json declares (engines.node >= 22.19.0)
 NO_NODE = (
@@ -44,40 +38,19 @@ NO_NODE = (
 )
 
 
-def node_and_npm() -> tuple[str, str]:
-    """Where node and npm are; the Inspector tests are skipped, with the reason, when either is missing."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not (node and npm):
-        pytest.skip(NO_NODE)
-    return node, npm
-
-
 def test_without_node_the_inspector_tests_skip_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(
         pytest.skip.Exception, match=rf"need Node\.js \(the Inspector declares {NODE_VERSION} or newer\)"
     ):
-        node_and_npm()
+        npm_package(INSPECTOR, VERSION, NO_NODE)
 
 
 @pytest.fixture(scope="session")
 def launcher() -> list[str]:
-    """`node <the Inspector's launcher>`, after installing the pinned Inspector once (atomically) if it is missing."""
-    node, npm = node_and_npm()
-    if not LAUNCHER.exists():
-        CACHE.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="inspector-", dir=CACHE.parent))
-        subprocess.run(
-            [npm, "install", "--prefix", str(staging), *NPM_QUIET, f"{INSPECTOR}@{VERSION}"],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-        try:
-            staging.rename(CACHE)
-        except OSError:  # another run installed it meanwhile
-            shutil.rmtree(staging, ignore_errors=True)
-    return [node, str(LAUNCHER)]
+    """`node <the Inspector's launcher>`, the pinned Inspector installed once into a cache (not `npx -y` each time)."""
+    node, package = npm_package(INSPECTOR, VERSION, NO_NODE)
+    return [node, str(package / "clients" / "launcher" / "build" / "index.js")]
 
 
 def inspector(launcher: list[str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e.helpers import clean_env, spawned, text_of
+from tests.e2e.helpers import oauth_env, spawned, text_of
 from tests.portal import OAuthSettings, StandInPortal
 from tests.values import ROOT
 
@@ -90,20 +90,9 @@ def test_two_processes_sharing_a_file_refresh_once(portal: StandInPortal, tmp_pa
     assert len(tokens) == 1 and tokens <= portal.current_access_tokens
 
 
-def oauth_env(portal: StandInPortal, token_file: Path) -> dict[str, str]:
-    return clean_env(
-        B24_PORTAL_URL=portal.base_url,
-        B24_OAUTH_SERVER=portal.base_url,
-        B24_ACCESS_TOKEN=APP.access_token,
-        B24_REFRESH_TOKEN=APP.refresh_token,
-        B24_CLIENT_ID=APP.client_id,
-        B24_CLIENT_SECRET=APP.client_secret,
-        B24_TOKEN_FILE=str(token_file),
-        B24_BOT_ID="456",
-        B24_LOG_LEVEL="DEBUG",
-        B24_RATE_LIMIT="50",  # pacing is not what these tests show: let the calls through at once
-        B24_RATE_BURST="50",
-    )
+def unpaced_env(portal: StandInPortal, token_file: Path) -> dict[str, str]:
+    # pacing is not what these tests show: let the calls through at once
+    return oauth_env(portal, token_file, B24_RATE_LIMIT="50", B24_RATE_BURST="50")
 
 
 async def calls(client: Any, n: int) -> list[Any]:
@@ -125,7 +114,7 @@ def secrets_of(portal: StandInPortal) -> list[str]:
 
 async def test_expiry_under_concurrent_calls_refreshes_once(portal: StandInPortal, tmp_path: Path) -> None:
     token_file, stderr = tmp_path / "tokens.json", tmp_path / "stderr.log"
-    async with spawned(oauth_env(portal, token_file), stderr) as client:
+    async with spawned(unpaced_env(portal, token_file), stderr) as client:
         (first,) = await calls(client, 1)
         assert not first.is_error, text_of(first)
         portal.expire_access_token()
@@ -142,14 +131,14 @@ async def test_expiry_under_concurrent_calls_refreshes_once(portal: StandInPorta
         assert secret not in logged
 
     # A restart with the same (now dead) tokens in the environment continues from the saved pair.
-    async with spawned(oauth_env(portal, token_file), tmp_path / "stderr2.log") as client:
+    async with spawned(unpaced_env(portal, token_file), tmp_path / "stderr2.log") as client:
         (again,) = await calls(client, 1)
     assert not again.is_error and portal.refresh_count == 1
 
 
 async def test_two_server_processes_sharing_a_token_file(portal: StandInPortal, tmp_path: Path) -> None:
     token_file = tmp_path / "tokens.json"
-    env = oauth_env(portal, token_file)
+    env = unpaced_env(portal, token_file)
     async with spawned(env, tmp_path / "a.log") as a, spawned(env, tmp_path / "b.log") as b:
         assert not (await calls(a, 1))[0].is_error and not (await calls(b, 1))[0].is_error
         portal.expire_access_token()

@@ -25,7 +25,7 @@ import pytest
 import redis
 
 from b24_mcp.team import digest
-from tests.e2e.helpers import clean_env
+from tests.e2e.helpers import oauth_env
 from tests.portal import OAuthSettings, StandInPortal
 from tests.redis_server import RedisServer, free_port
 from tests.values import ROOT
@@ -85,21 +85,14 @@ def replicas(
     (tmp / "tokens").write_text(f"# the test's one user\n{digest(BEARER)}\n")
     with redis.Redis(port=redis_server.port, db=1) as r:
         r.flushdb()
-    env = clean_env(
-        B24_PORTAL_URL=portal.base_url,
-        B24_OAUTH_SERVER=portal.base_url,
-        B24_ACCESS_TOKEN=APP.access_token,
-        B24_REFRESH_TOKEN=APP.refresh_token,
-        B24_CLIENT_ID=APP.client_id,
-        B24_CLIENT_SECRET=APP.client_secret,
-        B24_TOKEN_FILE=str(tmp / "unused-token-file.json"),  # with Redis the pair lives there, not here
-        B24_BOT_ID="456",
+    env = oauth_env(
+        portal,
+        tmp / "unused-token-file.json",  # with Redis the pair lives there, not here
         B24_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/1",
         B24_HTTP_TOKENS_FILE=str(tmp / "tokens"),
         B24_RATE_LIMIT=str(RATE),
         B24_RATE_BURST=str(BURST - 2),  # two more of headroom for arrival jitter on a busy 2-core test machine
         B24_TIMEOUT="1.5",  # a refresh lock outlives a dead replica by at most 2.5 s
-        B24_LOG_LEVEL="DEBUG",
     )
     started = [start(env, tmp / f"replica{i}.log") for i in range(3)]
     try:
