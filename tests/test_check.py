@@ -20,7 +20,7 @@ from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError, portal_error
 from b24_mcp.server import build_server
 from tests.portal import OAuthSettings, StandInPortal
-from tests.values import CODE, HOST, TOKEN, webhook_vars
+from tests.values import CODE, HOST, TOKEN, oauth_vars, webhook_vars
 
 
 @pytest.fixture(autouse=True)
@@ -143,15 +143,7 @@ def test_without_a_bot_id_the_bot_is_not_checked_but_said_so(https_portal: Stand
 def test_oauth_check_says_where_the_token_file_lives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = OAuthSettings()
     with StandInPortal(oauth=app) as portal:
-        env = {
-            "B24_PORTAL_URL": portal.base_url,
-            "B24_OAUTH_SERVER": portal.base_url,
-            "B24_ACCESS_TOKEN": app.access_token,
-            "B24_REFRESH_TOKEN": app.refresh_token,
-            "B24_CLIENT_ID": app.client_id,
-            "B24_CLIENT_SECRET": app.client_secret,
-            "B24_BOT_ID": "456",
-        }
+        env = oauth_vars(portal.base_url)
         monkeypatch.setattr("platformdirs.user_data_path", lambda name: tmp_path / "data" / name)
         code, out = run(env=env)
         assert code == 0, out

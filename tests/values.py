@@ -30,3 +30,17 @@ CHAT: dict[str, Any] = {"id": 5, "dialogId": "chat5", "name": "Support Chat", "t
 def webhook_vars(url: str = HOOK, **extra: str) -> dict[str, str]:
     """The B24_* variables of webhook mode with the suite's bot and token; `extra` adds or overrides."""
     return {"B24_WEBHOOK_URL": url, "B24_BOT_ID": str(BOT_ID), "B24_BOT_TOKEN": TOKEN, **extra}
+
+
+def oauth_vars(portal_url: str, **extra: str) -> dict[str, str]:
+    """The B24_* variables of OAuth mode against a portal that is also its own token server; `extra` adds."""
+    return {
+        "B24_PORTAL_URL": portal_url,
+        "B24_OAUTH_SERVER": portal_url,
+        "B24_ACCESS_TOKEN": OAUTH_ACCESS,
+        "B24_REFRESH_TOKEN": OAUTH_REFRESH,
+        "B24_CLIENT_ID": OAUTH_CLIENT_ID,
+        "B24_CLIENT_SECRET": OAUTH_CLIENT_SECRET,
+        "B24_BOT_ID": str(BOT_ID),
+        **extra,
+    }

@@ -20,8 +20,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.portal import OAuthSettings, StandInPortal
-from tests.values import ROOT, webhook_vars
+from tests.portal import StandInPortal
+from tests.values import ROOT, oauth_vars, webhook_vars
 
 
 def clean_env(**env: str | None) -> dict[str, str]:
@@ -33,16 +33,8 @@ def clean_env(**env: str | None) -> dict[str, str]:
 
 def oauth_env(portal: StandInPortal, token_file: Path, **extra: str | None) -> dict[str, str]:
     """The server's environment for OAuth against `portal` (its token endpoint too), at DEBUG; `extra` overrides."""
-    app = OAuthSettings()
     base: dict[str, str | None] = {
-        "B24_PORTAL_URL": portal.base_url,
-        "B24_OAUTH_SERVER": portal.base_url,
-        "B24_ACCESS_TOKEN": app.access_token,
-        "B24_REFRESH_TOKEN": app.refresh_token,
-        "B24_CLIENT_ID": app.client_id,
-        "B24_CLIENT_SECRET": app.client_secret,
-        "B24_TOKEN_FILE": str(token_file),
-        "B24_BOT_ID": "456",
+        **oauth_vars(portal.base_url, B24_TOKEN_FILE=str(token_file)),
         "B24_LOG_LEVEL": "DEBUG",  # the most the server ever logs: all of it must be free of secrets
     }
     return clean_env(**{**base, **extra})
