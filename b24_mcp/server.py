@@ -1,8 +1,10 @@
 """The MCP server: the tools and resources of `tools.py` on an `MCPServer`, and the connection they share.
 
 The connection (HTTP client, auth, Bitrix24 client) is made on first use, not at start-up: hosts launch every
-configured server at once and start-up time is felt. Once the first `tools/list` is answered, the connection is
-warmed in the background (httpx's import, the TLS context), so the first call is as fast as the rest.
+configured server at once and start-up time is felt. For the same reason the tools' output schemas are read from
+the committed contract (`contract.json`) rather than generated from the models at each launch. Once the first
+`tools/list` is answered, the connection is warmed in the background (httpx and the client imported in a thread,
+the answer parsers built, the portal connection opened), so the first call skips all of that.
 Tools take their raw arguments (`RawTool`): the SDK's argument validation would quote the input (a bot token,
 say) and drop unknown arguments silently; `arguments.py` does both jobs instead. The advertised output schema
 is kept, but the SDK does not validate `structuredContent` a second time: the client already did.
