@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from .errors import AuthError, ConfigError
+from .errors import AuthError, B24Error, ConfigError, UpstreamError, clean_code, clean_text
 from .logs import redact
 from .settings import CALL_BUDGET
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 log = logging.getLogger("b24_mcp.oauth")
+TOKEN_ANSWER_MAX = 64 * 1024  # a token answer is a few hundred bytes; anything larger is not one
 LOCK_POLL = 0.05  # seconds between two tries of the token file's lock
 
 
@@ -469,22 +470,32 @@ async def request_pair(
     }
     token_host = urlsplit(token_url).netloc
     where = f"the OAuth server {token_host}"
+    from pydantic_core import from_json
+
+    from .wire import exchange, redirect_error
+
     try:
         with anyio.fail_after(max(0.0, deadline - time.monotonic())):
-            response = await http.post(token_url, data=form)
+            # Bounded like every answer b24-mcp reads; a token answer is a few hundred bytes.
+            reply = await exchange(http, token_url, host=token_host, data=form, limit=TOKEN_ANSWER_MAX)
     except TimeoutError:
         raise late_error(token_host, "the OAuth server did not answer in time") from None
-    except httpx.HTTPError as exc:
+    except B24Error as err:  # wire's words name the host and the cause (unreachable, too large, corrupt, ...)
+        reached = not (isinstance(err, UpstreamError) and err.retryable)
         raise AuthError(
-            f"Could not reach {where} to renew the access token ({type(exc).__name__}); try again."
+            f"Renewing the access token failed: {err}"
+            if reached
+            else f"Could not reach {where} to renew the access token: {err} Try again."
         ) from None
+    if reply.location is not None:
+        raise AuthError(str(redirect_error(token_host, reply.status, reply.location, "B24_OAUTH_SERVER")))
     try:
-        data: Any = response.json()
+        data: Any = from_json(reply.body, allow_inf_nan=False)  # pydantic's parser: nesting bounded, no NaN
     except ValueError:
         data = None
     if not isinstance(data, dict):
         raise AuthError(
-            f"{where} answered HTTP {response.status_code} with something other than JSON while renewing "
+            f"{where} answered HTTP {reply.status} with something other than a JSON object while renewing "
             "the access token; try again later."
         )
     code = data.get("error")
@@ -502,11 +513,13 @@ async def request_pair(
             code="invalid_client",
         )
     if code:
-        description = " ".join(str(data.get("error_description", "")).split())[:200]
-        raise AuthError(f"{where} refused to renew the access token: {code} {description}".strip(), code=str(code))
+        shown = clean_code(code) or "(an unreadable code)"
+        said = data.get("error_description")
+        description = clean_text(said, 200) if isinstance(said, str) else ""
+        raise AuthError(f"{where} refused to renew the access token: {shown} {description}".strip(), code=shown)
     access, refresh = data.get("access_token"), data.get("refresh_token")
     if not isinstance(access, str) or not isinstance(refresh, str) or not access or not refresh:
-        raise AuthError(f"{where} answered without a new token pair (HTTP {response.status_code}).")
+        raise AuthError(f"{where} answered without a new token pair (HTTP {reply.status}).")
     now = time.time()
     expires = data.get("expires")
     if not isinstance(expires, (int, float)):

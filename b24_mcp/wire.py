@@ -91,14 +91,16 @@ async def exchange(
                     f"({encoding[:20]!r}); a proxy may be rewriting answers.",
                     status=response.status_code,
                 )
-            inflater = _Inflater(encoding) if encoding not in ("identity", "") else None
+            # A response made in memory (a mock transport) holds its body already decoded by httpx.
+            in_memory = response.is_stream_consumed and hasattr(response, "_content")
+            inflater = _Inflater(encoding) if encoding not in ("identity", "") and not in_memory else None
             body = bytearray()
             async for chunk in _raw(response):
                 piece = inflater.feed(chunk, limit - len(body)) if inflater else chunk
                 body += piece
                 if len(body) > limit:
                     raise AnswerError(
-                        f"{host} sent an answer larger than {limit // (1024 * 1024)} MiB (HTTP "
+                        f"{host} sent an answer larger than {_size(limit)} (HTTP "
                         f"{response.status_code}); b24-mcp stopped reading it. No Bitrix24 answer is that large: "
                         "a proxy or the portal is misbehaving.",
                         status=response.status_code,
@@ -222,3 +224,7 @@ def make_http(timeout: float, transport: httpx.AsyncBaseTransport | None = None)
             f"SSL_CERT_FILE={os.environ.get('SSL_CERT_FILE', '')!r} (or SSL_CERT_DIR) could not be loaded as a "
             f"CA bundle ({type(exc).__name__}): point it to a readable PEM file, or unset it."
         ) from None
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"

@@ -7,6 +7,7 @@ refresh token once used, exactly as Bitrix24 does, so a double refresh shows up 
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import logging
 import os
@@ -241,6 +242,33 @@ async def test_unreachable_token_endpoint(tmp_path: Path) -> None:
         s = session("https://oauth.example.test/oauth/token/", tmp_path / "t.json", http)
         with pytest.raises(AuthError, match=r"Could not reach the OAuth server oauth\.example\.test"):
             await s.recover(SEED.access_token, soon())
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (httpx.Response(200, content=b'{"access_token": "' + b"a" * 200_000 + b'"}'), "larger than 64 KiB"),
+        (
+            httpx.Response(200, content=gzip.compress(b" " * 50_000_000), headers={"Content-Encoding": "gzip"}),
+            "larger than 64 KiB",
+        ),
+        (httpx.Response(200, content=b"[" * 60_000), "something other than a JSON object"),
+        (httpx.Response(200, content=b'{"access_token": NaN, "refresh_token": "r"}'), "other than a JSON object"),
+        (
+            httpx.Response(400, json={"error": "\x1b[31mSTOP\x1b[0m all", "error_description": "x\x1b]0;t\x07" * 99}),
+            "refused to renew the access token: (an unreadable code) x",
+        ),
+        (httpx.Response(302, headers={"Location": "https://elsewhere.example/"}), "https://elsewhere.example"),
+    ],
+)
+async def test_a_hostile_token_server_is_read_with_a_bound(tmp_path: Path, answer: httpx.Response, said: str) -> None:
+    """The OAuth server's answer is read like the portal's: bounded after decompression, parsed with a nesting
+    bound, no NaN, its code and description cleaned, redirects not followed."""
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: answer)) as http:
+        with pytest.raises(AuthError) as info:
+            await session(TOKEN_URL, tmp_path / "t.json", http).recover(SEED.access_token, soon())
+    assert said in str(info.value)
+    assert "\x1b" not in str(info.value) and len(str(info.value)) < 600
 
 
 async def test_corrupt_file_is_ignored_then_replaced(
