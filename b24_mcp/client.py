@@ -38,7 +38,7 @@ from .logs import redact
 from .models import Answer, Bot, BotResult, Chat, ChatResult, MessageWindow, OneMessage, User
 from .pacing import LeakyBucket, LocalBucket, SharedBucket
 from .settings import CALL_BUDGET, Settings
-from .wire import Reply, exchange, redirect_error
+from .wire import MAX_JSON_VALUES, Reply, exchange, redirect_error, too_many_values
 
 if TYPE_CHECKING:
     from .redis_state import SharedPortal
@@ -291,6 +291,12 @@ class B24Client:
         status = reply.status
         if reply.location is not None:
             raise redirect_error(self.host, status, reply.location, self._auth.setting)
+        if too_many_values(reply.body):
+            raise AnswerError(
+                f"Bitrix24 at {self.host} answered HTTP {status} with more than {MAX_JSON_VALUES:,} JSON values; "
+                "no Bitrix24 answer holds that many, and reading it would take hundreds of MB. Nothing to show.",
+                status=status,
+            )
         try:
             answer = _adapter(result).validate_json(reply.body)
         except ValidationError as err:

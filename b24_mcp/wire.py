@@ -13,6 +13,7 @@ whose message names the host and the likely cause, never the URL, whose path hol
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import urllib.request
 import zlib
@@ -29,6 +30,10 @@ from .logs import redact
 # A window of 50 + 50 messages of 20,000 characters, JSON-escaped, stays well below this; anything larger is not
 # an answer b24-mcp asked for.
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
+# Parsed JSON costs ~64 bytes a value whatever its size on the wire: 8 MiB of "[]," would be ~2.8 million lists
+# (~170 MiB). A window of 50 + 50 messages holds ~10,000 values; this bounds a parse to ~20 MiB.
+MAX_JSON_VALUES = 300_000
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 ACCEPT_ENCODING = "gzip, deflate"  # what we can inflate with a bound; br/zstd are not asked for
 
 
@@ -228,3 +233,14 @@ def make_http(timeout: float, transport: httpx.AsyncBaseTransport | None = None)
 
 def _size(limit: int) -> str:
     return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+
+
+def too_many_values(body: bytes, limit: int = MAX_JSON_VALUES) -> bool:
+    """Whether a JSON body holds more than `limit` values (commas and openings outside strings).
+
+    Counting the raw bytes is ~1 ms for 8 MiB and never undercounts; only a body over the limit by that count
+    is counted again without its strings (exact, slower), so commas in message texts refuse nothing."""
+    if body.count(b",") + body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    structure = _STRING.sub(b"", body)
+    return structure.count(b",") + structure.count(b"[") + structure.count(b"{") > limit

@@ -283,6 +283,25 @@ async def test_a_gzip_answer_in_several_members_is_read_whole() -> None:
             assert (await client.get_chat("chat5")).name == "General"
 
 
+async def test_millions_of_tiny_values_are_refused_before_parsing_in_bounded_memory() -> None:
+    """8 MiB of `[],` parse into ~2.8 million lists (~170 MiB); a value count bounds the parse instead."""
+    tiny = b'{"result": {"chat": {"id": 5, "dialogId": "chat5", "x": [' + b"[]," * (8 * MiB // 3 - 40) + b"[]]}}}"
+    with upstream() as server:
+        server.respond = answer(tiny)
+        async with client_for(server.base) as client:
+            tracemalloc.start()
+            try:
+                err = await failure(lambda: client.get_chat("chat5"))
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert isinstance(err, AnswerError) and "more than 300,000 JSON values" in str(err)
+            # Commas in texts are not values: a chat whose name is a million commas is read as it is.
+            server.respond = answer({"result": {"chat": {**CHAT["result"]["chat"], "name": "," * 1_000_000}}})
+            assert (await client.get_chat("chat5")).name == "," * 1_000_000
+    assert peak < PEAK_MAX, peak
+
+
 async def test_json_nested_100000_deep_is_called_too_deep_not_a_bug() -> None:
     deep = b'{"result": {"chat": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
     with upstream() as server:
