@@ -132,6 +132,12 @@ class _Server(ThreadingHTTPServer):
     # the extra SYNs, and those requests came a 1 s retransmit later ("all at once" tests saw them one by one).
     request_queue_size = 64
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up or failed its handshake: that connection ends, quietly, as on a real portal
+
+
+HANDSHAKE_SECONDS = 10.0  # a client that connects and never completes TLS is dropped after this
+
 
 class StandInPortal:
     """A portal with bot 456 (see the module docstring). Use as a context manager."""
@@ -200,7 +206,9 @@ class StandInPortal:
             cert.configure_cert(context)
             self.ca_pem_path = Path(self._tmp.name) / "ca.pem"
             self._tls_ca.cert_pem.write_to_path(str(self.ca_pem_path))
-            server.socket = context.wrap_socket(server.socket, server_side=True)
+            # The handshake happens in the request's own thread (_Handler.setup), not in accept(): a client that
+            # connects and never says hello must not stall the accepting thread, and with it stop().
+            server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         return server
 
     def __enter__(self) -> StandInPortal:
@@ -301,6 +309,10 @@ class _Handler(BaseHTTPRequestHandler):
     portal: StandInPortal
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(HANDSHAKE_SECONDS)
+            self.request.do_handshake()  # an error ends this connection only (_Server.handle_error)
+            self.request.settimeout(None)
         super().setup()
         # Without this, Nagle's algorithm and the client's delayed ACK add ~40 ms to small answers.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
