@@ -149,7 +149,42 @@ class _Pending:
     replaces: TokenPair | None
 
 
-class OAuthSession:
+class PairHolder:
+    """The live pair as either shared store keeps it (the token file here, Redis in `redis_state`), and the one
+    rule for taking a stored pair instead: it is not the rejected one, not one this process spent itself, and not
+    another seed's while this process still holds its own fresher seed from the environment."""
+
+    def __init__(
+        self, *, http: httpx.AsyncClient, token_url: str, client_id: str, client_secret: str, seed: TokenPair
+    ) -> None:
+        self._http = http
+        self._token_url = token_url
+        self._token_host = urlsplit(token_url).netloc
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._seed = seed
+        self._seed_fp = fingerprint(seed.refresh_token)
+        self._current: TokenPair | None = None
+        self._lineage = self._seed_fp  # the seed the current pair descends from; stored with it
+        self._spent: set[str] = set()  # fingerprints of the refresh tokens this process used up
+        self._lock = anyio.Lock()
+
+    def _use(self, pair: TokenPair, lineage: str) -> TokenPair:
+        """Make `pair` the live one; its tokens join the redactor, so no log or error can quote them."""
+        redact.add_rotating([pair.access_token, pair.refresh_token])
+        self._current = pair
+        self._lineage = lineage
+        return pair
+
+    def _adoptable(self, pair: TokenPair, seed: str, rejected: str) -> bool:
+        if pair.access_token == rejected:
+            return False
+        if fingerprint(pair.refresh_token) in self._spent:
+            return False  # a pair this process renewed itself, whose successor could not be stored: dead
+        return not (seed != self._seed_fp and self._current is self._seed)  # another seed's, while ours is fresher
+
+
+class OAuthSession(PairHolder):
     """The live token pair of one application on one portal, shared with other processes through the token file."""
 
     def __init__(
@@ -162,20 +197,10 @@ class OAuthSession:
         seed: TokenPair,
         token_file: Path,
     ) -> None:
-        self._http = http
-        self._token_url = token_url
-        self._token_host = urlsplit(token_url).netloc
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._seed = seed
-        self._seed_fp = fingerprint(seed.refresh_token)
+        super().__init__(http=http, token_url=token_url, client_id=client_id, client_secret=client_secret, seed=seed)
         self.token_file = token_file
         self._lock_file = lock_file_of(token_file)
-        self._current: TokenPair | None = None
-        self._lineage = self._seed_fp  # the seed the current pair descends from; saved with it
         self._pending: _Pending | None = None  # renewed, not yet saved
-        self._spent: set[str] = set()  # fingerprints of the refresh tokens this process used up
-        self._lock = anyio.Lock()
         # Each trouble is told once, until it clears.
         self._warned_save = False
         self._warned_lock = False
@@ -229,23 +254,12 @@ class OAuthSession:
             return self._use(saved.pair, saved.seed)
         return self._use(self._seed, self._seed_fp)
 
-    def _use(self, pair: TokenPair, lineage: str) -> TokenPair:
-        """Make `pair` the live one; its tokens join the redactor, so no log or error can quote them."""
-        redact.add_rotating([pair.access_token, pair.refresh_token])
-        self._current = pair
-        self._lineage = lineage
-        return pair
-
     def _take_newer(self, saved: _Saved | None, rejected: str) -> str | None:
         """The access token of the file's pair, made live, if it replaced the rejected one; else None."""
-        if saved is None or saved.pair.access_token == rejected:
+        if saved is None or not self._adoptable(saved.pair, saved.seed, rejected):
             return None
-        if fingerprint(saved.pair.refresh_token) in self._spent:
-            return None  # a pair this process renewed itself, whose successor could not be saved: dead
         if self._pending is not None and saved.pair == self._pending.replaces:
             return None  # the file our unsaved pair is meant to overwrite has not changed since
-        if saved.seed != self._seed_fp and self._current is self._seed:
-            return None  # another seed's file, while we hold our own fresher seed from the environment
         log.info("using the token pair another b24-mcp process renewed")
         return self._use(saved.pair, saved.seed).access_token
 

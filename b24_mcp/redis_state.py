@@ -36,7 +36,7 @@ import anyio
 
 from .errors import B24Error, PortalError, UpstreamError, portal_error
 from .logs import redact
-from .oauth import TokenPair, fingerprint, late_error, request_pair
+from .oauth import PairHolder, TokenPair, fingerprint, late_error, request_pair
 from .pacing import SharedBucket, gcra
 from .team import REDIS_URL, RedisConfig
 
@@ -301,7 +301,7 @@ class _Pending:
     pair: TokenPair
 
 
-class RedisOAuthSession:
+class RedisOAuthSession(PairHolder):
     """The OAuth pair of one application on one portal, shared by replicas through Redis (`auth.TokenSession`)."""
 
     def __init__(
@@ -316,22 +316,12 @@ class RedisOAuthSession:
         seed: TokenPair,
         lock_ttl: float,
     ) -> None:
+        super().__init__(http=http, token_url=token_url, client_id=client_id, client_secret=client_secret, seed=seed)
         self._redis = redis
         self._key = key
         self._lock_key = f"{key}:lock"
-        self._http = http
-        self._token_url = token_url
-        self._token_host = token_url.split("//", 1)[-1].split("/", 1)[0]
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._seed = seed
-        self._seed_fp = fingerprint(seed.refresh_token)
         self._lock_ttl = lock_ttl
-        self._current: TokenPair | None = None
-        self._lineage = self._seed_fp
         self._pending: _Pending | None = None
-        self._spent: set[str] = set()
-        self._lock = anyio.Lock()
         self._warned_store = False
         self._seed_script = redis.client.register_script(_SEED)
         self._cas_script = redis.client.register_script(_CAS)
@@ -386,19 +376,9 @@ class RedisOAuthSession:
         finally:
             self._lock.release()
 
-    def _use(self, pair: TokenPair, lineage: str) -> TokenPair:
-        redact.add_rotating([pair.access_token, pair.refresh_token])
-        self._current = pair
-        self._lineage = lineage
-        return pair
-
     def _take_newer(self, stored: _Stored | None, rejected: str) -> str | None:
-        if stored is None or stored.pair.access_token == rejected:
+        if stored is None or not self._adoptable(stored.pair, stored.seed, rejected):
             return None
-        if fingerprint(stored.pair.refresh_token) in self._spent:
-            return None  # one this replica renewed itself and could not store: dead
-        if stored.seed != self._seed_fp and self._current is self._seed:
-            return None  # another seed's pair, while we hold our own fresher seed from the environment
         log.info("using the token pair another b24-mcp replica renewed")
         return self._use(stored.pair, stored.seed).access_token
 
