@@ -226,16 +226,22 @@ def send_stream(total: int, piece: bytes = bytes(64 * 1024), head: bytes = b"", 
     return respond
 
 
+async def traced_failure(client: B24Client) -> tuple[B24Error, int]:
+    """One get_chat that must fail, and the traced memory peak it cost."""
+    tracemalloc.start()
+    try:
+        err = await failure(lambda: client.get_chat("chat5"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return err, peak
+
+
 async def capped(server: Upstream, respond: Respond) -> int:
     """Make one call against `respond`; check it is refused for its size; return the traced memory peak."""
     server.respond = respond
     async with client_for(server.base) as client:
-        tracemalloc.start()
-        try:
-            err = await failure(lambda: client.get_chat("chat5"))
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        err, peak = await traced_failure(client)
         assert isinstance(err, UpstreamError)
         assert "larger than 8 MiB" in str(err) and "stopped reading" in str(err)
         assert server.requests == 1  # not retried: the same answer would come again
@@ -289,12 +295,7 @@ async def test_millions_of_tiny_values_are_refused_before_parsing_in_bounded_mem
     with upstream() as server:
         server.respond = answer(tiny)
         async with client_for(server.base) as client:
-            tracemalloc.start()
-            try:
-                err = await failure(lambda: client.get_chat("chat5"))
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+            err, peak = await traced_failure(client)
             assert isinstance(err, AnswerError) and "more than 300,000 JSON values" in str(err)
             # Commas in texts are not values: a chat whose name is a million commas is read as it is.
             server.respond = answer({"result": {"chat": {**CHAT["result"]["chat"], "name": "," * 1_000_000}}})
