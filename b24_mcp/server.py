@@ -43,10 +43,11 @@ from mcp_types import (
 from mcp_types import Tool as MCPTool
 from pydantic import BaseModel
 
+from .arguments import input_schema
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
 from .settings import DEMO_NOTICE, Settings
-from .tools import ICONS, RESOURCES, TOOLS, UNEXPECTED, ToolSpec, fetch, handle
+from .tools import ICONS, READ_ONLY, RESOURCES, TOOLS, UNEXPECTED, ToolSpec, fetch, handle
 
 if TYPE_CHECKING:
     import httpx
@@ -169,13 +170,11 @@ def _tool(spec: ToolSpec, call: Callable[[dict[str, Any], Context | None], Any])
         name=spec.name,
         title=spec.title,
         description=spec.description,
-        annotations=spec_annotations(spec),
+        annotations=READ_ONLY.model_copy(update={"title": spec.title}),
         icons=ICONS,
         structured_output=False,
     )
     tool = RawTool(**{name: getattr(base, name) for name in Tool.model_fields}, call=call)
-    from .arguments import input_schema
-
     tool.parameters = input_schema(spec.args)
     tool.fn_metadata.output_schema = _output_schema(spec)  # advertised; not validated again
     return tool
@@ -204,12 +203,6 @@ def _output_schema(spec: ToolSpec) -> dict[str, Any]:
 
     model: type[BaseModel] = getattr(models, spec.output)
     return model.model_json_schema()
-
-
-def spec_annotations(spec: ToolSpec) -> Any:
-    from .tools import READ_ONLY
-
-    return READ_ONLY.model_copy(update={"title": spec.title})
 
 
 class B24Server(MCPServer):
