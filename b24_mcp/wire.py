@@ -12,6 +12,7 @@ whose message names the host and the likely cause, never the URL, whose path hol
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import ssl
@@ -208,11 +209,38 @@ def redirect_error(host: str, status: int, location: str, setting: str) -> Upstr
     )
 
 
+def trust() -> ssl.SSLContext:
+    """The TLS context for the trust the environment asks for: SSL_CERT_FILE (an on-premise CA), else SSL_CERT_DIR,
+    else certifi's bundle, in httpx's own order. Reading a bundle costs ~20 ms, so it is read once per process
+    per setting (and again if the file changes), not once per client: `check` makes several."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", "")
+    stamp = None
+    if cafile:
+        try:
+            stat = os.stat(cafile)
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            pass  # the load below names the setting
+    return _context(cafile, "" if cafile else capath, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(cafile: str, capath: str, stamp: object) -> ssl.SSLContext:
+    if cafile:
+        return ssl.create_default_context(cafile=cafile)
+    if capath:
+        return ssl.create_default_context(capath=capath)
+    import certifi  # httpx's own default, and a dependency of it
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def make_http(timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The process's one HTTP client. trust_env stays on so SSL_CERT_FILE (an on-premise CA) is honoured."""
+    """The process's one HTTP client, trusting what `trust()` reads."""
     try:
         return httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
+            verify=trust(),
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "b24-mcp"},
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),

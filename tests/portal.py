@@ -188,7 +188,7 @@ class StandInPortal:
         self.bot_id = self.standin.bot_id
         self.chats = self.standin.chats
         self._state = _State(self.standin)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def _make_server(self) -> ThreadingHTTPServer:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from mcp import Client
 
@@ -42,6 +43,13 @@ async def test_contract_matches_the_snapshot() -> None:
         "the published tool contract changed. If on purpose, run "
         "`B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py` and commit b24_mcp/contract.json"
     )
+
+
+def test_every_published_schema_is_valid_json_schema() -> None:
+    """Checked once here, on the snapshot that test_contract_matches_the_snapshot keeps equal to tools/list."""
+    for tool in json.loads(SNAPSHOT.read_text(encoding="utf-8"))["tools"]:
+        jsonschema.Draft202012Validator.check_schema(tool["inputSchema"])
+        jsonschema.Draft202012Validator.check_schema(tool["outputSchema"])
 
 
 def test_served_output_schemas_are_what_the_models_generate() -> None:

@@ -15,7 +15,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from tests.e2e.helpers import clean_env, spawned, text_of, webhook_env
@@ -36,7 +35,6 @@ async def test_get_chat_over_stdio(https_portal: StandInPortal, tmp_path: Path, 
     """Start-up, a call over HTTPS with the CA from SSL_CERT_FILE, and refusals; no secret on stderr at DEBUG."""
     stderr = tmp_path / "stderr.log"
     async with spawned(webhook_env(https_portal), stderr, mode=mode) as client:
-        tool = next(t for t in (await client.list_tools()).tools if t.name == "get_chat")
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
         denied = await client.call_tool("get_chat", {"dialogId": "chat7"})
         wrong = await client.call_tool("get_chat", {"dialogId": "chat5", "botToken": "not-the-token"})
@@ -46,7 +44,6 @@ async def test_get_chat_over_stdio(https_portal: StandInPortal, tmp_path: Path, 
         one = await client.call_tool("get_message", {"messageId": 784})
     assert not result.is_error, text_of(result)
     assert result.structured_content == https_portal.chats["chat5"]
-    jsonschema.validate(result.structured_content, tool.output_schema or {})
     assert "Support Chat (chat5)" in text_of(result)
     assert denied.is_error and "ACCESS_DENIED" in text_of(denied)
     assert wrong.is_error and "BOT_OWNERSHIP_ERROR" in text_of(wrong)
