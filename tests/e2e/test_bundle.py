@@ -1,6 +1,6 @@
 """The MCP Bundle with the official CLI (`@anthropic-ai/mcpb`, pinned): manifest.json validates, `mcpb pack`
 makes b24-mcp.mcpb without the tests, the bench or a virtualenv, and the packed bundle runs as a host would start
-it (its mcp_config, substituted by the CLI package's own code, with `check --demo` appended).
+it (its mcp_config, substituted by the CLI package's own code, with `--demo` appended) and serves over stdio.
 
 Like the Inspector's tests, the pinned package is installed once into a cache directory and its CLI run with
 node directly (what `npx -y @anthropic-ai/mcpb@VERSION` runs, without npx resolving it on every call).
@@ -13,10 +13,15 @@ import shutil
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
-from tests.e2e.helpers import clean_env, npm_package
+from b24_mcp.settings import DEMO_NOTICE
+from b24_mcp.tools import TOOLS
+from tests.e2e.helpers import clean_env, npm_package, text_of
 from tests.test_ship import MCPB_VERSION
 from tests.values import ROOT
 
@@ -46,7 +51,9 @@ def test_manifest_validates_with_the_official_cli(cli: tuple[str, Path]) -> None
     assert "Manifest schema validation passes!" in done.stdout and "ERROR" not in done.stdout
 
 
-def test_pack_leaves_out_tests_and_venv_and_the_bundle_runs(cli: tuple[str, Path], tmp_path: Path) -> None:
+def host_config(cli: tuple[str, Path], tmp_path: Path) -> dict[str, Any]:
+    """Pack the repo, check what the bundle holds, unpack it as a host installs it, and return its mcp_config with
+    ${__dirname} and ${user_config.*} substituted by the CLI package's own code (the host's side)."""
     node, entry = cli
     bundle = tmp_path / "b24-mcp.mcpb"
     done = mcpb(cli, "pack", ".", str(bundle))
@@ -58,7 +65,6 @@ def test_pack_leaves_out_tests_and_venv_and_the_bundle_runs(cli: tuple[str, Path
 
     unpacked = tmp_path / "installed"
     zipfile.ZipFile(bundle).extractall(unpacked)
-    # The host's side: mcp_config with ${__dirname} and ${user_config.*} substituted by the CLI package's code.
     shared = (entry.parent.parent / "shared" / "config.js").as_uri()  # dist/cli/cli.js -> dist/shared/config.js
     script = (
         f"import {{ getMcpConfigForManifest }} from {json.dumps(shared)};\n"
@@ -69,11 +75,23 @@ def test_pack_leaves_out_tests_and_venv_and_the_bundle_runs(cli: tuple[str, Path
     )
     made = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
-    config = json.loads(made.stdout)
+    config: dict[str, Any] = json.loads(made.stdout)
     assert "${" not in json.dumps(config), config  # every placeholder filled: defaults or the user's values
-    command = [shutil.which(config["command"]) or config["command"], *config["args"], "check", "--demo"]
-    ran = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=clean_env(**config["env"])
+    return config
+
+
+@pytest.mark.anyio
+async def test_pack_leaves_out_tests_and_venv_and_the_bundle_runs(cli: tuple[str, Path], tmp_path: Path) -> None:
+    config = host_config(cli, tmp_path)
+    # Started exactly as the host would start it, with --demo appended: uv installs the bundle's environment
+    # from its uv.lock on this first launch, then a stdio session lists the tools and calls one.
+    command = shutil.which(config["command"]) or config["command"]
+    params = StdioServerParameters(
+        command=command, args=[*config["args"], "--demo"], env=clean_env(**config["env"]), cwd=str(tmp_path)
     )
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert "Verdict: all good" in ran.stdout
+    with (tmp_path / "stderr.log").open("a") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), mode="auto", read_timeout_seconds=300) as client:
+            tools = (await client.list_tools()).tools
+            result = await client.call_tool("get_chat", {"dialogId": "chat5"})
+    assert [t.name for t in tools] == [spec.name for spec in TOOLS]
+    assert not result.is_error and text_of(result).startswith(DEMO_NOTICE), (tmp_path / "stderr.log").read_text()

@@ -112,43 +112,30 @@ def secrets_of(portal: StandInPortal) -> list[str]:
     return [APP.client_secret, APP.access_token, APP.refresh_token, *portal.current_access_tokens]
 
 
-async def test_expiry_under_concurrent_calls_refreshes_once(portal: StandInPortal, tmp_path: Path) -> None:
-    token_file, stderr = tmp_path / "tokens.json", tmp_path / "stderr.log"
-    async with spawned(unpaced_env(portal, token_file), stderr) as client:
-        (first,) = await calls(client, 1)
-        assert not first.is_error, text_of(first)
+async def test_two_server_processes_sharing_a_token_file(portal: StandInPortal, tmp_path: Path) -> None:
+    """Two servers, one token file, an expiry under concurrent calls in both: one refresh and no invalid_grant;
+    the renewed pair saved; calls signed with `auth`, no botToken; no secret in either server's DEBUG log.
+    (A restart with stale tokens in the environment is test_oauth's, in process: the file decides there too.)"""
+    token_file = tmp_path / "tokens.json"
+    env = unpaced_env(portal, token_file)
+    async with spawned(env, tmp_path / "a.log") as a, spawned(env, tmp_path / "b.log") as b:
+        results = [*(await calls(a, 1)), *(await calls(b, 1))]
         portal.expire_access_token()
-        results = await calls(client, 10)
-    assert all(not r.is_error for r in results), [text_of(r) for r in results]
+
+        async def five(client: Any) -> None:
+            results.extend(await calls(client, 5))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(five, a)
+            tg.start_soon(five, b)
+    assert len(results) == 12 and all(not r.is_error for r in results), [text_of(r) for r in results]
     assert portal.refresh_count == 1 and portal.invalid_grants == 0
     request = portal.requests[0]
     assert request.path == "/rest/imbot.v2.Chat.get" and request.body["auth"] == APP.access_token
     assert "botToken" not in request.body  # OAuth needs none
     saved = json.loads(token_file.read_text())
     assert saved["access_token"] in portal.current_access_tokens
-    logged = stderr.read_text() + "".join(r.model_dump_json() for r in results)
-    for secret in secrets_of(portal):
+    logged = "".join((tmp_path / f"{x}.log").read_text() for x in "ab") + "".join(r.model_dump_json() for r in results)
+    assert "imbot.v2.Chat.get" in logged  # DEBUG did log each call...
+    for secret in secrets_of(portal):  # ...and no secret
         assert secret not in logged
-
-    # A restart with the same (now dead) tokens in the environment continues from the saved pair.
-    async with spawned(unpaced_env(portal, token_file), tmp_path / "stderr2.log") as client:
-        (again,) = await calls(client, 1)
-    assert not again.is_error and portal.refresh_count == 1
-
-
-async def test_two_server_processes_sharing_a_token_file(portal: StandInPortal, tmp_path: Path) -> None:
-    token_file = tmp_path / "tokens.json"
-    env = unpaced_env(portal, token_file)
-    async with spawned(env, tmp_path / "a.log") as a, spawned(env, tmp_path / "b.log") as b:
-        assert not (await calls(a, 1))[0].is_error and not (await calls(b, 1))[0].is_error
-        portal.expire_access_token()
-        results: list[Any] = []
-
-        async def both(client: Any) -> None:
-            results.extend(await calls(client, 5))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(both, a)
-            tg.start_soon(both, b)
-    assert len(results) == 10 and all(not r.is_error for r in results), [text_of(r) for r in results]
-    assert portal.refresh_count == 1 and portal.invalid_grants == 0

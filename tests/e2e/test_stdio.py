@@ -1,6 +1,6 @@
 """End to end over stdio: `python -m b24_mcp` as a subprocess, as a host starts it, against the stand-in portal.
 
-Only what a process boundary shows is here: start-up and a real call in both protocol eras, stdout carrying
+Only what a process boundary shows is here: start-up and a real call in each protocol era, stdout carrying
 nothing but JSON-RPC, and the server's own stderr (at DEBUG, the most it ever logs) free of every secret.
 What a call returns for each kind of portal answer is proven in-process (test_client, test_loopback, test_tools).
 """
@@ -30,11 +30,12 @@ def assert_no_secret(*texts: str) -> None:
         assert TOKEN not in text
 
 
-@pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_get_chat_over_stdio(https_portal: StandInPortal, tmp_path: Path, mode: str) -> None:
-    """Start-up, a call over HTTPS with the CA from SSL_CERT_FILE, and refusals; no secret on stderr at DEBUG."""
+async def test_every_tool_over_stdio(https_portal: StandInPortal, tmp_path: Path) -> None:
+    """Start-up in the 2026-07-28 era, a call of each tool over HTTPS with the CA from SSL_CERT_FILE, and refusals;
+    no secret on stderr at DEBUG. The 2025-11-25 handshake over stdio is test_stdout_carries_only_json_rpc's (and
+    tests/installed.py runs the installed wheel in both eras); each era's answers are test_tools' (in memory)."""
     stderr = tmp_path / "stderr.log"
-    async with spawned(webhook_env(https_portal), stderr, mode=mode) as client:
+    async with spawned(webhook_env(https_portal), stderr, mode="auto") as client:
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
         denied = await client.call_tool("get_chat", {"dialogId": "chat7"})
         wrong = await client.call_tool("get_chat", {"dialogId": "chat5", "botToken": "not-the-token"})
