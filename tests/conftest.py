@@ -1,15 +1,23 @@
-"""Shared fixtures: anyio on asyncio, the test CA, and the stand-in portal over HTTP and HTTPS."""
+"""Shared fixtures: anyio on asyncio, the test CA, and the stand-in portal over HTTP and HTTPS.
+
+What the fixtures need is imported inside them: every pytest process loads this file first, the xdist controller
+(which runs no test) included, so what it imports at the top delays every worker's start.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-import trustme
 
-from tests.portal import StandInPortal
 from tests.redis_server import redis_server, redis_url  # noqa: F401 - fixtures of the team tests (issue 13)
 from tests.values import CODE, TOKEN
+
+if TYPE_CHECKING:
+    import trustme
+
+    from tests.portal import StandInPortal
 
 
 @pytest.fixture
@@ -17,9 +25,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries at once: for tests of what is retried and how it ends, not of how long the client waits."""
+    from b24_mcp import client as client_module
+
+    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: 0.0)
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     """The test CA that signs the stand-in portal's certificate."""
+    import trustme
+
     return trustme.CA()
 
 
@@ -30,6 +48,8 @@ def https_portal(ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
     This process trusts it the way a user trusts an on-premise portal's CA: SSL_CERT_FILE, which the server's
     HTTP client reads when it is made. Subprocesses get their own environment (see tests/e2e/helpers.py).
     """
+    from tests.portal import StandInPortal
+
     with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as p:
         monkeypatch.setenv("SSL_CERT_FILE", str(p.ca_pem_path))
         yield p
@@ -38,5 +58,7 @@ def https_portal(ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
 @pytest.fixture
 def http_portal() -> Iterator[StandInPortal]:
     """The stand-in portal over plain HTTP on loopback (allowed for 127.0.0.1 only)."""
+    from tests.portal import StandInPortal
+
     with StandInPortal(webhook_code=CODE, bot_token=TOKEN) as p:
         yield p

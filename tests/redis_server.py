@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
 
 @dataclass(frozen=True)
@@ -85,6 +84,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied for this test."""
+    import redis  # here, not at the top: every pytest process loads this module with the conftest
+
     with redis.Redis(port=redis_server.port, socket_timeout=5) as client:
         client.flushall()
     return redis_server.url

@@ -186,13 +186,16 @@ def test_ctrl_c_in_a_terminal_ends_the_server_at_once_without_a_traceback() -> N
     seen = b""
 
     def read_for(seconds: float) -> None:
+        """Whatever the terminal shows within `seconds`; always takes them (a spin here once ran out the bound
+        below in microseconds, while the child, its terminal already closed, had not quite exited)."""
         nonlocal seen
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if select.select([fd], [], [], 0.1)[0]:
+        while (left := end - time.monotonic()) > 0:
+            if select.select([fd], [], [], left)[0]:
                 try:
                     seen += os.read(fd, 4096)
-                except OSError:  # the child is gone
+                except OSError:  # the child closed the terminal: nothing more to read
+                    time.sleep(max(0.0, end - time.monotonic()))
                     return
 
     try:

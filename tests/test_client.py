@@ -16,7 +16,6 @@ import anyio
 import httpx
 import pytest
 
-from b24_mcp import client as client_module
 from b24_mcp import settings as config
 from b24_mcp.auth import OAuth, Webhook
 from b24_mcp.client import B24Client
@@ -69,11 +68,6 @@ def make(portal: Portal, **env: str) -> B24Client:
     settings = config.load(webhook_vars(**{"B24_RATE_BURST": "50", **env}))
     assert isinstance(settings.auth, config.WebhookConfig)
     return B24Client(settings, make_http(settings.timeout, httpx.MockTransport(portal)), Webhook(settings.auth))
-
-
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: 0.0)
 
 
 # --- request shapes ---------------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ class Upstream(ThreadingHTTPServer):
 @contextmanager
 def upstream(tls: ssl.SSLContext | None = None) -> Iterator[Upstream]:
     server = Upstream(tls)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         yield server
@@ -440,7 +440,7 @@ def closed_port() -> int:
     return port
 
 
-async def test_a_dead_https_proxy_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_dead_https_proxy_is_named(monkeypatch: pytest.MonkeyPatch, fast_backoff: None) -> None:
     proxy = f"127.0.0.1:{closed_port()}"
     monkeypatch.setenv("HTTPS_PROXY", f"http://{proxy}")
     with upstream(serving(trustme.CA(), "127.0.0.1")) as server:
@@ -526,9 +526,9 @@ async def mocked(transport: httpx.MockTransport, **env: str) -> AsyncIterator[B2
 
 async def test_a_burst_of_impatient_calls_leaves_an_idle_bucket_idle() -> None:
     sent, transport = counting()
-    rate = 20.0
-    # Each call may take 3 x 0.25 s in all: about 2 + 0.75 x 20 calls get a turn, the rest are refused at once.
-    async with mocked(transport, B24_TIMEOUT="0.25", B24_RATE_LIMIT=str(rate), B24_RATE_BURST="3") as client:
+    rate = 40.0
+    # Each call may take 3 x 0.1 s in all: about 2 + 0.3 x 40 calls get a turn, the rest are refused at once.
+    async with mocked(transport, B24_TIMEOUT="0.1", B24_RATE_LIMIT=str(rate), B24_RATE_BURST="3") as client:
         outcomes: list[str] = []
 
         async def one() -> None:

@@ -67,11 +67,6 @@ def portal(request: pytest.FixtureRequest) -> StandInPortal:
     return request.getfixturevalue(f"{request.param}_portal")  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: 0.0)
-
-
 async def test_tools_over_a_real_socket(portal: StandInPortal) -> None:
     """The documented example, a thread with nulls and undocumented fields, and a personal chat, as a host sees them."""
     async with Client(build_server(settings_for(portal)), mode="legacy") as client:

@@ -91,8 +91,8 @@ def replicas(
         B24_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/1",
         B24_HTTP_TOKENS_FILE=str(tmp / "tokens"),
         B24_RATE_LIMIT=str(RATE),
-        B24_RATE_BURST=str(BURST - 2),  # two more of headroom for arrival jitter on a busy 2-core test machine
-        B24_TIMEOUT="1.5",  # a refresh lock outlives a dead replica by at most 2.5 s
+        B24_RATE_BURST=str(BURST - 4),  # four of headroom (200 ms at 20/s) for jitter on a loaded 2-core machine
+        B24_TIMEOUT="1",  # a refresh lock outlives a dead replica by at most 2 s (B24_TIMEOUT + 2 x LOCK_MARGIN)
     )
     started = [start(env, tmp / f"replica{i}.log") for i in range(3)]
     try:
@@ -166,7 +166,7 @@ async def test_an_expiry_under_load_costs_one_refresh_across_replicas(
 async def test_a_replica_killed_mid_refresh_loses_nothing(portal: StandInPortal, replicas: list[Replica]) -> None:
     before = portal.refresh_count
     asked = sum(1 for r in portal.requests if r.path.startswith("/oauth/token"))
-    portal.refresh_delay = 1.0  # the OAuth server is slow: the kill lands while the refresh is under way
+    portal.refresh_delay = 0.5  # the OAuth server is slow: the kill lands while the refresh is under way
     portal.drop_abandoned_refresh = True
     portal.expire_access_token()
     victim, *rest = replicas
