@@ -6,6 +6,7 @@ What the fixtures need is imported inside them: every pytest process loads this 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,14 @@ if TYPE_CHECKING:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def no_b24_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """This process's environment without its B24_* variables: a developer's own settings must not reach a test."""
+    for name in [k for k in os.environ if k.startswith("B24_")]:
+        monkeypatch.delenv(name)
+    return monkeypatch
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ either), so every case runs check's own code; the real spawn is proven once in t
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ import trustme
 from mcp import StdioServerParameters
 from mcp.client import stdio
 
-from b24_mcp import check
+from b24_mcp import check, cli
 from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError, portal_error
 from b24_mcp.server import build_server
 from tests.portal import OAuthSettings, StandInPortal
+from tests.readme import readme_block
 from tests.values import CODE, HOST, TOKEN, oauth_vars, webhook_vars
 
 
@@ -239,3 +241,34 @@ def test_ssl_cert_dir_is_shown_as_unused_beside_ssl_cert_file(https_portal: Stan
     code, out = run(env=webhook_vars(https_portal.webhook_url, SSL_CERT_FILE=pem, SSL_CERT_DIR=str(Path(pem).parent)))
     assert code == 0, out
     assert f"SSL_CERT_DIR     {Path(pem).parent} (not used: SSL_CERT_FILE is set)" in out
+
+
+def test_the_readme_check_output_is_a_real_one(
+    ca: trustme.CA, no_b24_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's `check --dialog chat7` block, against the stand-in portal: equal but for port, paths and times
+    (the server in memory prints what the spawned one does: the quick start's test shows that with a real spawn);
+    and neither the webhook code nor the bot token anywhere in what check printed."""
+    monkeypatch = no_b24_env
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    shown = readme_block("4. **Check the setup**")
+    token = re.search(r"B24_BOT_TOKEN +set \((\d+) characters\)", shown)
+    assert token is not None
+    secret_token = (TOKEN * 3)[: int(token[1])]  # the suite's secret, at the README's length
+    with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=secret_token) as portal:
+        monkeypatch.setenv("SSL_CERT_FILE", str(portal.ca_pem_path))
+        for name, value in webhook_vars(portal.webhook_url, B24_BOT_TOKEN=portal.bot_token).items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(SystemExit) as info:
+            cli.main(["check", "--dialog", "chat7"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 1
+    assert CODE not in out + err and secret_token not in out + err
+    assert portal.count() == 1  # get_chat reached the portal through the server (and was refused)
+
+    def normal(text: str) -> str:
+        text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
+        text = re.sub(r"(SSL_CERT_FILE +)\S+", r"\1CA", text)
+        return re.sub(r"in \d+ ms", "in N ms", text)
+
+    assert normal(out) == normal(shown)

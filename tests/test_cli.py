@@ -92,9 +92,7 @@ def test_help_check_prints_checks_help(capsys: pytest.CaptureFixture[str]) -> No
     assert out.startswith("usage: b24-mcp check") and "--dialog" in out and "Exit 0" in out
 
 
-def test_check_exit_status_is_checks(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    for name in [k for k in os.environ if k.startswith("B24_")]:
-        monkeypatch.delenv(name)
+def test_check_exit_status_is_checks(no_b24_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["check"])  # nothing configured: a configuration problem, before any spawn
     assert info.value.code == 2
@@ -115,14 +113,12 @@ class Terminal:
 
 
 @pytest.fixture
-def serving(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+def serving(no_b24_env: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """Serving replaced by a recorder; the root logger restored after (cli.main installs its handler)."""
     served: list[Any] = []
-    monkeypatch.setattr(transport, "serve_stdio", served.append)
+    no_b24_env.setattr(transport, "serve_stdio", served.append)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    for name in [k for k in os.environ if k.startswith("B24_")]:
-        monkeypatch.delenv(name)
     yield served
     root.handlers[:] = handlers
     root.setLevel(level)

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
 from b24_mcp.team import TEAM_VARS
-
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+from tests.readme import README, code_blocks, section
+from tests.values import ROOT
 
 
 def variables_in_code() -> set[str]:
     source = "\n".join(p.read_text() for p in (ROOT / "b24_mcp").glob("*.py"))
     return set(re.findall(r"\bB24_[A-Z_]+\b", source))
-
-
-def section(title: str) -> str:
-    """A README section's text, up to the next heading of the same or a higher level."""
-    level = title.split(" ", 1)[0]
-    body = README.split(f"\n{title}\n", 1)[1]
-    return re.split(rf"\n#{{1,{len(level)}}} ", body, maxsplit=1)[0]
 
 
 def readme_table(heading: str = "### Configuration") -> list[str]:
@@ -67,10 +58,6 @@ def test_quick_start_is_two_commands() -> None:
         "uv run pytest",
     ]
     assert "uv run pytest" in (ROOT / ".ci" / "run").read_text()
-
-
-def code_blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
 
 
 def test_hosts_launch_the_quiet_lean_form() -> None:

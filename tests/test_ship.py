@@ -21,7 +21,8 @@ import pytest
 from b24_mcp import settings as config
 from b24_mcp.team import TEAM_VARS
 from b24_mcp.tools import TOOLS
-from tests.test_docs import README, variables_in_code
+from tests.readme import README
+from tests.test_docs import variables_in_code
 from tests.values import ROOT
 
 SERVER = json.loads((ROOT / "server.json").read_text(encoding="utf-8"))
