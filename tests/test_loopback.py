@@ -30,7 +30,7 @@ from tests.values import BOT_ID, CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio
 
-CUT_OFF = "did not answer in time (B24_TIMEOUT=0.2 s a request, 0.6 s for the whole call)"
+CUT_OFF = "did not answer in time (B24_TIMEOUT=0.1 s a request, 0.3 s for the whole call)"
 
 
 def settings_for(portal: StandInPortal, **env: str) -> config.Settings:
@@ -164,11 +164,11 @@ async def test_dropped_connections_are_retried_twice(
 
 @pytest.mark.parametrize("fault", [Fault.hang(20), Fault.trickle(2.5)], ids=["hang", "trickle"])
 async def test_slow_portal_is_cut_off_at_the_call_bound(https_portal: StandInPortal, fault: Fault) -> None:
-    """A hang meets httpx's read timeout; a trickle never does (a piece every 0.05 s, well within the 0.2 s a read
+    """A hang meets httpx's read timeout; a trickle never does (a piece every 0.05 s, within the 0.1 s a read
     may take, 2.5 s in all): only the call's own bound ends it, with its own message."""
     https_portal.script(fault, fault, fault)
-    async with connected(https_portal, B24_TIMEOUT="0.2") as b24:
-        with anyio.fail_after(10):  # a bound for the test; the client promises 3 x 0.2 s
+    async with connected(https_portal, B24_TIMEOUT="0.1") as b24:
+        with anyio.fail_after(10):  # a bound for the test; the client promises 3 x 0.1 s
             with pytest.raises(UpstreamError) as info:
                 await b24.get_chat("chat5")
     assert CUT_OFF in str(info.value)
@@ -186,10 +186,10 @@ def limited() -> Iterator[StandInPortal]:
 
 async def test_burst_with_matching_settings_is_never_refused(limited: StandInPortal) -> None:
     async with connected(limited, B24_RATE_LIMIT="10", B24_RATE_BURST="3") as b24:
-        outcomes = await get_chats(b24, 8)
+        outcomes = await get_chats(b24, 6)
     assert [o for o in outcomes if isinstance(o, B24Error)] == []
     assert limited.refusals == 0
-    assert limited.count() == 8
+    assert limited.count() == 6
 
 
 async def test_burst_against_a_stricter_portal_still_answers_every_call(
@@ -199,14 +199,14 @@ async def test_burst_against_a_stricter_portal_still_answers_every_call(
     monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: real(attempt, base / 5, cap / 5))
     # The client believes the portal allows 40/s and 30 at once; the portal allows 10/s and 3.
     async with connected(limited, B24_RATE_LIMIT="40", B24_RATE_BURST="30") as b24:
-        outcomes = await get_chats(b24, 8)
+        outcomes = await get_chats(b24, 6)
     assert [str(o) for o in outcomes if isinstance(o, B24Error)] == []
     assert limited.refusals > 0  # the portal did refuse some...
-    assert limited.count() == 8 + limited.refusals  # ...and each refused request was sent again, no more
+    assert limited.count() == 6 + limited.refusals  # ...and each refused request was sent again, no more
 
 
 async def test_concurrent_tool_calls_run_in_parallel() -> None:
-    with StandInPortal(webhook_code=CODE, bot_token=TOKEN, delay=0.5) as portal:
+    with StandInPortal(webhook_code=CODE, bot_token=TOKEN, delay=0.3) as portal:
         async with Client(build_server(settings_for(portal, B24_RATE_BURST="30")), mode="legacy") as client:
             results: list[Any] = []
 

@@ -34,7 +34,7 @@ def portal_error(status: int, code: str) -> httpx.Response:
 
 
 def client(transport: httpx.MockTransport) -> B24Client:
-    settings = config.load(webhook_vars(B24_RATE_BURST="50"))
+    settings = config.load(webhook_vars(B24_RATE_BURST="50", B24_RATE_LIMIT="20"))  # a retry's turn: 50 ms
     assert isinstance(settings.auth, config.WebhookConfig)
     return B24Client(settings, make_http(settings.timeout, transport), Webhook(settings.auth))
 
