@@ -366,14 +366,14 @@ async def test_query_limit_gives_up_after_bounded_tries(fast_backoff: None) -> N
 
 
 async def test_query_limit_backoff_respects_the_call_deadline() -> None:
-    """With the real back-off and a 0.2 s budget per request, the call ends within 3 x 0.2 s.
+    """With the real back-off and a 0.1 s budget per request, the call ends within 3 x 0.1 s.
 
     The rate limit is high so that pacing after the refusal never pushes the next slot past the deadline:
     that case has its own test (below), which shows a bug."""
     portal = Portal(err(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
     with anyio.fail_after(5):  # a bound for the test, not a timing assertion
         with pytest.raises(PortalError, match="QUERY_LIMIT_EXCEEDED"):
-            await make(portal, B24_TIMEOUT="0.2", B24_RATE_LIMIT="1000").get_chat("chat5")
+            await make(portal, B24_TIMEOUT="0.1", B24_RATE_LIMIT="1000").get_chat("chat5")
     assert 1 <= len(portal.requests) < LIMIT_TRIES
 
 
