@@ -13,7 +13,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -246,25 +246,34 @@ async def test_unreachable_token_endpoint(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "said"),
-    [
-        (httpx.Response(200, content=b'{"access_token": "' + b"a" * 200_000 + b'"}'), "larger than 64 KiB"),
-        (
-            httpx.Response(200, content=gzip.compress(b" " * 50_000_000), headers={"Content-Encoding": "gzip"}),
+    [  # made when the test runs, not when every worker collects the module
+        (lambda: httpx.Response(200, content=b'{"access_token": "' + b"a" * 200_000 + b'"}'), "larger than 64 KiB"),
+        (  # 5 KB on the wire, 5 MB inflated
+            lambda: httpx.Response(200, content=gzip.compress(b" " * 5_000_000), headers={"Content-Encoding": "gzip"}),
             "larger than 64 KiB",
         ),
-        (httpx.Response(200, content=b"[" * 60_000), "something other than a JSON object"),
-        (httpx.Response(200, content=b'{"access_token": NaN, "refresh_token": "r"}'), "other than a JSON object"),
+        (lambda: httpx.Response(200, content=b"[" * 60_000), "something other than a JSON object"),
         (
-            httpx.Response(400, json={"error": "\x1b[31mSTOP\x1b[0m all", "error_description": "x\x1b]0;t\x07" * 99}),
+            lambda: httpx.Response(200, content=b'{"access_token": NaN, "refresh_token": "r"}'),
+            "other than a JSON object",
+        ),
+        (
+            lambda: httpx.Response(
+                400, json={"error": "\x1b[31mSTOP\x1b[0m all", "error_description": "x\x1b]0;t\x07" * 99}
+            ),
             "refused to renew the access token: (an unreadable code) x",
         ),
-        (httpx.Response(302, headers={"Location": "https://elsewhere.example/"}), "https://elsewhere.example"),
+        (lambda: httpx.Response(302, headers={"Location": "https://elsewhere.example/"}), "https://elsewhere.example"),
     ],
+    ids=["large", "gzip bomb", "nested", "NaN", "escapes", "redirect"],
 )
-async def test_a_hostile_token_server_is_read_with_a_bound(tmp_path: Path, answer: httpx.Response, said: str) -> None:
+async def test_a_hostile_token_server_is_read_with_a_bound(
+    tmp_path: Path, answer: Callable[[], httpx.Response], said: str
+) -> None:
     """The OAuth server's answer is read like the portal's: bounded after decompression, parsed with a nesting
     bound, no NaN, its code and description cleaned, redirects not followed."""
-    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: answer)) as http:
+    response = answer()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: response)) as http:
         with pytest.raises(AuthError) as info:
             await session(TOKEN_URL, tmp_path / "t.json", http).recover(SEED.access_token, soon())
     assert said in str(info.value)
