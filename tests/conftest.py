@@ -6,9 +6,10 @@ What the fixtures need is imported inside them: every pytest process loads this 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,6 +25,28 @@ if TYPE_CHECKING:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def metaschema_checked_once() -> Iterator[None]:
+    """The SDK's Client checks each tool's outputSchema against the JSON Schema metaschema once per session
+    (~20 ms a schema); the suite opens ~70 in-memory sessions over the same four schemas, so a schema that passed
+    is not checked again. Every structuredContent is still validated against its schema, and the schemas'
+    validity is test_contract's own test."""
+    from jsonschema.validators import Draft202012Validator
+
+    check = Draft202012Validator.check_schema
+    passed: set[str] = set()
+
+    def check_once(cls: type[Draft202012Validator], schema: Any, *args: Any, **kwargs: Any) -> None:
+        key = json.dumps(schema, sort_keys=True, default=repr)
+        if key not in passed:
+            check(schema, *args, **kwargs)  # raises for an invalid schema, which is then never remembered
+            passed.add(key)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Draft202012Validator, "check_schema", classmethod(check_once))
+        yield
 
 
 @pytest.fixture
