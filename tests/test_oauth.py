@@ -508,7 +508,7 @@ async def test_a_slow_token_server_ends_at_the_deadline(tmp_path: Path) -> None:
     async with server.client() as http:
         s = session(TOKEN_URL, tmp_path / "t.json", http)
         with anyio.fail_after(10), pytest.raises(AuthError) as info:  # the server would take 30 s
-            await s.recover(SEED.access_token, time.monotonic() + 0.2)
+            await s.recover(SEED.access_token, time.monotonic() + 0.1)
     assert "B24_TIMEOUT" in str(info.value) and "oauth.example.test" in str(info.value)
 
 
@@ -522,7 +522,7 @@ async def test_a_held_lock_ends_at_the_deadline_and_is_never_to_be_deleted(tmp_p
         async with server.client() as http:
             s = session(TOKEN_URL, file, http)
             with anyio.fail_after(10), pytest.raises(AuthError) as info:  # the lock is held until `finally`
-                await s.recover(SEED.access_token, time.monotonic() + 0.2)
+                await s.recover(SEED.access_token, time.monotonic() + 0.1)
     finally:
         held.release()
     message = str(info.value)
