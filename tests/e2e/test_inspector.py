@@ -26,7 +26,7 @@ import pytest
 from tests.e2e.helpers import clean_env, npm_package
 from tests.values import ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("inspector")]  # one HTTP server
+pytestmark = pytest.mark.e2e
 
 INSPECTOR = "@modelcontextprotocol/inspector"
 VERSION = "2.12.0"

@@ -30,7 +30,7 @@ from tests.portal import OAuthSettings, StandInPortal
 from tests.redis_server import RedisServer, free_port
 from tests.values import ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.xdist_group("team")]  # one set of replicas
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 APP = OAuthSettings()
 BEARER = "teamBEARERtoken0123456789abcdef"
