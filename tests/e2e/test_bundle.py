@@ -1,4 +1,4 @@
-"""The MCP Bundle with the official CLI (`@anthropic-ai/mcpb`, pinned): manifest.json validates, `mcpb pack`
+"""The MCP Bundle with the official CLI (`@anthropic-ai/mcpb`, pinned): `mcpb pack` validates manifest.json and
 makes b24-mcp.mcpb without the tests, the bench or a virtualenv, and the packed bundle runs as a host would start
 it (its mcp_config, substituted by the CLI package's own code, with `--demo` appended) and serves over stdio.
 
@@ -45,19 +45,14 @@ def mcpb(cli: tuple[str, Path], *args: str, cwd: Path = ROOT) -> subprocess.Comp
     return subprocess.run([node, str(entry), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-def test_manifest_validates_with_the_official_cli(cli: tuple[str, Path]) -> None:
-    done = mcpb(cli, "validate", "manifest.json")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Manifest schema validation passes!" in done.stdout and "ERROR" not in done.stdout
-
-
 def host_config(cli: tuple[str, Path], tmp_path: Path) -> dict[str, Any]:
     """Pack the repo, check what the bundle holds, unpack it as a host installs it, and return its mcp_config with
     ${__dirname} and ${user_config.*} substituted by the CLI package's own code (the host's side)."""
     node, entry = cli
     bundle = tmp_path / "b24-mcp.mcpb"
-    done = mcpb(cli, "pack", ".", str(bundle))
+    done = mcpb(cli, "pack", ".", str(bundle))  # which validates manifest.json first, as `mcpb validate` does
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "Manifest schema validation passes!" in done.stdout and "ERROR" not in done.stdout
     names = zipfile.ZipFile(bundle).namelist()
     assert {"manifest.json", "icon.png", "pyproject.toml", "uv.lock", "README.md", "b24_mcp/server.py"} <= set(names)
     assert not [n for n in names if n.split("/")[0] in {"tests", "bench", ".venv", ".ci", "dist", ".git"}], names

@@ -53,20 +53,12 @@ def launcher() -> list[str]:
     return [node, str(package / "clients" / "launcher" / "build" / "index.js")]
 
 
-def inspector(launcher: list[str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*launcher, "--cli", *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=clean_env()
-    )
-
-
-def test_tools_call_error_over_stdio_is_reported_as_is_error(launcher: list[str]) -> None:
-    done = inspector(
-        launcher, *SERVER, "--method", "tools/call", "--tool-name", "get_chat", "--tool-arg", "dialogId=chat7",
-        "--format", "json",
-    )  # fmt: skip
-    assert done.returncode == 5, done.stderr  # the Inspector's exit code for a tool that returned isError
-    result = json.loads(done.stdout.splitlines()[0])["result"]
-    assert result["isError"] is True and "ACCESS_DENIED" in result["content"][0]["text"]
+TOOL_CALLS: list[tuple[str, str, Callable[[dict[str, Any]], bool]]] = [
+    ("get_chat", "dialogId=chat5", lambda sc: sc["name"] == "Support Chat"),
+    ("get_chat_members", "dialogId=chat5", lambda sc: len(sc["users"]) == 3),
+    ("get_messages", "dialogId=chat5", lambda sc: sc["messages"][-1]["id"] == 789),
+    ("get_message", "messageId=784", lambda sc: sc["message"]["id"] == 784),
+]
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +88,53 @@ def http_server() -> Iterator[str]:
         proc.wait(10)
 
 
-def test_tools_list_is_portable_under_strict(launcher: list[str], http_server: str) -> None:
-    done = inspector(launcher, http_server, "--method", "tools/list", "--strict")
+@pytest.fixture(scope="module")
+def inspected(launcher: list[str], http_server: str) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every Inspector run of this module, by name, started together: each is ~0.7 s of node start-up, and run
+    side by side they overlap the other tests' waits instead of queueing. Each test reads its own run."""
+    runs = {
+        "stdio error": [*SERVER, "--method", "tools/call", "--tool-name", "get_chat", "--tool-arg", "dialogId=chat7",
+                        "--format", "json"],
+        "tools/list": [http_server, "--method", "tools/list", "--strict"],
+        **{
+            tool: [http_server, "--method", "tools/call", "--tool-name", tool, "--tool-arg", arg, "--format", "json"]
+            for tool, arg, _ in TOOL_CALLS
+        },
+        "resources/read": [http_server, "--method", "resources/read", "--uri", "bitrix24://chat/chat5"],
+    }  # fmt: skip
+    started = {
+        name: subprocess.Popen(
+            [*launcher, "--cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=clean_env(),
+        )
+        for name, args in runs.items()
+    }
+    done: dict[str, subprocess.CompletedProcess[str]] = {}
+    try:
+        for name, proc in started.items():
+            out, err = proc.communicate(timeout=120)
+            done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    finally:
+        for proc in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    return done
+
+
+def test_tools_call_error_over_stdio_is_reported_as_is_error(inspected: dict[str, Any]) -> None:
+    done = inspected["stdio error"]
+    assert done.returncode == 5, done.stderr  # the Inspector's exit code for a tool that returned isError
+    result = json.loads(done.stdout.splitlines()[0])["result"]
+    assert result["isError"] is True and "ACCESS_DENIED" in result["content"][0]["text"]
+
+
+def test_tools_list_is_portable_under_strict(inspected: dict[str, Any]) -> None:
+    done = inspected["tools/list"]
     assert done.returncode == 0, done.stderr
     tools = json.loads(done.stdout)["tools"]
     assert [t["name"] for t in tools] == ["get_chat", "get_chat_members", "get_messages", "get_message"]
@@ -105,29 +142,19 @@ def test_tools_list_is_portable_under_strict(launcher: list[str], http_server: s
     assert "0 errors, 0 warnings" in done.stderr or "warning" not in done.stderr.lower(), done.stderr
 
 
-@pytest.mark.parametrize(
-    ("tool", "arg", "check"),
-    [
-        ("get_chat", "dialogId=chat5", lambda sc: sc["name"] == "Support Chat"),
-        ("get_chat_members", "dialogId=chat5", lambda sc: len(sc["users"]) == 3),
-        ("get_messages", "dialogId=chat5", lambda sc: sc["messages"][-1]["id"] == 789),
-        ("get_message", "messageId=784", lambda sc: sc["message"]["id"] == 784),
-    ],
-)
+@pytest.mark.parametrize(("tool", "arg", "check"), TOOL_CALLS, ids=[tool for tool, _, _ in TOOL_CALLS])
 def test_tools_call_on_the_demo_portal(
-    launcher: list[str], http_server: str, tool: str, arg: str, check: Callable[[dict[str, Any]], bool]
+    inspected: dict[str, Any], tool: str, arg: str, check: Callable[[dict[str, Any]], bool]
 ) -> None:
-    done = inspector(
-        launcher, http_server, "--method", "tools/call", "--tool-name", tool, "--tool-arg", arg, "--format", "json"
-    )
+    done = inspected[tool]
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[0])["result"]
     assert not result.get("isError"), result
     assert check(result["structuredContent"])
 
 
-def test_resource_template_read(launcher: list[str], http_server: str) -> None:
-    done = inspector(launcher, http_server, "--method", "resources/read", "--uri", "bitrix24://chat/chat5")
+def test_resource_template_read(inspected: dict[str, Any]) -> None:
+    done = inspected["resources/read"]
     assert done.returncode == 0, done.stderr
     contents = json.loads(done.stdout)["contents"][0]
     assert contents["mimeType"] == "application/json"
