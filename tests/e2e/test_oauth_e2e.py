@@ -33,13 +33,12 @@ WORKER = textwrap.dedent(
     import sys, time, anyio, httpx
     from pathlib import Path
     from b24_mcp.oauth import OAuthSession, TokenPair
-    from tests.portal import OAuthSettings
-    APP = OAuthSettings()
+    from tests.values import OAUTH_ACCESS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH  # not tests.portal: TLS
 
     async def main() -> None:
         async with httpx.AsyncClient() as http:
-            s = OAuthSession(http=http, token_url=sys.argv[1], client_id=APP.client_id,
-                             client_secret=APP.client_secret, seed=TokenPair(APP.access_token, APP.refresh_token),
+            s = OAuthSession(http=http, token_url=sys.argv[1], client_id=OAUTH_CLIENT_ID,
+                             client_secret=OAUTH_CLIENT_SECRET, seed=TokenPair(OAUTH_ACCESS, OAUTH_REFRESH),
                              token_file=Path(sys.argv[2]))
             stale = await s.access_token()
             Path(sys.argv[3]).touch()            # ready
