@@ -1,4 +1,5 @@
-"""Shared fixtures: anyio on asyncio, the test CA, and the stand-in portal over HTTP and HTTPS.
+"""Shared fixtures: anyio on asyncio, the test CA, the stand-in portal over HTTP and HTTPS, retries at once, an
+environment without B24_* variables, and the SDK's metaschema check made once per schema.
 
 What the fixtures need is imported inside them: every pytest process loads this file first, the xdist controller
 (which runs no test) included, so what it imports at the top delays every worker's start.
