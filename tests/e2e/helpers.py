@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,26 @@ async def spawned(
     with stderr.open("a") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode=mode, read_timeout_seconds=60) as client:
             yield client
+
+
+@asynccontextmanager
+async def spawned_together(env: dict[str, str], *stderrs: Path, mode: str = "legacy") -> AsyncIterator[list[Client]]:
+    """Several `python -m b24_mcp` over stdio, all started before any is asked to initialize: each start-up is ~1 s
+    of CPU (the SDK's import), and side by side they overlap instead of queueing."""
+    params = StdioServerParameters(command=sys.executable, args=["-m", "b24_mcp"], env=env, cwd=str(ROOT))
+    async with AsyncExitStack() as stack:
+        logs = [stack.enter_context(stderr.open("a")) for stderr in stderrs]
+        streams = [await stack.enter_async_context(stdio_client(params, errlog=log)) for log in logs]
+        yield [
+            await stack.enter_async_context(Client(_opened(pair), mode=mode, read_timeout_seconds=60))
+            for pair in streams
+        ]
+
+
+@asynccontextmanager
+async def _opened(streams: Any) -> AsyncIterator[Any]:
+    """A transport whose streams are already open (its process already started)."""
+    yield streams
 
 
 def text_of(result: Any) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e.helpers import oauth_env, spawned, text_of
+from tests.e2e.helpers import oauth_env, spawned_together, text_of
 from tests.portal import OAuthSettings, StandInPortal
 from tests.values import ROOT
 
@@ -117,7 +117,7 @@ async def test_two_server_processes_sharing_a_token_file(portal: StandInPortal, 
     (A restart with stale tokens in the environment is test_oauth's, in process: the file decides there too.)"""
     token_file = tmp_path / "tokens.json"
     env = unpaced_env(portal, token_file)
-    async with spawned(env, tmp_path / "a.log") as a, spawned(env, tmp_path / "b.log") as b:
+    async with spawned_together(env, tmp_path / "a.log", tmp_path / "b.log") as (a, b):
         results = [*(await calls(a, 1)), *(await calls(b, 1))]
         portal.expire_access_token()
 

@@ -102,30 +102,53 @@ RAW_SESSION = [
 ]
 
 
-@pytest.mark.parametrize("setup", ["demo", "bad configuration"])
-def test_stdout_carries_only_json_rpc(setup: str) -> None:
+SETUPS = {  # arguments and environment of each raw session's server
+    "demo": (["--demo"], {"B24_LOG_LEVEL": "DEBUG"}),
+    "bad configuration": ([], {"B24_WEBHOOK_URL": f"http://example.com/rest/1/{CODE}/", "B24_BOT_TOKEN": TOKEN}),
+}
+
+
+@pytest.fixture(scope="module")
+def raw_sessions() -> dict[str, tuple[list[str], str, str]]:
+    """Each setup's raw session: the lines read while stdin was open, what came after, and stderr. The servers
+    are started together: each start-up is ~1 s of CPU, and side by side they overlap instead of queueing."""
+    started = {
+        setup: subprocess.Popen(
+            [sys.executable, "-m", "b24_mcp", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(**env),
+            cwd=ROOT,
+        )
+        for setup, (args, env) in SETUPS.items()
+    }
+    sessions: dict[str, tuple[list[str], str, str]] = {}
+    try:
+        for proc in started.values():
+            assert proc.stdin is not None
+            proc.stdin.write("".join(json.dumps(m) + "\n" for m in RAW_SESSION))
+            proc.stdin.flush()
+        for setup, proc in started.items():
+            lines = read_lines(proc.stdout, 4, timeout=60)  # stdin stays open meanwhile: EOF ends the session
+            rest, stderr = proc.communicate(timeout=30)
+            sessions[setup] = (lines, rest, stderr)
+    finally:
+        for proc in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    return sessions
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_stdout_carries_only_json_rpc(raw_sessions: dict[str, tuple[list[str], str, str]], setup: str) -> None:
     """Raw pipes, no SDK client in between: every byte the server writes to stdout is a JSON-RPC message.
 
     A bad configuration still starts (hosts show a server that fails to start with no reason): it is logged
     once on stderr, without a traceback or the secret in the bad URL, and every call reports it."""
-    if setup == "demo":
-        args, env = ["--demo"], clean_env(B24_LOG_LEVEL="DEBUG")
-    else:
-        args, env = [], clean_env(B24_WEBHOOK_URL=f"http://example.com/rest/1/{CODE}/", B24_BOT_TOKEN=TOKEN)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "b24_mcp", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write("".join(json.dumps(m) + "\n" for m in RAW_SESSION))
-    proc.stdin.flush()
-    lines = read_lines(proc.stdout, 4, timeout=60)  # stdin stays open meanwhile: EOF ends the session
-    rest, stderr = proc.communicate(timeout=30)
+    lines, rest, stderr = raw_sessions[setup]
     assert len(lines) == 4 and all(lines), stderr
     answers = {a["id"]: a for a in map(json.loads, lines)}  # each line parses: nothing else was printed
     assert set(answers) == {1, 2, 3, 4} and all(a["jsonrpc"] == "2.0" for a in answers.values())
