@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,14 @@ async def spawned_together(env: dict[str, str], *stderrs: Path, mode: str = "leg
 async def _opened(streams: Any) -> AsyncIterator[Any]:
     """A transport whose streams are already open (its process already started)."""
     yield streams
+
+
+def kill_left(procs: Iterable[subprocess.Popen[Any]]) -> None:
+    """Kill whichever of `procs` still runs: a test that failed half-way must not leave servers behind."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
 
 
 def text_of(result: Any) -> str:

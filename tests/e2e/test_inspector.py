@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import clean_env, npm_package
+from tests.e2e.helpers import clean_env, kill_left, npm_package
 from tests.values import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -119,10 +119,7 @@ def inspected(launcher: list[str], http_server: str) -> dict[str, subprocess.Com
             out, err = proc.communicate(timeout=120)
             done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     finally:
-        for proc in started.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
+        kill_left(started.values())
     return done
 
 

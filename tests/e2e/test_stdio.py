@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import clean_env, spawned, text_of, webhook_env
+from tests.e2e.helpers import clean_env, kill_left, spawned, text_of, webhook_env
 from tests.portal import StandInPortal
 from tests.values import BOT_ID, CODE, ROOT, TOKEN
 
@@ -135,10 +135,7 @@ def raw_sessions() -> dict[str, tuple[list[str], str, str]]:
             rest, stderr = proc.communicate(timeout=30)
             sessions[setup] = (lines, rest, stderr)
     finally:
-        for proc in started.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
+        kill_left(started.values())
     return sessions
 
 
