@@ -51,20 +51,16 @@ def webhook_env(portal: StandInPortal, **extra: str | None) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def spawned(
-    env: dict[str, str], stderr: Path, *, mode: str = "legacy", args: tuple[str, ...] = ()
-) -> AsyncIterator[Client]:
+async def spawned(env: dict[str, str], stderr: Path, *, mode: str = "legacy") -> AsyncIterator[Client]:
     """`python -m b24_mcp` over stdio, exactly as a host would start it."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "b24_mcp", *args], env=env, cwd=str(ROOT))
-    with stderr.open("a") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode=mode, read_timeout_seconds=60) as client:
-            yield client
+    async with spawned_together(env, stderr, mode=mode) as (client,):
+        yield client
 
 
 @asynccontextmanager
 async def spawned_together(env: dict[str, str], *stderrs: Path, mode: str = "legacy") -> AsyncIterator[list[Client]]:
-    """Several `python -m b24_mcp` over stdio, all started before any is asked to initialize: each start-up is ~1 s
-    of CPU (the SDK's import), and side by side they overlap instead of queueing."""
+    """As many `python -m b24_mcp` over stdio as `stderrs`, all started before any is asked to initialize: each
+    start-up is ~1 s of CPU (the SDK's import), and side by side they overlap instead of queueing."""
     params = StdioServerParameters(command=sys.executable, args=["-m", "b24_mcp"], env=env, cwd=str(ROOT))
     async with AsyncExitStack() as stack:
         logs = [stack.enter_context(stderr.open("a")) for stderr in stderrs]
