@@ -103,20 +103,22 @@ def test_half_of_oauth_names_what_is_missing() -> None:
     assert "missing: B24_REFRESH_TOKEN, B24_CLIENT_ID, B24_CLIENT_SECRET" in str(info.value)
 
 
+# An OAuth setup whose secrets are this module's own, each searchable by itself.
+OAUTH_SECRETS = {
+    "B24_ACCESS_TOKEN": "access-1111",
+    "B24_REFRESH_TOKEN": "refresh-2222",
+    "B24_CLIENT_SECRET": "client-secret-3333",
+}
+OAUTH = {"B24_PORTAL_URL": "https://acme.bitrix24.com/", "B24_CLIENT_ID": "local.abc", **OAUTH_SECRETS}
+
+
 def test_oauth_settings() -> None:
-    s = load(
-        B24_PORTAL_URL="https://acme.bitrix24.com/",
-        B24_ACCESS_TOKEN="access-1111",
-        B24_REFRESH_TOKEN="refresh-2222",
-        B24_CLIENT_ID="local.abc",
-        B24_CLIENT_SECRET="client-secret-3333",
-        B24_BOT_ID="456",
-    )
+    s = load(**OAUTH, B24_BOT_ID="456")
     assert s.mode == "oauth"
     assert isinstance(s.auth, config.OAuthConfig)
     assert s.auth.portal_url == "https://acme.bitrix24.com"
     assert s.auth.token_url == "https://oauth.bitrix.info/oauth/token/"
-    assert {"access-1111", "refresh-2222", "client-secret-3333"} <= set(s.secrets)
+    assert set(OAUTH_SECRETS.values()) <= set(s.secrets)
 
 
 def test_demo_needs_nothing() -> None:
@@ -131,15 +133,8 @@ def test_log_level_never_fails() -> None:
 
 
 def test_reprs_hide_every_secret() -> None:
-    s = load(
-        B24_PORTAL_URL="https://acme.bitrix24.com",
-        B24_ACCESS_TOKEN="access-1111",
-        B24_REFRESH_TOKEN="refresh-2222",
-        B24_CLIENT_ID="local.abc",
-        B24_CLIENT_SECRET="client-secret-3333",
-        B24_BOT_TOKEN="bot-token-4444",
-    )
-    for secret in ("access-1111", "refresh-2222", "client-secret-3333", "bot-token-4444"):
+    s = load(**OAUTH, B24_BOT_TOKEN="bot-token-4444")
+    for secret in (*OAUTH_SECRETS.values(), "bot-token-4444"):
         assert secret not in repr(s)
 
 
