@@ -9,6 +9,7 @@ node directly (what `npx -y @anthropic-ai/mcpb@VERSION` runs, without npx resolv
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import zipfile
@@ -19,6 +20,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from b24_mcp.check import spawn_env
 from b24_mcp.settings import DEMO_NOTICE
 from b24_mcp.tools import TOOLS
 from tests.e2e.helpers import clean_env, npm_package, text_of
@@ -75,6 +77,15 @@ def host_config(cli: tuple[str, Path], tmp_path: Path) -> dict[str, Any]:
     return config
 
 
+def host_env(manifest_env: dict[str, str]) -> dict[str, str]:
+    """What a host starts the bundle with: the user's TLS and proxy settings (check's PASS_THROUGH) and uv's cache,
+    which uv needs to install the bundle's dependencies (behind a private CA, say), then the manifest's env. Not the
+    user's own B24_* settings: the manifest's env is the whole configuration."""
+    passed = {k: v for k, v in spawn_env(os.environ).items() if not k.startswith("B24_")}
+    cache = {"UV_CACHE_DIR": os.environ["UV_CACHE_DIR"]} if "UV_CACHE_DIR" in os.environ else {}
+    return clean_env(**passed, **cache, **manifest_env)
+
+
 @pytest.mark.anyio
 async def test_pack_leaves_out_tests_and_venv_and_the_bundle_runs(cli: tuple[str, Path], tmp_path: Path) -> None:
     config = host_config(cli, tmp_path)
@@ -82,7 +93,7 @@ async def test_pack_leaves_out_tests_and_venv_and_the_bundle_runs(cli: tuple[str
     # from its uv.lock on this first launch, then a stdio session lists the tools and calls one.
     command = shutil.which(config["command"]) or config["command"]
     params = StdioServerParameters(
-        command=command, args=[*config["args"], "--demo"], env=clean_env(**config["env"]), cwd=str(tmp_path)
+        command=command, args=[*config["args"], "--demo"], env=host_env(config["env"]), cwd=str(tmp_path)
     )
     with (tmp_path / "stderr.log").open("a") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode="auto", read_timeout_seconds=300) as client:
