@@ -1,12 +1,14 @@
 """The MCP Inspector's CLI as a second, independent client, over both transports: an isError call over stdio
-(a server process per call), and over Streamable HTTP (one server for the module) the listing with --strict
-schema portability, a call on the demo portal, and the chat resource.
+(a server process of its own), and over Streamable HTTP (one server for the module) the listing with --strict
+schema portability, a call of each tool on the demo portal, and the chat resource.
 
 It needs Node.js and npm (`.ci/run` makes sure of Node); without them these tests, and only these, are skipped,
 saying so. The Inspector declares Node 22.19 or newer (its package.json `engines`). The pinned Inspector is
-installed once into a cache directory and its launcher run with node directly: `npx -y` re-resolved the package
-on every call, about 1 s of each (and the whole download on a cold cache, which is what once made the first of
-these tests take 16 s).
+installed once into a cache directory and run with node directly: `npx -y` re-resolved the package on every call,
+about 1 s of each (and the whole download on a cold cache, which is what once made the first of these tests take
+16 s). The stdio run goes through the Inspector's launcher, exit code and all. The HTTP runs share one node
+process that calls the CLI's `runCli(argv)` once per run, which is all the launcher does with `--cli`: loading
+the 900 KB CLI is ~0.6 s of CPU a process, and each run after the first costs ~0.03 s.
 The timeouts bound the tests; they do not time the server.
 """
 
@@ -19,6 +21,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,10 +51,22 @@ def test_without_node_the_inspector_tests_skip_with_the_reason(monkeypatch: pyte
 
 
 @pytest.fixture(scope="session")
-def launcher() -> list[str]:
-    """`node <the Inspector's launcher>`, the pinned Inspector installed once into a cache (not `npx -y` each time)."""
-    node, package = npm_package(INSPECTOR, VERSION, NO_NODE)
-    return [node, str(package / "clients" / "launcher" / "build" / "index.js")]
+def inspector() -> tuple[str, Path]:
+    """`node` and the pinned Inspector's folder, installed once into a cache (not `npx -y` each time)."""
+    return npm_package(INSPECTOR, VERSION, NO_NODE)
+
+
+# Each run's outcome in one node process: {"exit": the code the launcher would exit with, "error": its message}.
+# The launcher maps a CliExitCodeError to its exitCode (handleError); anything else to 1.
+RUN_ALL = """
+const [cli, runs] = [process.argv[1], JSON.parse(process.argv[2])];
+const { runCli } = await import(cli);
+const outcomes = await Promise.all(Object.entries(runs).map(([name, argv]) =>
+  runCli(["node", "inspector-cli", ...argv]).then(
+    () => [name, { exit: 0 }],
+    (err) => [name, { exit: err.exitCode ?? 1, error: String(err.message ?? err) }])));
+console.log(JSON.stringify(Object.fromEntries(outcomes)));
+"""
 
 
 TOOL_CALLS: list[tuple[str, str, Callable[[dict[str, Any]], bool]]] = [
@@ -88,71 +104,81 @@ def http_server() -> Iterator[str]:
         proc.wait(10)
 
 
+@dataclass
+class Inspected:
+    """What the Inspector printed for the stdio run, and each HTTP run's outcome and result (its --output file)."""
+
+    stdio: subprocess.CompletedProcess[str]
+    outcomes: dict[str, dict[str, Any]]
+    results: dict[str, Any]
+    stderr: str
+
+
 @pytest.fixture(scope="module")
-def inspected(launcher: list[str], http_server: str) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Every Inspector run of this module, by name, started together: each is ~0.7 s of node start-up, and run
-    side by side they overlap the other tests' waits instead of queueing. Each test reads its own run."""
-    runs = {
-        "stdio error": [*SERVER, "--method", "tools/call", "--tool-name", "get_chat", "--tool-arg", "dialogId=chat7",
-                        "--format", "json"],
+def inspected(inspector: tuple[str, Path], http_server: str, tmp_path_factory: pytest.TempPathFactory) -> Inspected:
+    """Every Inspector run of this module, started together: the stdio run through the launcher, the HTTP runs
+    side by side in one node process. Each test reads its own run."""
+    node, package = inspector
+    out = tmp_path_factory.mktemp("inspector")
+    stdio = [*SERVER, "--method", "tools/call", "--tool-name", "get_chat", "--tool-arg", "dialogId=chat7",
+             "--format", "json"]  # fmt: skip
+    http = {
         "tools/list": [http_server, "--method", "tools/list", "--strict"],
         **{
-            tool: [http_server, "--method", "tools/call", "--tool-name", tool, "--tool-arg", arg, "--format", "json"]
+            tool: [http_server, "--method", "tools/call", "--tool-name", tool, "--tool-arg", arg]
             for tool, arg, _ in TOOL_CALLS
         },
         "resources/read": [http_server, "--method", "resources/read", "--uri", "bitrix24://chat/chat5"],
-    }  # fmt: skip
-    started = {
-        name: subprocess.Popen(
-            [*launcher, "--cli", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=clean_env(),
-        )
-        for name, args in runs.items()
     }
-    done: dict[str, subprocess.CompletedProcess[str]] = {}
+    files = {name: out / f"{name.replace('/', '-')}.json" for name in http}
+    runs = {name: [*argv, "--output", str(files[name])] for name, argv in http.items()}
+    launcher = package / "clients" / "launcher" / "build" / "index.js"
+    cli = (package / "clients" / "cli" / "build" / "index.js").as_uri()
+    commands = [
+        [node, str(launcher), "--cli", *stdio],
+        [node, "--input-type=module", "-e", RUN_ALL, cli, json.dumps(runs)],
+    ]
+    started = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=clean_env())
+        for command in commands
+    ]
     try:
-        for name, proc in started.items():
-            out, err = proc.communicate(timeout=120)
-            done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        outputs = [p.communicate(timeout=120) for p in started]
+        done = [subprocess.CompletedProcess(p.args, p.returncode, *o) for p, o in zip(started, outputs, strict=True)]
     finally:
-        kill_left(started.values())
-    return done
+        kill_left(started)
+    assert done[1].returncode == 0, done[1].stderr
+    results = {name: json.loads(file.read_text()) for name, file in files.items() if file.exists()}
+    return Inspected(done[0], json.loads(done[1].stdout.splitlines()[-1]), results, done[1].stderr)
 
 
-def test_tools_call_error_over_stdio_is_reported_as_is_error(inspected: dict[str, Any]) -> None:
-    done = inspected["stdio error"]
+def test_tools_call_error_over_stdio_is_reported_as_is_error(inspected: Inspected) -> None:
+    done = inspected.stdio
     assert done.returncode == 5, done.stderr  # the Inspector's exit code for a tool that returned isError
     result = json.loads(done.stdout.splitlines()[0])["result"]
     assert result["isError"] is True and "ACCESS_DENIED" in result["content"][0]["text"]
 
 
-def test_tools_list_is_portable_under_strict(inspected: dict[str, Any]) -> None:
-    done = inspected["tools/list"]
-    assert done.returncode == 0, done.stderr
-    tools = json.loads(done.stdout)["tools"]
+def test_tools_list_is_portable_under_strict(inspected: Inspected) -> None:
+    assert inspected.outcomes["tools/list"] == {"exit": 0}, inspected.stderr  # 6 for an error-severity problem
+    tools = inspected.results["tools/list"]["tools"]
     assert [t["name"] for t in tools] == ["get_chat", "get_chat_members", "get_messages", "get_message"]
     assert all(t["annotations"]["readOnlyHint"] is True for t in tools)
-    assert "0 errors, 0 warnings" in done.stderr or "warning" not in done.stderr.lower(), done.stderr
+    assert "0 errors, 0 warnings" in inspected.stderr or "warning" not in inspected.stderr.lower(), inspected.stderr
 
 
 @pytest.mark.parametrize(("tool", "arg", "check"), TOOL_CALLS, ids=[tool for tool, _, _ in TOOL_CALLS])
 def test_tools_call_on_the_demo_portal(
-    inspected: dict[str, Any], tool: str, arg: str, check: Callable[[dict[str, Any]], bool]
+    inspected: Inspected, tool: str, arg: str, check: Callable[[dict[str, Any]], bool]
 ) -> None:
-    done = inspected[tool]
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.splitlines()[0])["result"]
+    assert inspected.outcomes[tool] == {"exit": 0}, inspected.stderr
+    result = inspected.results[tool]
     assert not result.get("isError"), result
     assert check(result["structuredContent"])
 
 
-def test_resource_template_read(inspected: dict[str, Any]) -> None:
-    done = inspected["resources/read"]
-    assert done.returncode == 0, done.stderr
-    contents = json.loads(done.stdout)["contents"][0]
+def test_resource_template_read(inspected: Inspected) -> None:
+    assert inspected.outcomes["resources/read"] == {"exit": 0}, inspected.stderr
+    contents = inspected.results["resources/read"]["contents"][0]
     assert contents["mimeType"] == "application/json"
     assert json.loads(contents["text"])["id"] == 5
