@@ -1,6 +1,8 @@
 """The MCP Inspector's CLI as a second, independent client, over both transports: an isError call over stdio
 (a server process of its own), and over Streamable HTTP (one server for the module) the listing with --strict
-schema portability, a call of each tool on the demo portal, and the chat resource.
+schema portability, a call of each tool on the demo portal, and the chat resource. That HTTP server binds
+127.0.0.2, so it also shows the bind policy on a real socket (a foreign Host or Origin refused) and, when the
+module ends, Ctrl-C ending it cleanly.
 
 It needs Node.js and npm (`.ci/run` makes sure of Node); without them these tests, and only these, are skipped,
 saying so. The Inspector declares Node 22.19 or newer (its package.json `engines`). The pinned Inspector is
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.helpers import clean_env, kill_left, npm_package
@@ -35,6 +39,7 @@ pytestmark = pytest.mark.e2e
 INSPECTOR = "@modelcontextprotocol/inspector"
 VERSION = "2.12.0"
 SERVER = [sys.executable, "-m", "b24_mcp", "--demo"]
+HOST = "127.0.0.2"  # loopback, but not the address the SDK protects by default
 NODE_VERSION = "22.19"  # what the pinned Inspector's package.json declares (engines.node >= 22.19.0)
 NO_NODE = (
     f"the MCP Inspector tests need Node.js (the Inspector declares {NODE_VERSION} or newer) and npm on PATH; "
@@ -78,30 +83,43 @@ TOOL_CALLS: list[tuple[str, str, Callable[[dict[str, Any]], bool]]] = [
 
 
 @pytest.fixture(scope="module")
-def http_server() -> Iterator[str]:
-    """`b24-mcp --demo --transport streamable-http` on a free loopback port; its /mcp URL."""
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`b24-mcp --demo --transport streamable-http` on 127.0.0.2, a loopback address the SDK alone leaves without
+    Host and Origin checks; its /mcp URL. Ended with Ctrl-C, as a user ends it: exit 130, one line on stderr saying
+    where it served, no traceback, and nothing at all on stdout."""
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((HOST, 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [*SERVER, "--transport", "streamable-http", "--port", str(port)],
-        env=clean_env(),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    logs = tmp_path_factory.mktemp("http-server")
+    with (logs / "stdout").open("wb") as stdout, (logs / "stderr").open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*SERVER, "--transport", "streamable-http", "--host", HOST, "--port", str(port)],
+            env=clean_env(),
+            cwd=ROOT,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    url = f"http://{HOST}:{port}/mcp"
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
+        while True:
+            assert proc.poll() is None, f"the server exited with {proc.returncode}: {(logs / 'stderr').read_text()}"
+            assert time.monotonic() < deadline, f"nothing listened on {HOST}:{port} within 60 s"
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection((HOST, port), timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield url
+        if sys.platform != "win32":
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == 130
+            said = (logs / "stderr").read_text()
+            assert said.count(f"b24-mcp: serving MCP over Streamable HTTP at {url}\n") == 1, said
+            assert "Traceback" not in said
+            assert (logs / "stdout").read_bytes() == b""  # over HTTP, stdout carries nothing at all
     finally:
-        proc.terminate()
-        proc.wait(10)
+        kill_left([proc])
 
 
 @dataclass
@@ -175,6 +193,29 @@ def test_tools_call_on_the_demo_portal(
     result = inspected.results[tool]
     assert not result.get("isError"), result
     assert check(result["structuredContent"])
+
+
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}},
+}
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def test_a_foreign_host_or_origin_is_refused_on_another_loopback_address(http_server: str) -> None:
+    """The bind policy (test_transport's table) on a real socket: the Inspector above came in with a good Host;
+    a DNS-rebinding page's Host, or a foreign Origin, is turned away with what the SDK answers."""
+    good = {**HEADERS, "Host": http_server.split("/")[2]}
+    with httpx.Client(timeout=10, trust_env=False) as http:
+        init = http.post(http_server, json=INITIALIZE, headers=good)
+        assert init.status_code == 200, init.text
+        assert init.json()["result"]["serverInfo"]["name"] == "b24-mcp"
+        rebound = http.post(http_server, json=INITIALIZE, headers={**HEADERS, "Host": "evil.example.com"})
+        assert (rebound.status_code, rebound.text) == (421, "Invalid Host header")
+        foreign = http.post(http_server, json=INITIALIZE, headers={**good, "Origin": "http://evil.example.com"})
+        assert (foreign.status_code, foreign.text) == (403, "Invalid Origin header")
 
 
 def test_resource_template_read(inspected: Inspected) -> None:
