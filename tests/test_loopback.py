@@ -192,21 +192,21 @@ async def test_burst_with_matching_settings_is_never_refused(limited: StandInPor
     assert limited.count() == 6
 
 
-async def test_burst_against_a_stricter_portal_still_answers_every_call(
-    limited: StandInPortal, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = client_module._backoff  # the real back-off, jitter and all, 5x faster like the portal
-    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: real(attempt, base / 5, cap / 5))
-    # The client believes the portal allows 40/s and 30 at once; the portal allows 10/s and 3.
-    async with connected(limited, B24_RATE_LIMIT="40", B24_RATE_BURST="30") as b24:
-        outcomes = await get_chats(b24, 6)
+async def test_burst_against_a_stricter_portal_still_answers_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = client_module._backoff  # the real back-off, jitter and all, 10x faster like the portal
+    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: real(attempt, base / 10, cap / 10))
+    # The client believes the portal allows 40/s and 30 at once; the portal allows 20/s and 3 (refusals are the
+    # point here, so no headroom for jitter is needed).
+    with StandInPortal(webhook_code=CODE, bot_token=TOKEN, rate=20, burst=3) as strict:
+        async with connected(strict, B24_RATE_LIMIT="40", B24_RATE_BURST="30") as b24:
+            outcomes = await get_chats(b24, 6)
     assert [str(o) for o in outcomes if isinstance(o, B24Error)] == []
-    assert limited.refusals > 0  # the portal did refuse some...
-    assert limited.count() == 6 + limited.refusals  # ...and each refused request was sent again, no more
+    assert strict.refusals > 0  # the portal did refuse some...
+    assert strict.count() == 6 + strict.refusals  # ...and each refused request was sent again, no more
 
 
 async def test_concurrent_tool_calls_run_in_parallel() -> None:
-    with StandInPortal(webhook_code=CODE, bot_token=TOKEN, delay=0.3) as portal:
+    with StandInPortal(webhook_code=CODE, bot_token=TOKEN, delay=0.2) as portal:
         async with Client(build_server(settings_for(portal, B24_RATE_BURST="30")), mode="legacy") as client:
             results: list[Any] = []
 
