@@ -156,8 +156,9 @@ def inspected(inspector: tuple[str, Path], http_server: str, tmp_path_factory: p
         [node, str(launcher), "--cli", *stdio],
         [node, "--input-type=module", "-e", RUN_ALL, cli, json.dumps(runs)],
     ]
+    env = clean_env(HOME=str(out))  # the Inspector keeps its storage under HOME: the test's, not the user's
     started = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=clean_env())
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
         for command in commands
     ]
     try:
