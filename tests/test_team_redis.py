@@ -132,8 +132,9 @@ async def test_a_short_block_is_waited_out(http_portal: StandInPortal, redis_url
         told.append(why)
 
     async with replicas(http_portal, 2, **env) as (a, b):
-        http_portal.script(Fault.time_limit(reset_in_seconds=0.2))
+        http_portal.script(Fault.time_limit(reset_in_seconds=0.1))
         assert (await a.get_chat("chat5")).name == "Support Chat"  # a waits for the reset itself, as today
+        # long enough that b's call starts while a's block is still in Redis, even on a loaded machine
         http_portal.script(Fault.time_limit(reset_in_seconds=0.2))
         direct = redis.Redis.from_url(redis_url)
         async with anyio.create_task_group() as tg:
@@ -201,7 +202,7 @@ async def test_a_dead_replicas_lock_expires_and_the_next_call_refreshes(redis_ur
             session = client._auth.session  # type: ignore[attr-defined]
             assert isinstance(session, RedisOAuthSession)
             # A replica took the lock and died mid-refresh: its lock stays until its TTL.
-            redis.Redis.from_url(redis_url).set(session._lock_key, "dead-replica", px=400)
+            redis.Redis.from_url(redis_url).set(session._lock_key, "dead-replica", px=200)
             portal.expire_access_token()
             assert (await client.get_chat("chat5")).name == "Support Chat"
         assert (portal.refresh_count, portal.invalid_grants) == (1, 0)
