@@ -187,8 +187,12 @@ class JwtVerifier:
         import httpx
         import jwt
 
-        if self._http is None:
-            self._http = httpx.AsyncClient(transport=self._transport, timeout=JWKS_TIMEOUT, follow_redirects=False)
+        from b24_mcp.wire import trust
+
+        if self._http is None:  # trusting what the portal's client trusts, with the same cached TLS context
+            self._http = httpx.AsyncClient(
+                transport=self._transport, timeout=JWKS_TIMEOUT, follow_redirects=False, verify=trust()
+            )
         try:
             with anyio.fail_after(JWKS_TIMEOUT):
                 async with self._http.stream("GET", self.config.jwks_url) as response:
