@@ -32,6 +32,7 @@ from b24_mcp.oauth import (
     fingerprint,
     lock_file_of,
 )
+from b24_mcp.wire import make_http
 from tests.portal import OAuthSettings, StandInPortal
 from tests.values import OAUTH_ACCESS, OAUTH_CLIENT_SECRET, OAUTH_REFRESH
 
@@ -105,7 +106,7 @@ async def test_a_dead_refresh_token_asks_to_reauthorise_and_keeps_the_file(tmp_p
 
 
 async def test_concurrent_refreshes_in_one_process_are_one(portal: StandInPortal, tmp_path: Path) -> None:
-    async with httpx.AsyncClient() as http:
+    async with make_http(5.0) as http:
         s = session(portal, tmp_path / "t.json", http)
         stale = await s.access_token()
         tokens: list[str] = []
@@ -122,7 +123,7 @@ async def test_concurrent_refreshes_in_one_process_are_one(portal: StandInPortal
 
 async def test_two_sessions_sharing_a_file_refresh_once(portal: StandInPortal, tmp_path: Path) -> None:
     file = tmp_path / "t.json"
-    async with httpx.AsyncClient() as a_http, httpx.AsyncClient() as b_http:
+    async with make_http(5.0) as a_http, make_http(5.0) as b_http:
         a, b = session(portal, file, a_http), session(portal, file, b_http)
         stale = await a.access_token()
         assert stale == await b.access_token()
@@ -140,7 +141,7 @@ async def test_two_sessions_sharing_a_file_refresh_once(portal: StandInPortal, t
 
 async def test_restart_with_stale_environment_uses_the_saved_pair(portal: StandInPortal, tmp_path: Path) -> None:
     file = tmp_path / "t.json"
-    async with httpx.AsyncClient() as http:
+    async with make_http(5.0) as http:
         first = session(portal, file, http)
         fresh = await first.recover(await first.access_token(), soon())
         restarted = session(portal, file, http)  # same (now dead) tokens in the environment
@@ -150,7 +151,7 @@ async def test_restart_with_stale_environment_uses_the_saved_pair(portal: StandI
 
 async def test_new_environment_tokens_win_over_an_old_file(portal: StandInPortal, tmp_path: Path) -> None:
     file = tmp_path / "t.json"
-    async with httpx.AsyncClient() as http:
+    async with make_http(5.0) as http:
         first = session(portal, file, http)
         await first.recover(await first.access_token(), soon())
         reauthorised = TokenPair("accessFROMREAUTH", "refreshFROMREAUTH")
@@ -159,7 +160,7 @@ async def test_new_environment_tokens_win_over_an_old_file(portal: StandInPortal
 
 async def test_token_file_is_private_and_written_whole(portal: StandInPortal, tmp_path: Path) -> None:
     file = tmp_path / "new-dir" / "t.json"
-    async with httpx.AsyncClient() as http:
+    async with make_http(5.0) as http:
         s = session(portal, file, http)
         await s.recover(await s.access_token(), soon())
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
@@ -174,7 +175,7 @@ async def test_crash_before_saving_keeps_the_old_file(
     portal: StandInPortal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     file = tmp_path / "t.json"
-    async with httpx.AsyncClient() as http:
+    async with make_http(5.0) as http:
         first = session(portal, file, http)
         await first.recover(await first.access_token(), soon())
         before = file.read_text()
@@ -198,7 +199,7 @@ async def test_crash_before_saving_keeps_the_old_file(
 
 async def test_crash_right_after_saving_loses_nothing(portal: StandInPortal, tmp_path: Path) -> None:
     file = tmp_path / "t.json"
-    async with httpx.AsyncClient() as http:
+    async with make_http(5.0) as http:
         s = session(portal, file, http)
         await s.recover(await s.access_token(), soon())  # saved before use; suppose the process dies now
         restarted = session(portal, file, http)
@@ -208,7 +209,7 @@ async def test_crash_right_after_saving_loses_nothing(portal: StandInPortal, tmp
 
 async def test_invalid_client_names_the_variables(tmp_path: Path) -> None:
     with StandInPortal(oauth=OAuthSettings(client_secret="other")) as portal:
-        async with httpx.AsyncClient() as http:
+        async with make_http(5.0) as http:
             s = session(portal, tmp_path / "t.json", http)
             with pytest.raises(AuthError) as info:
                 await s.recover(await s.access_token(), soon())
@@ -285,7 +286,7 @@ async def test_corrupt_file_is_ignored_then_replaced(
 ) -> None:
     file = tmp_path / "t.json"
     file.write_text("{not json")
-    async with httpx.AsyncClient() as http:
+    async with make_http(5.0) as http:
         s = session(portal, file, http)
         assert await s.access_token() == SEED.access_token
         assert file.read_text() == "{not json"  # not destroyed on read
@@ -301,7 +302,7 @@ async def test_no_secret_in_logs_errors_or_reprs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
-    async with httpx.AsyncClient() as http:
+    async with make_http(5.0) as http:
         s = session(portal, tmp_path / "t.json", http)
         await s.recover(SEED.access_token, soon())
         texts.append(repr(s._current))
@@ -318,7 +319,7 @@ async def test_no_secret_in_logs_errors_or_reprs(
 
 
 async def test_renewed_tokens_are_masked_wherever_they_are_quoted(portal: StandInPortal, tmp_path: Path) -> None:
-    async with httpx.AsyncClient() as http:
+    async with make_http(5.0) as http:
         s = session(portal, tmp_path / "t.json", http)
         fresh = await s.recover(SEED.access_token, soon())
     assert fresh not in redact(f"a message that quotes {fresh} by mistake")
