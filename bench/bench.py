@@ -53,17 +53,13 @@ import httpx  # noqa: E402
 import trustme  # noqa: E402
 
 from tests.portal import StandInPortal  # noqa: E402
+from tests.values import initialize  # noqa: E402
 
 CODE = "benchSECRETcode"
 TOKEN = "benchSECRETtoken"
 PAUSE = 0.3  # seconds between tools/list and the first call: a host lists tools at start and calls later
 FAST = {"B24_RATE_LIMIT": "1000", "B24_RATE_BURST": "1000"}  # the client's own pacing out of the way
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
-}
+INIT = initialize("bench", 0)
 Command = tuple[list[str], dict[str, str], Path]
 
 

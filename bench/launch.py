@@ -29,17 +29,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.values import initialize  # noqa: E402
+
 WEBHOOK = {
     "B24_WEBHOOK_URL": "https://acme.bitrix24.com/rest/1/launchBENCHcode/",
     "B24_BOT_ID": "456",
     "B24_BOT_TOKEN": "launchBENCHtoken",
 }
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "launch", "version": "0"}},
-}
+INIT = initialize("launch", 0)
 
 
 def host_env(**extra: str) -> dict[str, str]:

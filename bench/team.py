@@ -43,15 +43,15 @@ import httpx  # noqa: E402
 from b24_mcp.team import digest  # noqa: E402
 from tests.portal import StandInPortal  # noqa: E402
 from tests.redis_server import RedisServer, free_port, start_redis  # noqa: E402
+from tests.values import HTTP_HEADERS, PROTOCOL_VERSION  # noqa: E402
 
 CODE = "benchSECRETcode"
 TOKEN = "benchSECRETtoken"
 BEARER = "benchBEARERtoken0123456789"
 PORTAL_DELAY = 0.05
 HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "Content-Type": "application/json",
-    "MCP-Protocol-Version": "2025-11-25",
+    **HTTP_HEADERS,
+    "MCP-Protocol-Version": PROTOCOL_VERSION,
     "Authorization": f"Bearer {BEARER}",
 }
 

@@ -32,17 +32,13 @@ from b24_mcp.http_auth import JWKS_MIN_REFETCH, JwtVerifier, TokenFileVerifier
 from b24_mcp.server import build_server
 from b24_mcp.transport import server_auth, transport_security
 from tests.portal import StandInPortal
-from tests.values import webhook_vars
+from tests.values import HTTP_HEADERS, PROTOCOL_VERSION, webhook_vars
 
 ISSUER = "https://login.example.com/"
 AUDIENCE = "b24-mcp"
 BASE = "http://127.0.0.1:8000"
 METADATA = f"{BASE}/.well-known/oauth-protected-resource/mcp"
-HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "Content-Type": "application/json",
-    "MCP-Protocol-Version": "2025-11-25",
-}
+HEADERS = {**HTTP_HEADERS, "MCP-Protocol-Version": PROTOCOL_VERSION}
 CALL = {
     "jsonrpc": "2.0",
     "id": 1,

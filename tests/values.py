@@ -16,13 +16,13 @@ TOKEN = "botSECRETtoken456"  # the bot's token
 BOT_ID = 456
 HOST = "acme.bitrix24.com"
 HOOK = f"https://{HOST}/rest/1/{CODE}/"  # a webhook URL on a cloud portal that is never contacted (mocked)
-MASKED_HOOK = "/rest/1/***/"
+MASKED_HOOK = "/rest/1/***/"  # how a webhook URL's path reads once its code is masked
 
 # An OAuth application's credentials and first token pair (the stand-in portal's token endpoint knows them).
 OAUTH_CLIENT_ID = "local.test.app"
 OAUTH_CLIENT_SECRET = "clientSECRET789"
 OAUTH_ACCESS = "accessTOKEN0001"
-OAUTH_REFRESH = "refreshTOKEN0001"  # how a webhook URL's path reads once its code is masked
+OAUTH_REFRESH = "refreshTOKEN0001"
 
 CHAT: dict[str, Any] = {"id": 5, "dialogId": "chat5", "name": "Support Chat", "type": "chat", "role": "owner"}
 
@@ -44,3 +44,15 @@ def oauth_vars(portal_url: str, **extra: str) -> dict[str, str]:
         "B24_BOT_ID": str(BOT_ID),
         **extra,
     }
+
+
+# What a client without the SDK says (the raw stdio and HTTP tests, the benches): the protocol version it speaks,
+# the Streamable HTTP request headers, and its initialize request.
+PROTOCOL_VERSION = "2025-11-25"
+HTTP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def initialize(client: str, request_id: int = 1) -> dict[str, Any]:
+    """The JSON-RPC initialize request of a client named `client`, in PROTOCOL_VERSION."""
+    params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": client, "version": "0"}}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "initialize", "params": params}

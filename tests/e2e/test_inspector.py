@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import clean_env, kill_left, npm_package
-from tests.values import ROOT
+from tests.values import HTTP_HEADERS, ROOT, initialize
 
 pytestmark = pytest.mark.e2e
 
@@ -196,26 +196,17 @@ def test_tools_call_on_the_demo_portal(
     assert check(result["structuredContent"])
 
 
-INITIALIZE: dict[str, Any] = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}},
-}
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
 def test_a_foreign_host_or_origin_is_refused_on_another_loopback_address(http_server: str) -> None:
     """The bind policy (test_transport's table) on a real socket: the Inspector above came in with a good Host;
     a DNS-rebinding page's Host, or a foreign Origin, is turned away with what the SDK answers."""
-    good = {**HEADERS, "Host": http_server.split("/")[2]}
+    good = {**HTTP_HEADERS, "Host": http_server.split("/")[2]}
     with httpx.Client(timeout=10, trust_env=False) as http:
-        init = http.post(http_server, json=INITIALIZE, headers=good)
+        init = http.post(http_server, json=initialize("raw"), headers=good)
         assert init.status_code == 200, init.text
         assert init.json()["result"]["serverInfo"]["name"] == "b24-mcp"
-        rebound = http.post(http_server, json=INITIALIZE, headers={**HEADERS, "Host": "evil.example.com"})
+        rebound = http.post(http_server, json=initialize("raw"), headers={**HTTP_HEADERS, "Host": "evil.example.com"})
         assert (rebound.status_code, rebound.text) == (421, "Invalid Host header")
-        foreign = http.post(http_server, json=INITIALIZE, headers={**good, "Origin": "http://evil.example.com"})
+        foreign = http.post(http_server, json=initialize("raw"), headers={**good, "Origin": "http://evil.example.com"})
         assert (foreign.status_code, foreign.text) == (403, "Invalid Origin header")
 
 

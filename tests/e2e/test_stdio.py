@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.helpers import clean_env, kill_left, spawned, text_of, webhook_env
 from tests.portal import StandInPortal
-from tests.values import BOT_ID, CODE, ROOT, TOKEN
+from tests.values import BOT_ID, CODE, ROOT, TOKEN, initialize
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -82,12 +82,7 @@ def read_lines(stream: Any, n: int, timeout: float) -> list[str]:
 
 
 RAW_SESSION = [
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
-    },
+    initialize("raw"),
     {"jsonrpc": "2.0", "method": "notifications/initialized"},
     {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
     *(

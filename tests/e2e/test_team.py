@@ -28,18 +28,14 @@ from b24_mcp.team import digest
 from tests.e2e.helpers import oauth_env
 from tests.portal import OAuthSettings, StandInPortal
 from tests.redis_server import RedisServer, free_port
-from tests.values import ROOT
+from tests.values import HTTP_HEADERS, PROTOCOL_VERSION, ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 APP = OAuthSettings()
 BEARER = "teamBEARERtoken0123456789abcdef"
 RATE, BURST = 20, 10  # the portal's bucket
-HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "Content-Type": "application/json",
-    "MCP-Protocol-Version": "2025-11-25",
-}
+HEADERS = {**HTTP_HEADERS, "MCP-Protocol-Version": PROTOCOL_VERSION}
 
 
 @dataclass
