@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e.helpers import oauth_env, spawned_together, text_of
+from tests.e2e.helpers import kill_left, oauth_env, spawned_together, text_of
 from tests.portal import OAuthSettings, StandInPortal
 from tests.values import ROOT
 
@@ -81,8 +81,7 @@ def test_two_processes_sharing_a_file_refresh_once(portal: StandInPortal, tmp_pa
         go.touch()
         outputs = [p.communicate(timeout=60) for p in procs]
     finally:
-        for p in procs:
-            p.kill()
+        kill_left(procs)
     tokens = {out.strip() for out, _ in outputs}
     assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
     assert portal.refresh_count == 1 and portal.invalid_grants == 0
