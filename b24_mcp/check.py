@@ -83,10 +83,11 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
         "B24_RATE_BURST": f"{settings.rate_burst} (default)",
     }
     auth = settings.auth
+    token_file = config.token_file_of(auth) if isinstance(auth, config.OAuthConfig) else None
+    made = token_file is not None and token_file.exists()  # looked at once, said either way below
     if isinstance(auth, config.OAuthConfig):
         defaults["B24_OAUTH_SERVER"] = f"{auth.oauth_server} (default)"
-        token_file = config.token_file_of(auth)
-        state = "exists" if token_file.exists() else "not created yet: written at the first token refresh"
+        state = "exists" if made else "not created yet: written at the first token refresh"
         defaults["B24_TOKEN_FILE"] = f"{token_file} (default; {state})"
     rows: list[tuple[str, str]] = []
     for var in config.VARIABLES:
@@ -101,9 +102,8 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
             shown = auth.masked_url if isinstance(auth, config.WebhookConfig) else config.mask_webhook_url(value)
         elif var.name == "SSL_CERT_DIR" and env.get("SSL_CERT_FILE"):
             shown = f"{value} (not used: SSL_CERT_FILE is set)"
-        elif var.name == "B24_TOKEN_FILE" and isinstance(auth, config.OAuthConfig):
-            token_file = config.token_file_of(auth)
-            shown = f"{token_file} ({'exists' if token_file.exists() else 'not created yet'})"
+        elif var.name == "B24_TOKEN_FILE" and token_file is not None:
+            shown = f"{token_file} ({'exists' if made else 'not created yet'})"
         else:
             shown = value
         rows.append((var.name, shown))
