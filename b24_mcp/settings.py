@@ -458,8 +458,10 @@ def unknown_warning(names: Iterable[str]) -> str | None:
 
 def log_level(env: Mapping[str, str]) -> str:
     """Read separately from `load()`: logging must be set up even when the rest of the configuration is bad."""
-    raw = env.get("B24_LOG_LEVEL", "").strip().upper() or "WARNING"
-    return raw if raw in LOG_LEVELS else "WARNING"
+    try:
+        return _log_level(env.get("B24_LOG_LEVEL", "").strip())
+    except ConfigError:
+        return "WARNING"  # the default; load() reports the bad value
 
 
 def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
