@@ -31,11 +31,24 @@ from .errors import (
     PortalError,
     UpstreamError,
     classify,
-    clean_code,
+    error_parts,
     portal_error,
 )
 from .logs import redact
-from .models import Answer, Bot, BotResult, Chat, ChatResult, MessageWindow, OneMessage, User
+from .mismatches import Unusable, accept
+from .models import (
+    Answer,
+    Bot,
+    BotResult,
+    Chat,
+    ChatResult,
+    Members,
+    MessageWindow,
+    Mismatch,
+    OneMessage,
+    User,
+    reported,
+)
 from .pacing import LeakyBucket, LocalBucket, SharedBucket
 from .settings import CALL_BUDGET, Settings
 from .wire import MAX_JSON_VALUES, Reply, exchange, redirect_error, too_many_values
@@ -56,6 +69,8 @@ OnWait = Callable[[float, str], Awaitable[None]]
 """Told (seconds, why) before each wait, so the tool layer can report progress."""
 
 R = TypeVar("R")
+Report = list[Mismatch]
+"""What of an answer was set aside as not documented (`mismatches.py`), in the order of the answer."""
 
 
 @functools.cache
@@ -105,8 +120,9 @@ class B24Client:
         self, dialog_id: str, bot_id: int | None = None, bot_token: str | None = None, on_wait: OnWait | None = None
     ) -> Chat:
         params = {**self._bot(bot_id, bot_token), "dialogId": dialog_id}
-        result: ChatResult = await self.call(GET_CHAT, params, ChatResult, on_wait, secrets=[bot_token])
-        return result.chat
+        result: ChatResult
+        result, report = await self.call(GET_CHAT, params, ChatResult, on_wait, secrets=[bot_token])
+        return reported(result.chat, report)
 
     async def chat_members(
         self,
@@ -116,14 +132,15 @@ class B24Client:
         bot_id: int | None = None,
         bot_token: str | None = None,
         on_wait: OnWait | None = None,
-    ) -> list[User]:
+    ) -> Members:
         params: dict[str, Any] = {**self._bot(bot_id, bot_token), "dialogId": dialog_id}
         if order is not None:
             params["order"] = order
         if limit is not None:
             params["limit"] = limit
-        users: list[User] = await self.call(CHAT_MEMBERS, params, list[User], on_wait, secrets=[bot_token])
-        return users
+        users: list[User]
+        users, report = await self.call(CHAT_MEMBERS, params, list[User], on_wait, secrets=[bot_token])
+        return reported(Members(dialogId=dialog_id, users=users), report)
 
     async def message_context(
         self,
@@ -136,23 +153,28 @@ class B24Client:
         params: dict[str, Any] = {**self._bot(bot_id, bot_token), "messageId": message_id}
         if range_ is not None:
             params["range"] = range_
-        window: MessageWindow = await self.call(MESSAGE_CONTEXT, params, MessageWindow, on_wait, secrets=[bot_token])
-        return window
+        window: MessageWindow
+        window, report = await self.call(MESSAGE_CONTEXT, params, MessageWindow, on_wait, secrets=[bot_token])
+        return reported(window, report)
 
     async def get_message(
         self, message_id: int, bot_id: int | None = None, bot_token: str | None = None, on_wait: OnWait | None = None
     ) -> OneMessage:
         params = {**self._bot(bot_id, bot_token), "messageId": message_id}
-        result: OneMessage = await self.call(GET_MESSAGE, params, OneMessage, on_wait, secrets=[bot_token])
-        return result
+        result: OneMessage
+        result, report = await self.call(GET_MESSAGE, params, OneMessage, on_wait, secrets=[bot_token])
+        return reported(result, report)
 
     async def get_bot(self) -> Bot:
-        result: BotResult = await self.call(GET_BOT, self._bot(None, None), BotResult)
-        return result.bot
+        result: BotResult
+        result, report = await self.call(GET_BOT, self._bot(None, None), BotResult)
+        return reported(result.bot, report)
 
     async def scopes(self) -> list[str]:
-        result: list[str] = await self.call(SCOPE, {}, list[str])
-        return result
+        result, report = await self.call(SCOPE, {}, list[str])
+        if report:  # a scope that is not a string says nothing b24-mcp could act on
+            log.warning("the scope method answered %d values that are not strings; they are left out", len(report))
+        return list(result)
 
     def _bot(self, bot_id: int | None, bot_token: str | None) -> dict[str, Any]:
         """botId (and, with a webhook, botToken): the call's own, else the configured ones; checked before sending."""
@@ -180,8 +202,9 @@ class B24Client:
         result: Any,
         on_wait: OnWait | None = None,
         secrets: Iterable[str | None] = (),
-    ) -> Any:
-        """One REST call, bounded by CALL_BUDGET x B24_TIMEOUT, retried as `errors.classify` says."""
+    ) -> tuple[Any, Report]:
+        """One REST call, bounded by CALL_BUDGET x B24_TIMEOUT, retried as `errors.classify` says: the validated
+        result, and what of it was set aside as not documented."""
         deadline = time.monotonic() + CALL_BUDGET * self.settings.timeout
         masked = [s for s in secrets if s]
         used: Counter[str] = Counter()
@@ -194,9 +217,9 @@ class B24Client:
             started = time.monotonic()
             try:
                 reply = await self._send(method, body, deadline)
-                value = self._read(method, reply, params, result, masked)
+                read = self._read(method, reply, params, result, masked)
                 self._log(method, params, reply.status, started, waited, "ok")
-                return value
+                return read
             except B24Error as err:
                 outcome = err.code or type(err).__name__
                 done = functools.partial(self._log, method, params, err.status, started, waited)  # + what next
@@ -287,7 +310,9 @@ class B24Client:
                 retryable=True,
             ) from None
 
-    def _read(self, method: str, reply: Reply, call: dict[str, Any], result: Any, secrets: list[str]) -> Any:
+    def _read(
+        self, method: str, reply: Reply, call: dict[str, Any], result: Any, secrets: list[str]
+    ) -> tuple[Any, Report]:
         status = reply.status
         if reply.location is not None:
             raise redirect_error(self.host, status, reply.location, self._auth.setting)
@@ -297,10 +322,11 @@ class B24Client:
                 "no Bitrix24 answer holds that many, and reading it would take hundreds of MB. Nothing to show.",
                 status=status,
             )
+        report: Report = []
         try:
             answer = _adapter(result).validate_json(reply.body)
         except ValidationError as err:
-            answer = self._salvage(method, reply, call, err, secrets)
+            answer, report = self._salvage(method, reply, call, result, err, secrets)
         if b"NaN" in reply.body or b"Infinity" in reply.body:
             _refuse_non_standard_numbers(self.host, reply.body)
         self._note_time(method, answer.time)
@@ -315,12 +341,13 @@ class B24Client:
             )
         if "result" not in answer.model_fields_set or answer.result is None:
             raise AnswerError(f"Bitrix24 at {self.host} answered {method} with JSON without a 'result' field.")
-        return answer.result
+        return answer.result, report
 
     def _salvage(
-        self, method: str, reply: Reply, call: dict[str, Any], err: ValidationError, secrets: list[str]
-    ) -> Answer[Any]:
-        """The body did not parse as the method's answer: say why, or find the Bitrix24 error it still carries."""
+        self, method: str, reply: Reply, call: dict[str, Any], result: Any, err: ValidationError, secrets: list[str]
+    ) -> tuple[Answer[Any], Report]:
+        """The body did not parse as the method's answer: find the Bitrix24 error it still carries, or accept it
+        with what does not fit set aside, or say why it cannot be read."""
         status, problems = reply.status, err.errors(include_url=False, include_input=False)
         invalid_json = [p for p in problems if p["type"] == "json_invalid"]
         if invalid_json:
@@ -341,19 +368,33 @@ class B24Client:
         loose: Answer[Any] = _adapter(Any).validate_json(reply.body)
         if loose.error is not None:
             self._raise_portal_error(method, loose, status, call, secrets)
+        if loose.result is None:  # an answer without a result: _read says so
+            return loose, []
+        try:
+            value, report = accept(result, loose.result, method)
+        except Unusable as unusable:
+            where = "; ".join(unusable.problems)
+        except ValidationError as still:  # what setting fields aside uncovered, pass after pass
+            where = "; ".join(f"result.{p['loc']}: {p['msg']}" for p in still.errors(include_url=False)[:5])
+        else:
+            if report:
+                log.warning(
+                    "%s answered %d value(s) unlike its documentation, set aside: %s",
+                    method,
+                    len(report),
+                    ", ".join(entry["path"] for entry in report[:10]),
+                )
+            return loose.model_copy(update={"result": value}), [Mismatch.model_construct(**e) for e in report]
         # Name the fields and the documented types; never echo values (they are the portal's data).
-        where = "; ".join(
-            f"{'.'.join(str(part) for part in p['loc'][1:]) or 'result'}: {p['msg']}" for p in problems[:5]
-        )
         raise AnswerError(
-            f"Bitrix24 at {self.host} answered {method} with data that does not match its documentation ({where}). "
-            "b24-mcp does not rewrite such values; please report it with your portal's version."
+            f"Bitrix24 at {self.host} answered {method} without what b24-mcp needs to show it ({where}). "
+            "Please report it with your portal's version."
         )
 
     def _raise_portal_error(
         self, method: str, answer: Answer[Any], status: int, call: dict[str, Any], secrets: list[str]
     ) -> None:
-        code = clean_code(answer.error)
+        code, description = error_parts(answer.error, answer.error_description)
         if code is None:
             raise AnswerError(
                 f"Bitrix24 at {self.host} answered HTTP {status} with an error whose code is not readable "
@@ -361,7 +402,6 @@ class B24Client:
                 status=status,
                 retryable=status >= 500,
             )
-        description = answer.error_description if isinstance(answer.error_description, str) else ""
         raise portal_error(
             code,
             description,

@@ -116,11 +116,21 @@ HINTS: dict[str, str] = {
         "Copy the inbound webhook URL again from Bitrix24."
     ),
     "INVALID_CREDENTIALS": "The user behind the webhook or token lacks the rights for this method; use an admin's.",
+    "INVALID_CREDENTIALS 401": (
+        "Bitrix24 rejected the credentials: the webhook code in B24_WEBHOOK_URL is wrong, or the webhook's user was "
+        "deactivated. Copy the inbound webhook URL again from Bitrix24."
+    ),
     "insufficient_scope": (
         "The webhook or application lacks the imbot scope: edit it in Bitrix24 and add the 'imbot' permission."
     ),
-    "expired_token": "The OAuth access token has expired and could not be renewed; re-authorise the application.",
-    "invalid_token": "The OAuth access token is not valid; re-authorise the application.",
+    "expired_token": (
+        "A webhook uses no OAuth token, so the address is not a webhook's: B24_WEBHOOK_URL must be the inbound "
+        "webhook URL as Bitrix24 shows it (https://…/rest/{{user id}}/{{code}}/)."
+    ),
+    "invalid_token": (
+        "A webhook uses no OAuth token, so the address is not a webhook's: B24_WEBHOOK_URL must be the inbound "
+        "webhook URL as Bitrix24 shows it (https://…/rest/{{user id}}/{{code}}/)."
+    ),
     "user_access_error": "The portal administrator restricted the application to certain users; ask for access.",
     "QUERY_LIMIT_EXCEEDED": "The portal's request limit is exhausted; wait a few seconds before trying again.",
     "OPERATION_TIME_LIMIT": "This method used up its time budget on the portal; wait before calling it again.",
@@ -153,7 +163,12 @@ OAUTH_REJECTED = (
     "the new tokens in B24_ACCESS_TOKEN and B24_REFRESH_TOKEN, or check B24_CLIENT_ID and B24_CLIENT_SECRET "
     "(the shared token pair is kept in B24_TOKEN_FILE)."
 )
-OAUTH_HINTS: dict[str, str] = {"NO_AUTH_FOUND": OAUTH_REJECTED, "invalid_token": OAUTH_REJECTED}
+OAUTH_HINTS: dict[str, str] = {
+    "NO_AUTH_FOUND": OAUTH_REJECTED,
+    "invalid_token": OAUTH_REJECTED,
+    "INVALID_CREDENTIALS 401": OAUTH_REJECTED,
+    "expired_token": "The OAuth access token has expired and could not be renewed; re-authorise the application.",
+}
 
 DESCRIPTION_MAX = 300  # Bitrix24 says its descriptions are not meant to be shown raw: one short line
 _CODE = re.compile(r"[A-Za-z0-9_.]{1,64}")
@@ -195,6 +210,22 @@ def clean_text(text: str, limit: int = DESCRIPTION_MAX, mask: Callable[[str], st
     return text if len(text) <= limit and not cut else text[: limit - 1] + "…"
 
 
+def hint_for(code: str | None, status: int | None, *, oauth: bool) -> str | None:
+    """What to do about a Bitrix24 code: the advice for this code at this HTTP status (where the status changes its
+    meaning), in this authorisation mode, else the code's own."""
+    tables = (OAUTH_HINTS, HINTS) if oauth else (HINTS,)
+    keys = (f"{code} {status}", str(code)) if status else (str(code),)
+    return next((table[key] for key in keys for table in tables if key in table), None)
+
+
+def error_parts(error: object, description: object) -> tuple[str | None, str]:
+    """The code and the description of a Bitrix24 error, as a string pair or as an object {code, message}."""
+    if isinstance(error, dict):
+        description = error.get("message", error.get("description", description))
+        error = error.get("code")
+    return clean_code(error), description if isinstance(description, str) else ""
+
+
 def clean_code(code: object) -> str | None:
     """Bitrix24's `error` field if it looks like an error code; None for anything else (it is not repeated)."""
     return code if isinstance(code, str) and _CODE.fullmatch(code) else None
@@ -218,9 +249,15 @@ def portal_error(
     said = clean_text(description, mask=lambda text: redact(text, secrets))
     where = f"HTTP {status} from {host}" if status else host
     message = f"Bitrix24 error {code} ({where})" + (f": {said}" + ("" if said[-1] in ".!?…" else ".") if said else ".")
-    hint = (OAUTH_HINTS.get(code) if oauth else None) or HINTS.get(code)
+    hint = hint_for(code, status, oauth=oauth)
     if code == "ACCESS_DENIED" and re.search(r"\b(?:plan|tariff)s?\b", said, re.IGNORECASE):
         hint = PLAN_HINT  # the same code when the portal's plan has no REST API at all
+    dialog = str(call.get("dialogId", ""))
+    if code == "ACCESS_DENIED" and hint == HINTS[code] and dialog.isdigit():
+        hint += (
+            f' Note: "{dialog}" names the personal chat with user {dialog}; for the group chat with id {dialog}, '
+            f'use dialogId "chat{dialog}".'
+        )
     if hint:
         fill = {"dialogId": "that chat", "botId": "?", "messageId": "?", "method": "this method"}
         fill.update({k: str(v) for k, v in call.items() if k in fill})

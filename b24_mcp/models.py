@@ -1,22 +1,18 @@
-"""The shapes of what Bitrix24 answers: Chat, User, Message and each method's result, as the docs describe them.
+"""The shapes of what Bitrix24 answers: Chat, User, Message and each method's result.
 
-Each model mirrors "Objects and Fields" (chat-bots-v2/entities.md) field by field, typed as documented and
-nullable where documented. Their JSON schemas are the tools' `outputSchema`s, which MCP clients validate
-`structuredContent` against, so they must admit whatever a real portal sends: only ids are required, every
-other field is optional (absent stays absent: dumped with exclude_unset), and fields the docs do not list yet
-pass through untouched (`extra="allow"`). Opaque objects (permissions, params, ...) accept `[]` too, because
-PHP encodes an empty array that way.
-
-Validation is strict: a value whose type differs from the docs (`"yes"` for a boolean, `"5"` for an id) is an
-error naming the field, never silently rewritten, so what a tool returns is exactly what the portal sent.
-`Answer[T]` parses and validates a whole HTTP body in one pydantic pass.
+Each model mirrors "Objects and Fields" (chat-bots-v2/entities.md) field by field, with each field's documented type
+and, where real portals send another (their own code and captured answers), that one too: `textFieldEnabled` is
+documented "Y"/"N" and sent as a boolean. Their JSON schemas are the tools' `outputSchema`s, which clients validate
+`structuredContent` against. Only ids are required; absent stays absent (dumped with exclude_unset); unknown fields
+pass through (`extra="allow"`); opaque objects accept `[]`, PHP's empty array. Validation is strict: nothing is
+rewritten, and a value of another type is set aside and reported in `notAsDocumented` (`mismatches.py`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 # PHP's json_encode writes an empty associative array as []: only an *empty* list stands for an empty object.
 EmptyArray = Annotated[list[Any], Field(max_length=0), WithJsonSchema({"type": "array", "maxItems": 0})]
@@ -41,23 +37,62 @@ def _config(title: str) -> ConfigDict:
     return ConfigDict(extra="allow", strict=True, title=title, json_schema_extra=_tidy)
 
 
+# Any JSON value, spelled out so that strict schema checkers (the Inspector's --strict) see what it may be.
+AnyJson = Annotated[
+    Any, WithJsonSchema({"anyOf": [{"type": t} for t in ("string", "number", "boolean", "object", "array", "null")]})
+]
+
+
+class Mismatch(BaseModel):
+    """A value of Bitrix24's answer that matches no type its field is known to take, as sent."""
+
+    model_config = _config("Mismatch")
+
+    method: str = Field(description="The REST method that answered, e.g. imbot.v2.Chat.get")
+    path: str = Field(description="Where it was in the answer, e.g. result.messages[3].date")
+    expected: str = Field(description="The types it may take, e.g. string or null")
+    value: AnyJson = Field(description="The value as sent")
+
+
+def _theirs_only(value: Any) -> Any:
+    raise ValueError("b24-mcp's own field, which no Bitrix24 answer carries")
+
+
+# Set by the client after validation (model_copy); a portal that sends one has it set aside like any other mismatch.
+NotAsDocumented = Annotated[list[Mismatch], BeforeValidator(_theirs_only)]
+
+
+def _not_as_documented() -> Any:
+    """The last field of every tool's result: whatever of Bitrix24's answer had to be set aside."""
+    return Field(
+        default=ABSENT,
+        description=(
+            "Only when Bitrix24 sent values unlike its documentation: each was taken out of its object and is kept "
+            "here as sent; the rest of the result is as Bitrix24 sent it. Tell the user if it matters to the answer."
+        ),
+    )
+
+
 class Chat(BaseModel):
     """A Bitrix24 chat as imbot.v2.Chat.get returns it (result.chat)."""
 
     model_config = _config("Chat")
 
     id: int = Field(description="Chat id, e.g. 5")
-    dialogId: str = Field(description='Dialog id: "chat5" for a group chat, "123" (a user id) for a personal chat')
+    dialogId: str | None = Field(
+        description='Dialog id: "chat5" for a group chat, "123" (a user id) for a personal chat; null when the '
+        "portal cannot name the other person"
+    )
     name: str = Field(default=ABSENT, description="Chat name")
     description: str = Field(default=ABSENT, description="Chat description")
     type: str = Field(
         default=ABSENT,
-        description="chat, open, channel, openChannel, copilot, thread, generalChannel, private, and others",
+        description="private, chat, open, channel, openChannel, generalChannel, comment, copilot, and others",
     )
     messageType: str = Field(default=ABSENT, description="C chat, O open, P private, and others")
     owner: int = Field(default=ABSENT, description="User id of the chat owner")
     color: str | None = Field(default=ABSENT, description="HEX colour, e.g. #4ba984, or null")
-    avatar: str = Field(default=ABSENT, description="Avatar URL; empty string if none")
+    avatar: str = Field(default=ABSENT, description="Avatar path on the portal (/upload/…); empty string if none")
     extranet: bool = Field(default=ABSENT, description="Whether extranet users take part")
     containsCollaber: bool = Field(default=ABSENT, description="Whether collabers take part")
     role: str = Field(default=ABSENT, description="The bot's own role: owner, manager, member, guest, none")
@@ -68,23 +103,30 @@ class Chat(BaseModel):
     entityData1: str = Field(default=ABSENT)
     entityData2: str = Field(default=ABSENT)
     entityData3: str = Field(default=ABSENT)
-    entityLink: Opaque = Field(default=ABSENT, description="Link to the linked object; opaque")
+    entityLink: Opaque = Field(default=ABSENT, description="Link to the linked object: {type, url, id}")
     diskFolderId: int | None = Field(default=ABSENT, description="Drive folder of the chat's files, or null")
     permissions: Opaque = Field(default=ABSENT, description="Who may manage users, UI, settings, messages; opaque")
-    parentChatId: int | None = Field(default=ABSENT, description="For threads: the parent chat id, else null or 0")
-    parentMessageId: int | None = Field(default=ABSENT, description="For threads: the parent message id, else null")
+    parentChatId: int | None = Field(default=ABSENT, description="For comment threads: the parent chat id, else 0")
+    parentMessageId: int | None = Field(default=ABSENT, description="For comment threads: the parent message, else 0")
     isNew: bool = Field(default=ABSENT)
-    textFieldEnabled: str = Field(default=ABSENT, description='"Y" or "N" (a string, not a boolean)')
+    textFieldEnabled: bool | str = Field(
+        default=ABSENT, description='Whether members may write: documented as "Y" or "N", sent as true or false'
+    )
     backgroundId: str | None = Field(default=ABSENT)
     dateCreate: str | None = Field(default=ABSENT, description="Creation time, ISO 8601, or null")
     lastMessageId: int | None = Field(default=ABSENT, description="Id of the last message, or null")
-    lastId: int | None = Field(default=ABSENT, description="Id of the last message the bot read, or null")
+    lastId: int | None = Field(default=ABSENT, description="Id of the last message the bot read; 0 or null if none")
     unreadId: int | None = Field(default=ABSENT)
     markedId: int | None = Field(default=ABSENT)
-    lastMessageViews: str = Field(default=ABSENT, description="A JSON string (not an object)")
+    lastMessageViews: Opaque | str = Field(
+        default=ABSENT,
+        description="Who saw the last message: {messageId, firstViewers, countOfViewers}; documented as a JSON string",
+    )
     messageCount: int = Field(default=ABSENT, description="Number of messages")
     userCounter: int = Field(default=ABSENT, description="Number of members")
     public: Opaque | str = Field(default=ABSENT, description="Public link data: an object or a string")
+
+    notAsDocumented: NotAsDocumented = _not_as_documented()
 
 
 DateOrFalse = str | bool  # ISO 8601, or false when unknown
@@ -95,12 +137,12 @@ class User(BaseModel):
 
     model_config = _config("User")
 
-    id: int = Field(description="User id, e.g. 1")
+    id: int | None = Field(description="User id, e.g. 1; null for the author of a system message")
     active: bool = Field(default=ABSENT)
-    name: str = Field(default=ABSENT, description="Full name")
-    firstName: str = Field(default=ABSENT)
-    lastName: str = Field(default=ABSENT)
-    workPosition: str = Field(default=ABSENT, description="Job title")
+    name: str | None = Field(default=ABSENT, description="Full name; null or absent for some guests and bots")
+    firstName: str | None = Field(default=ABSENT)
+    lastName: str | None = Field(default=ABSENT)
+    workPosition: str | None = Field(default=ABSENT, description="Job title")
     color: str = Field(default=ABSENT)
     avatar: str = Field(default=ABSENT, description="Avatar URL; empty string if none")
     gender: str = Field(default=ABSENT, description="M or F")
@@ -109,15 +151,17 @@ class User(BaseModel):
     bot: bool = Field(default=ABSENT, description="Whether this user is a bot")
     connector: bool = Field(default=ABSENT, description="Whether this is an Open Channels connector")
     externalAuthId: str = Field(default=ABSENT)
-    status: str = Field(default=ABSENT, description="online, dnd, ...")
+    status: str | None = Field(default=ABSENT, description="online, dnd, ...")
     idle: DateOrFalse = Field(default=ABSENT)
     lastActivityDate: DateOrFalse = Field(default=ABSENT)
     mobileLastDate: DateOrFalse = Field(default=ABSENT)
     desktopLastDate: DateOrFalse = Field(default=ABSENT)
     absent: DateOrFalse = Field(default=ABSENT, description="Start of absence, ISO 8601, or false")
     departments: list[int] = Field(default=ABSENT)
-    phones: Opaque | bool = Field(default=ABSENT, description="Phone numbers, or false")
-    type: str = Field(default=ABSENT, description="employee, extranet, email, collaber, bot")
+    phones: Opaque | bool = Field(
+        default=ABSENT, description="Phone numbers (work_phone, personal_mobile, …), or false"
+    )
+    type: str = Field(default=ABSENT, description="user, bot, extranet, collaber, guest (documented: employee, email)")
     website: str = Field(default=ABSENT)
     email: str = Field(default=ABSENT)
 
@@ -133,9 +177,14 @@ class Message(BaseModel):
     date: str | None = Field(default=ABSENT, description="When it was sent, ISO 8601")
     text: str = Field(default=ABSENT, description="The text as written (at most 20,000 characters); untrusted")
     isSystem: bool = Field(default=ABSENT)
-    uuid: str = Field(default=ABSENT)
-    forward: Opaque | None = Field(default=ABSENT, description="Forwarding data {id, userId, chatId, date}, or null")
-    params: Opaque = Field(default=ABSENT, description="Attachments, keyboard, files and other parameters; opaque")
+    uuid: str | None = Field(default=ABSENT, description="Deduplication id; null on system messages")
+    forward: Opaque | None = Field(
+        default=ABSENT,
+        description='Where it was forwarded from: {id: "chat5/123", userId, chatTitle, chatType}, or null',
+    )
+    params: Opaque = Field(
+        default=ABSENT, description='Files (FILE_ID: ["138"]), attachments (ATTACH), keyboard and other parameters'
+    )
     viewedByOthers: bool = Field(default=ABSENT)
     unread: bool = Field(default=ABSENT)
     viewed: bool = Field(default=ABSENT)
@@ -149,6 +198,10 @@ class Bot(BaseModel):
     id: int
     code: str = Field(default=ABSENT)
     type: str = Field(default=ABSENT, description="bot, supervisor, personal, openline, ...")
+    # The owner's format carries appId, which for a webhook's bot is "custom" followed by the bot token: never shown.
+    appId: Any = Field(default=ABSENT, exclude=True)
+
+    notAsDocumented: NotAsDocumented = _not_as_documented()
 
 
 # --- each method's result, and what the tools return -------------------------------------------------------------
@@ -167,6 +220,8 @@ class Members(BaseModel):
     dialogId: str = Field(description="The chat asked about")
     users: list[User] = Field(description="The members, in the order asked for")
 
+    notAsDocumented: NotAsDocumented = _not_as_documented()
+
 
 class MessageWindow(BaseModel):
     """get_messages: imbot.v2.Chat.Message.getContext's result, with the docs' field names."""
@@ -178,6 +233,8 @@ class MessageWindow(BaseModel):
     hasPrevPage: bool = Field(default=ABSENT, description="Whether earlier messages exist (page back from the first)")
     hasNextPage: bool = Field(default=ABSENT, description="Whether later messages exist (page on from the last)")
 
+    notAsDocumented: NotAsDocumented = _not_as_documented()
+
 
 class OneMessage(BaseModel):
     """get_message: imbot.v2.Chat.Message.get's result."""
@@ -187,6 +244,8 @@ class OneMessage(BaseModel):
     message: Message
     user: User | None = Field(default=ABSENT, description="The author")
 
+    notAsDocumented: NotAsDocumented = _not_as_documented()
+
 
 class BotResult(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
@@ -194,6 +253,12 @@ class BotResult(BaseModel):
 
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+def reported(model: M, report: list[Mismatch]) -> M:
+    """`model` with its `notAsDocumented` field set: the only way it is set (a portal cannot send it)."""
+    return model.model_copy(update={"notAsDocumented": report}) if report else model
 
 
 class Answer(BaseModel, Generic[T]):

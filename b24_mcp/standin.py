@@ -7,11 +7,12 @@ shaped as data plus one class with no sockets: a face turns its HTTP request int
 and recording are the faces' business. Stdlib only, and no logging: the demo imports it on a call's path, and
 a stand-in that printed could leak the tokens it is handed.
 
-The data follows the imbot.v2 pages field for field: `DOC_CHAT` is the example on imbot.v2.Chat.get's page,
-users are entities.md#user objects, messages are the Message objects of Chat.Message.get/getContext. A bot
-is in a chat exactly when its id is among the chat's `MEMBERS`, so membership is stated once. Message ids are
-portal-wide, so a chat's ids are spaced; `messageCount` counts history the bot may not see (chat5 says 15,
-the bot sees 8), as on a portal that hides older history from new members.
+The data is shaped as a portal's own serializers write it (the im module's toRestFormat), where that differs
+from the imbot.v2 pages: `textFieldEnabled` a boolean, `lastMessageViews` an object, 0 for no parent or unread id,
+a null `uuid` on system and bot messages, `[]` for empty `params`, user type "user", and the extra keys a portal
+adds (`recentConfig`, `chat_id`). `DOC_CHAT` is the example on imbot.v2.Chat.get's page, kept verbatim to prove
+the documented form is read too. A bot is in a chat exactly when its id is among the chat's `MEMBERS`, and a
+chat's `messageCount` is counted from `MESSAGES`, so each fact is stated once. Message ids are portal-wide.
 """
 
 from __future__ import annotations
@@ -43,26 +44,37 @@ DOC_CHAT: dict[str, Any] = {  # the example on imbot.v2.Chat.get's page, field f
     "managerList": [], "markedId": None, "messageCount": 15, "public": "", "unreadId": None, "userCounter": 3,
 }  # fmt: skip
 
-# dialogId -> chat. The other chats are the doc's chat with what differs; the bot is not in chat7.
+# A chat as the portal writes it: what it writes unlike the docs' example.
+PORTAL_CHAT: dict[str, Any] = {
+    **DOC_CHAT, "textFieldEnabled": True, "parentChatId": 0, "parentMessageId": 0, "markedId": 0, "unreadId": 0,
+    "entityLink": {"type": "", "url": "", "id": ""},
+    "permissions": {
+        "manageUsersAdd": "member", "manageUsersDelete": "manager", "manageUi": "member",
+        "manageSettings": "owner", "manageMessages": "member", "manageMessagesAutoDelete": "owner", "canPost": "member",
+    },
+    "lastMessageViews": {"messageId": 789, "firstViewers": [], "countOfViewers": 0},
+}  # fmt: skip
+
+# dialogId -> chat (messageCount is added from MESSAGES below). The bot is not in chat7.
 CHATS: dict[str, dict[str, Any]] = {
-    "chat5": DOC_CHAT,
+    "chat5": PORTAL_CHAT,
     "chat12": {
-        **DOC_CHAT, "id": 12, "dialogId": "chat12", "name": "Release planning",
+        **PORTAL_CHAT, "id": 12, "dialogId": "chat12", "name": "Release planning",
         "description": "Dates and owners for the next release", "type": "open", "messageType": "O", "owner": 1,
         "color": "#ab7761", "diskFolderId": None, "role": "member", "managerList": [1], "muteList": [7],
         "dateCreate": "2025-03-02T09:30:00+01:00", "lastMessageId": 2210, "lastId": 2201, "unreadId": 2202,
-        "messageCount": 342, "userCounter": 11,
+        "lastMessageViews": {"messageId": 2210, "firstViewers": [], "countOfViewers": 0}, "userCounter": 11,
     },
     "1": {  # a personal dialog is named by the other person's user id
-        **DOC_CHAT, "id": 31, "dialogId": "1", "name": "Anna Petrova", "type": "private", "messageType": "P",
+        **PORTAL_CHAT, "id": 31, "dialogId": "1", "name": "Anna Petrova", "type": "private", "messageType": "P",
         "owner": 1, "color": None, "diskFolderId": None, "role": "member",
-        "dateCreate": "2025-02-10T14:12:00+01:00", "lastMessageId": 905, "lastId": 905, "messageCount": 27,
-        "userCounter": 2,
+        "dateCreate": "2025-02-10T14:12:00+01:00", "lastMessageId": 905, "lastId": 905,
+        "lastMessageViews": {"messageId": 905, "firstViewers": [], "countOfViewers": 0}, "userCounter": 2,
     },
     "chat7": {
-        **DOC_CHAT, "id": 7, "dialogId": "chat7", "name": "Board (private)", "owner": 1, "diskFolderId": None,
-        "role": "none", "dateCreate": "2025-02-01T08:00:00+01:00", "lastMessageId": 640, "lastId": None,
-        "messageCount": 1, "userCounter": 2,
+        **PORTAL_CHAT, "id": 7, "dialogId": "chat7", "name": "Board (private)", "owner": 1, "diskFolderId": None,
+        "role": "none", "dateCreate": "2025-02-01T08:00:00+01:00", "lastMessageId": 640, "lastId": 0,
+        "lastMessageViews": {"messageId": 640, "firstViewers": [], "countOfViewers": 0}, "userCounter": 2,
     },
 }  # fmt: skip
 
@@ -70,13 +82,13 @@ CHATS: dict[str, dict[str, Any]] = {
 def _person(
     uid: int, first: str, last: str, position: str, gender: str, color: str, dept: int, **extra: Any
 ) -> dict[str, Any]:
-    """An employee as entities.md#user shows one; `extra` is what sets this one apart."""
+    """An employee as the portal writes one (type "user"); `extra` is what sets this one apart."""
     return {
         "id": uid, "active": True, "name": f"{first} {last}", "firstName": first, "lastName": last,
         "workPosition": position, "color": color, "avatar": "", "gender": gender, "birthday": "",
         "extranet": False, "bot": False, "connector": False, "externalAuthId": "default", "status": "online",
         "idle": False, "lastActivityDate": "2025-03-18T09:40:00+01:00", "absent": False, "departments": [dept],
-        "phones": False, "type": "employee", "website": "", "email": f"{first}.{last}@example.com".lower(),
+        "phones": False, "type": "user", "website": "", "email": f"{first}.{last}@example.com".lower(),
         **extra,
     }  # fmt: skip
 
@@ -85,15 +97,15 @@ USERS: dict[int, dict[str, Any]] = {
     u["id"]: u
     for u in (
         _person(1, "Anna", "Petrova", "IT Administrator", "F", "#df532d", 3, birthday="15-03"),
-        _person(2, "Tom", "Weber", "Sales Manager", "M", "#5b7e91", 7, phones={"workPhone": "+49 30 5550142"}),
-        _person(3, "Oleg", "Smirnov", "Backend Developer", "M", "#8474c8", 3, status="dnd"),
+        _person(2, "Tom", "Weber", "Sales Manager", "M", "#5b7e91", 7, phones={"work_phone": "+49 30 5550142"}),
+        _person(3, "Oleg", "Smirnov", "Backend Developer", "M", "#8474c8", 3),
         _person(4, "Maria", "Garcia", "QA Engineer", "F", "#1eb4aa", 3),
         _person(5, "James", "Miller", "Frontend Developer", "M", "#58cc47", 3, idle="2025-03-18T09:05:00+01:00"),
         _person(6, "Sofia", "Rossi", "Product Owner", "F", "#f76187", 1),
         _person(7, "Ivan", "Kuznetsov", "DevOps Engineer", "M", "#e89b06", 3),
         _person(8, "Emma", "Schulz", "Technical Writer", "F", "#2f72b9", 3, absent="2025-03-17T00:00:00+01:00"),
         _person(9, "Pavel", "Orlov", "Support Engineer", "M", "#ab7761", 5, lastActivityDate=False),
-        _person(10, "Laura", "Chen", "UI Designer", "F", "#4ba984", 3, active=False, status="offline"),
+        _person(10, "Laura", "Chen", "UI Designer", "F", "#4ba984", 3, active=False, workPosition=None),
         {
             **_person(BOT_ID, "Support", "Bot", "", "", "#4ba984", 0),
             "name": "Support Bot", "firstName": "Support Bot", "lastName": "", "externalAuthId": "bot",
@@ -115,17 +127,29 @@ INJECTION_MESSAGE_ID = 784
 
 
 def _message(mid: int, chat_id: int, author: int, date: str, text: str, **extra: Any) -> dict[str, Any]:
-    """A Message as Chat.Message.get/getContext return it; `extra` is what sets this one apart."""
+    """A Message as the portal writes it for Chat.Message.get/getContext; `extra` is what sets this one apart.
+    People's messages carry the uuid their client made; system and bot messages have none (null)."""
+    person = author not in (0, BOT_ID)
     return {
-        "id": mid, "chatId": chat_id, "authorId": author, "date": date, "text": text, "isSystem": False,
-        "uuid": "", "forward": None, "params": {}, "viewedByOthers": True, **extra,
+        "id": mid, "chatId": chat_id, "chat_id": chat_id, "authorId": author, "author_id": author, "date": date,
+        "text": text, "isSystem": False, "uuid": f"5f0c{mid:04d}-8c1e-4d5a-9b7e-2a6d{mid:08d}" if person else None,
+        "forward": None, "params": [], "viewedByOthers": True, **extra,
     }  # fmt: skip
+
+
+NULL_USER: dict[str, Any] = {  # the author Chat.Message.get gives a system message (the portal's NullUser)
+    "id": None, "active": False, "name": "", "firstName": "", "lastName": "", "workPosition": None, "color": "",
+    "avatar": "", "gender": "M", "birthday": "", "extranet": False, "bot": False, "connector": False,
+    "externalAuthId": "default", "status": "online", "idle": False, "lastActivityDate": False,
+    "mobileLastDate": False, "desktopLastDate": False, "absent": False, "departments": [], "phones": False,
+    "type": "user", "website": "", "email": "",
+}  # fmt: skip
 
 
 MESSAGES: tuple[dict[str, Any], ...] = (
     _message(640, 7, 1, "2025-03-14T17:02:00+01:00", "Board meeting moved to Thursday 10:00."),
     _message(775, 5, 0, "2025-03-18T09:12:00+01:00", "Support Bot added Anna Petrova and Tom Weber to the chat.",
-             isSystem=True),
+             isSystem=True, params={"CODE": "CHAT_JOIN", "NOTIFY": "N"}),
     _message(777, 5, 2, "2025-03-18T09:13:00+01:00",
              'Hi! Since this morning the CRM export to Excel fails with "Access denied" for the whole sales team.'),
     _message(779, 5, BOT_ID, "2025-03-18T09:13:20+01:00",
@@ -144,12 +168,15 @@ MESSAGES: tuple[dict[str, Any], ...] = (
              "The CRM export failed for the sales team; you restored the export permissions and Tom confirmed it "
              "works. Ticket #4512 is still open."),
     _message(903, 31, 1, "2025-03-18T11:03:00+01:00", "Works now, thank you!",
-             forward={"id": 789, "userId": 2, "chatId": 5, "date": "2025-03-18T09:36:00+01:00"}),
+             forward={"id": "chat5/789", "userId": 2, "chatTitle": "Support Chat", "chatType": "chat"}),
     _message(905, 31, 1, "2025-03-18T11:03:30+01:00", "Please close ticket #4512.", viewedByOthers=False),
     _message(2201, 12, 6, "2025-03-17T16:40:00+01:00", "Release 4.2: code freeze on Friday, release on Tuesday."),
     _message(2202, 12, 4, "2025-03-17T16:52:00+01:00", "QA needs the staging build by Thursday noon."),
     _message(2210, 12, 7, "2025-03-18T08:15:00+01:00", "Staging is ready.", viewedByOthers=False),
 )  # fmt: skip
+
+for _chat in CHATS.values():  # every message a chat holds, as a portal counts them
+    _chat["messageCount"] = sum(1 for m in MESSAGES if m["chatId"] == _chat["id"])
 
 SCOPES = ("im", "imbot")  # what the stand-in webhook or app was granted (the `scope` method's answer)
 ALL_SCOPES = (  # `scope` with full=true: every scope the portal knows (a selection of Bitrix24's)
@@ -344,7 +371,8 @@ class StandIn:
         dialog = self._chat_of_call(params, oauth_call)
         if not isinstance(dialog, str):
             return dialog
-        return _ok({"chat": self.chats[dialog]})
+        chat = self.chats[dialog]  # a portal puts its popup data first (recentConfig)
+        return _ok({"recentConfig": {"chatId": chat["id"], "sections": ["default"]}, "chat": chat})
 
     def _user_list(self, params: dict[str, Any], oauth_call: bool) -> Answer:
         dialog = self._chat_of_call(params, oauth_call)
@@ -390,7 +418,7 @@ class StandIn:
         found = self._readable_message(params, oauth_call)
         if isinstance(found, tuple):
             return found
-        return _ok({"message": found, "user": self.users.get(found["authorId"])})  # None for a system message
+        return _ok({"message": found, "user": self.users.get(found["authorId"], NULL_USER)})
 
     def _message_context(self, params: dict[str, Any], oauth_call: bool) -> Answer:
         found = self._readable_message(params, oauth_call)
@@ -433,7 +461,8 @@ class StandIn:
             chats = [dialog for dialog in self.chats if self._is_member(dialog)]
             people = {uid for dialog in chats for uid in self.members[dialog]} - {self.bot_id}
             bot |= {
-                "moduleId": "rest", "eventMode": "fetch",
+                # appId: what a portal writes for a webhook's bot, the bot token behind "custom" (never to be shown)
+                "moduleId": "rest", "appId": f"custom{self.bot_token}", "eventMode": "fetch",
                 "countMessage": sum(1 for m in self.messages.values() if m["authorId"] == self.bot_id),
                 "countCommand": 0, "countChat": len(chats), "countUser": len(people),
             }  # fmt: skip

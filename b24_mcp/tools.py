@@ -25,7 +25,7 @@ from mcp_types import CallToolResult, ContentBlock, Icon, ResourceLink, TextCont
 from pydantic import BaseModel
 
 from . import arguments as a
-from .errors import B24Error, InputError, clean_text
+from .errors import AnswerError, B24Error, InputError, clean_text
 from .logs import redact
 
 if TYPE_CHECKING:  # the client (and httpx) load after the first tools/list, off the start-up path
@@ -98,7 +98,7 @@ def chat_summary(chat: dict[str, Any]) -> str:
     if chat.get("role"):
         parts.append(f"the bot's role: {chat['role']}")
     counts = [
-        f"{chat[k]} {name}" for k, name in (("userCounter", "members"), ("messageCount", "messages")) if k in chat
+        f"{_count(chat[k], name)}" for k, name in (("userCounter", "member"), ("messageCount", "message")) if k in chat
     ]
     if counts:
         parts.append(", ".join(counts))
@@ -109,6 +109,23 @@ def chat_summary(chat: dict[str, Any]) -> str:
     if chat.get("lastMessageId"):
         parts.append(f"last message {chat['lastMessageId']}")
     return "; ".join(parts) + "."
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def set_aside(data: dict[str, Any]) -> str | None:
+    """The line that says what of Bitrix24's answer was set aside as not documented (structuredContent has it)."""
+    report = data.get("notAsDocumented")
+    if not report:
+        return None
+    shown = ", ".join(f"{entry['path']} (expected {entry['expected']})" for entry in report[:5])
+    more = f" and {len(report) - 5} more" if len(report) > 5 else ""
+    return (
+        f"b24-mcp: Bitrix24 sent {_count(len(report), 'value')} unlike its documentation: {shown}{more}. "
+        "Each is kept as sent under notAsDocumented in the structured result and left out of the text below."
+    )
 
 
 def _person(user: dict[str, Any] | None, user_id: object) -> str:
@@ -216,16 +233,16 @@ async def _get_chat(client: B24Client, v: dict[str, Any], on_wait: OnWait | None
 
 
 async def _get_members(client: B24Client, v: dict[str, Any], on_wait: OnWait | None) -> BaseModel:
-    users = await client.chat_members(
+    return await client.chat_members(
         v["dialogId"], v.get("order"), v.get("limit"), v.get("botId"), v.get("botToken"), on_wait
     )
-    from .models import Members
-
-    return Members(dialogId=v["dialogId"], users=users)
 
 
 async def _get_messages(client: B24Client, v: dict[str, Any], on_wait: OnWait | None) -> BaseModel:
+    from .models import MessageWindow, Mismatch, reported
+
     message_id = v.get("messageId")
+    report: list[Mismatch] = []
     if (message_id is None) == ("dialogId" not in v):
         raise InputError(
             'get_messages needs exactly one of dialogId (the latest messages of that chat, e.g. "chat5") or '
@@ -233,12 +250,17 @@ async def _get_messages(client: B24Client, v: dict[str, Any], on_wait: OnWait | 
         )
     if message_id is None:
         chat = await client.get_chat(v["dialogId"], v.get("botId"), v.get("botToken"), on_wait)
+        report = chat.notAsDocumented or []
+        if any(entry.path == "result.chat.lastMessageId" for entry in report):
+            raise AnswerError(
+                f"Bitrix24 sent the last message id of {v['dialogId']} as something other than an integer, so its "
+                "latest messages cannot be found; get_chat shows the value as sent. Pass messageId instead."
+            )
         if not chat.lastMessageId:
-            from .models import MessageWindow
-
-            return MessageWindow(messages=[], users=[], hasPrevPage=False, hasNextPage=False)
+            return reported(MessageWindow(messages=[], users=[], hasPrevPage=False, hasNextPage=False), report)
         message_id = chat.lastMessageId
-    return await client.message_context(message_id, v.get("range"), v.get("botId"), v.get("botToken"), on_wait)
+    window = await client.message_context(message_id, v.get("range"), v.get("botId"), v.get("botToken"), on_wait)
+    return reported(window, [*report, *(window.notAsDocumented or [])])
 
 
 async def _get_message(client: B24Client, v: dict[str, Any], on_wait: OnWait | None) -> BaseModel:
@@ -388,6 +410,9 @@ async def handle(
     except Exception:
         log.exception("%s failed unexpectedly", spec.name)
         return tool_error(UNEXPECTED)
+    warning = set_aside(data)
+    if warning:
+        text = f"{warning}\n{text}"
     if notice:
         text = f"{notice}\n{text}"
     content: list[ContentBlock] = [TextContent(type="text", text=text)]

@@ -218,8 +218,8 @@ DOCUMENTED = [
     (403, "INVALID_CREDENTIALS", "Invalid request credentials", "rights"),
     (404, "ERROR_MANIFEST_IS_NOT_AVAILABLE", "Manifest is not available", "admin"),
     (403, "insufficient_scope", "The request requires higher privileges", "imbot"),
-    (401, "expired_token", "The access token provided has expired", "re-authorise"),
-    (401, "invalid_token", "The access token provided is invalid", "re-authorise"),
+    (401, "expired_token", "The access token provided has expired", "uses no OAuth token"),
+    (401, "invalid_token", "The access token provided is invalid", "uses no OAuth token"),
     (403, "user_access_error", "The user does not have access to the application", "access"),
     (500, "PORTAL_DELETED", "Portal was deleted", "Temporary closure"),
 ]
@@ -243,7 +243,39 @@ async def test_each_documented_code_is_final_and_explained(
 def test_every_documented_code_has_a_hint() -> None:
     documented = {code for _, code, _, _ in DOCUMENTED}
     assert documented <= set(HINTS)
-    assert set(HINTS) - documented == {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"}  # retried: tested below
+    # retried (tested below), and a code whose meaning its HTTP status changes
+    assert set(HINTS) - documented == {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "INVALID_CREDENTIALS 401"}
+
+
+@pytest.mark.parametrize(
+    ("status", "advice", "not_said"),
+    [(401, "webhook code in B24_WEBHOOK_URL is wrong", "lacks the rights"), (403, "lacks the rights", "code in B24")],
+)
+async def test_invalid_credentials_advice_follows_the_http_status(status: int, advice: str, not_said: str) -> None:
+    portal = Portal(err(status, "INVALID_CREDENTIALS", "Invalid request credentials"))
+    with pytest.raises(PortalError) as info:
+        await make(portal).get_chat("chat5")
+    assert advice in str(info.value) and not_said not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "error", [{"code": "ACCESS_DENIED", "message": "Access denied"}, {"code": "ACCESS_DENIED", "description": "x"}]
+)
+async def test_an_error_sent_as_an_object_keeps_its_code(error: dict[str, str]) -> None:
+    portal = Portal(httpx.Response(403, json={"error": error}))
+    with pytest.raises(PortalError) as info:
+        await make(portal).get_chat("chat5")
+    assert info.value.code == "ACCESS_DENIED" and "not a participant of chat5" in str(info.value)
+
+
+async def test_a_refused_personal_chat_says_how_group_chats_are_named() -> None:
+    portal = Portal(err(403, "ACCESS_DENIED", "Access denied"))
+    with pytest.raises(PortalError) as info:
+        await make(portal).get_chat("5")
+    assert '"5" names the personal chat with user 5' in str(info.value) and 'dialogId "chat5"' in str(info.value)
+    with pytest.raises(PortalError) as info:
+        await make(portal).get_chat("chat5")
+    assert "personal chat" not in str(info.value)
 
 
 async def test_hints_name_the_ids_of_the_call() -> None:
@@ -279,7 +311,7 @@ async def test_secret_echoed_by_portal_is_masked() -> None:
         (httpx.Response(200, content=b'{"result": {"chat": {"id": 5'), AnswerError, "not JSON"),
         (httpx.Response(200, content=b""), AnswerError, "an empty body"),
         (httpx.Response(200, json={"foo": 1}), AnswerError, "JSON without a 'result' field"),
-        (httpx.Response(200, json={"result": []}), AnswerError, "does not match its documentation (result:"),
+        (httpx.Response(200, json={"result": []}), AnswerError, "without what b24-mcp needs to show it (result:"),
         (httpx.Response(404, content=b"Not found"), UpstreamError, "HTTP 404"),
         (httpx.Response(500, json={"weird": 1}), UpstreamError, "HTTP 500 with JSON that is not a Bitrix24 error"),
         (httpx.Response(400, json={"error": ["x"]}), AnswerError, "error whose code is not readable"),
@@ -305,12 +337,25 @@ async def test_malformed_answers_name_the_host_and_status(
     assert CODE not in str(info.value)
 
 
-async def test_chat_with_wrong_types_names_the_field() -> None:
-    portal = Portal(ok({"chat": {"id": 5, "dialogId": "chat5", "name": None, "messageCount": "many"}}))
+async def test_values_unlike_the_docs_are_set_aside_and_reported() -> None:
+    portal = Portal(ok({"chat": {"id": 5, "dialogId": "chat5", "name": None, "messageCount": "many", "owner": 1}}))
+    chat = await make(portal).get_chat("chat5")
+    assert chat.model_dump(exclude_unset=True, exclude={"notAsDocumented"}) == {
+        "id": 5,
+        "dialogId": "chat5",
+        "owner": 1,
+    }
+    assert [m.model_dump() for m in chat.notAsDocumented] == [
+        {"method": "imbot.v2.Chat.get", "path": "result.chat.messageCount", "expected": "integer", "value": "many"},
+        {"method": "imbot.v2.Chat.get", "path": "result.chat.name", "expected": "string", "value": None},
+    ]
+
+
+async def test_a_chat_without_a_usable_id_is_an_error_naming_the_field() -> None:
+    portal = Portal(ok({"chat": {"id": "5", "dialogId": "chat5", "name": "x"}}))
     with pytest.raises(AnswerError) as info:
         await make(portal).get_chat("chat5")
-    assert "chat.name" in str(info.value) and "chat.messageCount" in str(info.value)
-    assert "many" not in str(info.value)
+    assert "chat.id" in str(info.value) and "report it" in str(info.value)
 
 
 # --- retry by kind of failure ----------------------------------------------------------------------------------------

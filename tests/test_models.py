@@ -34,15 +34,28 @@ def test_documented_example_round_trips_exactly() -> None:
     VALIDATOR.validate(dumped)
 
 
-def test_nullable_only_where_documented() -> None:
+def test_nullable_only_where_documented_or_seen() -> None:
     props = SCHEMA["properties"]
     nullable = {name for name, p in props.items() if {"type": "null"} in p.get("anyOf", [])}
     assert nullable == {
         "color", "diskFolderId", "parentChatId", "parentMessageId", "backgroundId", "dateCreate",
         "lastMessageId", "lastId", "unreadId", "markedId",
+        "dialogId",  # a private chat whose other person the portal cannot resolve
     }  # fmt: skip
-    assert props["textFieldEnabled"]["type"] == "string"  # "Y"/"N", not a bool
-    assert props["lastMessageViews"]["type"] == "string"  # a JSON string, not an object
+
+
+def test_the_documented_and_the_sent_type_are_both_read() -> None:
+    kinds = {name: {p.get("type") for p in SCHEMA["properties"][name]["anyOf"]} for name in ("textFieldEnabled",)}
+    assert kinds == {"textFieldEnabled": {"boolean", "string"}}  # documented "Y"/"N", sent true/false
+    for sent in ({"textFieldEnabled": True}, {"textFieldEnabled": "N"}, {"lastMessageViews": "{}"}):
+        VALIDATOR.validate(Chat.model_validate({"id": 5, "dialogId": "chat5", **sent}).model_dump(exclude_unset=True))
+    views = {"messageId": 789, "firstViewers": [], "countOfViewers": 0}  # sent: an object, documented: a JSON string
+    assert Chat.model_validate({"id": 5, "dialogId": "chat5", "lastMessageViews": views}).lastMessageViews == views
+
+
+def test_a_portal_cannot_fill_the_report_b24_mcp_writes() -> None:
+    with pytest.raises(ValidationError, match="b24-mcp's own field"):
+        Chat.model_validate({"id": 5, "dialogId": "chat5", "notAsDocumented": []})
 
 
 def test_unknown_fields_and_php_empty_arrays_pass_through() -> None:

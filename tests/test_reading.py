@@ -17,7 +17,7 @@ from mcp import Client
 from b24_mcp import demo, settings
 from b24_mcp.server import build_server
 from b24_mcp.settings import MAX_ID
-from b24_mcp.standin import INJECTION_MESSAGE_ID, MESSAGES, StandIn
+from b24_mcp.standin import CHATS, INJECTION_MESSAGE_ID, MEMBERS, MESSAGES, USERS, StandIn
 from b24_mcp.tools import CODE_META, UNTRUSTED
 from tests.values import CODE, TOKEN, webhook_vars
 
@@ -185,3 +185,60 @@ async def test_the_demo_serves_a_conversation_with_an_injection_attempt() -> Non
         result = await client.call_tool("get_messages", {"dialogId": "chat5"})
     assert not result.is_error and text(result).startswith(demo.NOTICE)
     assert INJECTION_MESSAGE_ID in [m["id"] for m in (result.structured_content or {})["messages"]]
+
+
+# --- answers as a portal's own serializers write them, unlike the docs ------------------------------------------------
+# The stand-in's data follows the portal's im module (textFieldEnabled true, uuid null on system messages, params [],
+# user type "user", a NullUser as a system message's author); these cases add what only some portals send.
+
+GUEST: dict[str, Any] = {  # an Open Lines guest: no names, no job title, no status
+    "id": 77, "active": True, "name": None, "firstName": None, "lastName": None, "workPosition": None,
+    "status": None, "type": "guest", "bot": False, "avatar": "", "departments": [], "phones": False,
+}  # fmt: skip
+
+
+async def test_a_group_chat_as_a_portal_sends_it_is_read() -> None:
+    recorded = Recorded()
+    chat = await call(recorded, "get_chat", {"dialogId": "chat5"})
+    assert not chat.is_error, text(chat)
+    assert chat.structured_content["textFieldEnabled"] is True  # passed through as sent
+    messages = await call(recorded, "get_messages", {"dialogId": "chat5"})
+    assert not messages.is_error, text(messages)
+    system = next(m for m in messages.structured_content["messages"] if m["isSystem"])
+    assert system["uuid"] is None and "notAsDocumented" not in messages.structured_content
+    alone = await call(recorded, "get_message", {"messageId": system["id"]})
+    assert not alone.is_error and alone.structured_content["user"]["id"] is None and "system" in text(alone)
+
+
+async def test_guests_without_names_are_read() -> None:
+    recorded = Recorded(users={**USERS, GUEST["id"]: GUEST}, members={**MEMBERS, "chat5": [*MEMBERS["chat5"], 77]})
+    result = await call(recorded, "get_chat_members", {"dialogId": "chat5"})
+    assert not result.is_error, text(result)
+    assert result.structured_content["users"][-1] == GUEST and "unknown user (user 77)" in text(result)
+
+
+async def test_one_mistyped_field_in_a_hundred_messages_is_reported_not_a_failure() -> None:
+    hundred = [{**MESSAGES[2], "id": 5000 + i, "text": f"message {i}"} for i in range(100)]
+    hundred[37]["date"] = 1742285580  # a Unix time where an ISO 8601 string belongs
+    hundred[38]["isSystem"] = "N"
+    result = await call(Recorded(messages=[*MESSAGES, *hundred]), "get_messages", {"messageId": 5050, "range": 50})
+    assert not result.is_error, text(result)
+    data = result.structured_content  # what a host that reads only structuredContent passes on
+    assert len(data["messages"]) == 100 and "date" not in data["messages"][37]
+    assert data["notAsDocumented"] == [
+        {"method": "imbot.v2.Chat.Message.getContext", "path": "result.messages[37].date",
+         "expected": "string or null", "value": 1742285580},
+        {"method": "imbot.v2.Chat.Message.getContext", "path": "result.messages[38].isSystem",
+         "expected": "boolean", "value": "N"},
+    ]  # fmt: skip
+    first = text(result).splitlines()[0]
+    assert first.startswith("b24-mcp: Bitrix24 sent 2 values unlike its documentation: result.messages[37].date")
+    assert "[message 5037, no date]" in text(result)
+
+
+async def test_a_chat_whose_last_message_id_is_unreadable_says_so() -> None:
+    chats = {**CHATS, "chat5": {**CHATS["chat5"], "lastMessageId": "789"}}
+    result = await call(Recorded(chats=chats), "get_messages", {"dialogId": "chat5"})
+    assert result.is_error and "last message id of chat5" in text(result) and "messageId" in text(result)
+    chat = await call(Recorded(chats=chats), "get_chat", {"dialogId": "chat5"})
+    assert not chat.is_error and chat.structured_content["notAsDocumented"][0]["value"] == "789"

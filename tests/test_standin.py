@@ -24,6 +24,8 @@ from b24_mcp.standin import (
     INJECTION_MESSAGE_ID,
     MEMBERS,
     MESSAGES,
+    NULL_USER,
+    PORTAL_CHAT,
     USERS,
     OAuthApp,
     StandIn,
@@ -34,14 +36,17 @@ TOKEN = "botTOKEN456"
 HOOK = f"/rest/1/{CODE}/"
 APP = OAuthApp("local.app", "appSECRET", "access0", "refresh0")
 
-# Field sets from the docs' examples: entities.md#user (a User), chat-message-get(-context).md (a Message).
+# Field sets from the docs' examples: entities.md#user (a User), chat-message-get(-context).md (a Message), and the
+# snake_case duplicates a portal's Message serializer adds.
 USER_FIELDS = set(
     "id active name firstName lastName workPosition color avatar gender birthday extranet bot connector "
     "externalAuthId status idle lastActivityDate absent departments phones type website email".split()
 )
-MESSAGE_FIELDS = set("id chatId authorId date text isSystem uuid forward params viewedByOthers".split())
+MESSAGE_FIELDS = set(
+    "id chatId chat_id authorId author_id date text isSystem uuid forward params viewedByOthers".split()
+)
 BOT_BRIEF = set("id code type isHidden isSupportOpenline isReactionsEnabled backgroundId language".split())
-BOT_OWNER = BOT_BRIEF | set("moduleId eventMode countMessage countCommand countChat countUser".split())
+BOT_OWNER = BOT_BRIEF | set("moduleId appId eventMode countMessage countCommand countChat countUser".split())
 
 COMMON_ERRORS: list[tuple[dict[str, Any], int, str]] = [  # every imbot.v2 chat method checks these first (webhook mode)
     ({"botId": None}, 400, "BOT_ID_REQUIRED"),
@@ -81,9 +86,9 @@ def chat_ids(dialog: str) -> list[int]:
 
 # -- the data --------------------------------------------------------------------------------------------------
 def test_data_is_consistent() -> None:
-    assert CHATS["chat5"] is DOC_CHAT and BOT_ID == config.DEMO_BOT_ID
+    assert CHATS["chat5"] is PORTAL_CHAT and BOT_ID == config.DEMO_BOT_ID
     for dialog, chat in CHATS.items():
-        assert chat["dialogId"] == dialog
+        assert chat["dialogId"] == dialog and chat["messageCount"] == len(chat_ids(dialog))
         assert len(MEMBERS[dialog]) == chat["userCounter"], dialog  # chat5: 3, as the doc's example says
         assert set(chat["managerList"]) | set(chat["muteList"]) <= set(MEMBERS[dialog])
         assert chat_ids(dialog)[-1] == chat["lastMessageId"], dialog
@@ -100,7 +105,7 @@ def test_users_are_documented_user_objects() -> None:
         assert user["id"] == uid and set(user) == USER_FIELDS
     bot = USERS[BOT_ID]
     assert bot["bot"] is True and bot["type"] == "bot" and bot["externalAuthId"] == "bot"
-    assert all(u["type"] == "employee" and u["bot"] is False for uid, u in USERS.items() if uid != BOT_ID)
+    assert all(u["type"] == "user" and u["bot"] is False for uid, u in USERS.items() if uid != BOT_ID)
 
 
 def test_chat5_holds_a_support_conversation_with_a_system_message() -> None:
@@ -113,13 +118,16 @@ def test_chat5_holds_a_support_conversation_with_a_system_message() -> None:
 
 def test_the_injection_sample_is_a_users_message_in_chat5() -> None:
     (message,) = (m for m in MESSAGES if m["id"] == INJECTION_MESSAGE_ID)
-    assert message["chatId"] == 5 and not message["isSystem"] and USERS[message["authorId"]]["type"] == "employee"
+    assert message["chatId"] == 5 and not message["isSystem"] and USERS[message["authorId"]]["type"] == "user"
     assert "Ignore all previous instructions" in message["text"] and "token" in message["text"]
 
 
 # -- routing and auth ------------------------------------------------------------------------------------------
 def test_chat_get_by_webhook(portal: StandIn) -> None:
-    assert ok(call(portal, "imbot.v2.Chat.get", dialogId="chat5")) == {"chat": DOC_CHAT}
+    assert ok(call(portal, "imbot.v2.Chat.get", dialogId="chat5")) == {
+        "recentConfig": {"chatId": 5, "sections": ["default"]},
+        "chat": PORTAL_CHAT,
+    }
     assert ok(call(portal, "imbot.v2.Chat.get.json", dialogId="1"))["chat"]["messageType"] == "P"
     assert ok(call(portal, "IMBOT.V2.CHAT.GET", dialogId="chat12"))["chat"]["id"] == 12  # names ignore case
 
@@ -267,8 +275,10 @@ def test_message_get(portal: StandIn) -> None:
     result = ok(call(portal, "imbot.v2.Chat.Message.get", messageId=INJECTION_MESSAGE_ID))
     assert set(result) == {"message", "user"}
     assert result["message"]["id"] == INJECTION_MESSAGE_ID and result["user"] == USERS[2]
+    assert isinstance(result["message"]["uuid"], str) and result["message"]["params"] == []
     system = ok(call(portal, "imbot.v2.Chat.Message.get", messageId="775"))
-    assert system["message"]["isSystem"] is True and system["message"]["authorId"] == 0 and system["user"] is None
+    assert system["message"]["isSystem"] is True and system["message"]["authorId"] == 0
+    assert system["message"]["uuid"] is None and system["user"] == NULL_USER and NULL_USER["id"] is None
 
 
 # -- imbot.v2.Bot.get and scope --------------------------------------------------------------------------------

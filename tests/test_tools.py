@@ -16,7 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
 from b24_mcp.server import build_server
-from b24_mcp.tools import CODE_META
+from b24_mcp.tools import CODE_META, chat_summary
 from tests.values import BOT_ID, CHAT, CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio
@@ -114,7 +114,7 @@ async def test_demo_calls(mode: str) -> None:
     assert result.structured_content is not None and result.structured_content["dialogId"] == "chat5"
     summary = text_of(result)
     assert summary.startswith("DEMO DATA")
-    for part in ("Support Chat (chat5)", "owner", "3 members", "15 messages", f"user {BOT_ID}"):
+    for part in ("Support Chat (chat5)", "owner", "3 members", "8 messages", f"user {BOT_ID}"):
         assert part in summary
     assert json.loads(text_of(result, 1)) == result.structured_content
     assert resource.contents[0].mime_type == "application/json"
@@ -259,3 +259,9 @@ async def test_rate_limit_waits_are_reported_as_progress() -> None:
     assert len(results) == 2 and not any(r.is_error for r in results)
     ((waited, _, why),) = seen
     assert 0 < waited <= 0.25 and "B24_RATE_LIMIT" in (why or "")
+
+
+def test_counts_of_one_are_singular() -> None:
+    summary = chat_summary({"id": 9, "dialogId": "chat9", "userCounter": 1, "messageCount": 1})
+    assert "1 member," in summary and summary.endswith("1 message.")
+    assert "2 members, 0 messages" in chat_summary({"id": 9, "dialogId": "chat9", "userCounter": 2, "messageCount": 0})
