@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, InputError
-from .settings import BOT_TOKEN_MAX, MAX_ID, check_secret, parse_bot_id
+from .settings import BOT_TOKEN_MAX, MAX_ID, WHOLE_NUMBER_RULE, check_secret, parse_bot_id, whole_number
 
 DIALOG_ID_MAX = 20
 DIALOG_ID_PATTERN = r"^(chat)?[1-9][0-9]{0,10}$"
@@ -144,11 +144,10 @@ def _integer(name: str, low: int, high: int, example: int, what: str) -> Callabl
     def check(value: object) -> int:
         if value is None:
             raise InputError(f"{name} is required: {what}, e.g. {example}.")
-        if isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}", value.strip()):
-            value = int(value.strip())
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        number = whole_number(value)
+        if number is None or not low <= number <= high:
             raise InputError(f"{name} must be an integer from {low} to {high} ({what}), e.g. {example}.")
-        return value
+        return number
 
     return check
 
@@ -165,7 +164,9 @@ def check_order(value: object) -> dict[str, str]:
 
 check_message_id = _integer("messageId", 1, MAX_ID, 789, "a message id, as in get_chat's lastMessageId")
 check_limit = _integer("limit", 1, MEMBERS_LIMIT_MAX, MEMBERS_LIMIT_DEFAULT, "how many members to return")
-check_range = _integer("range", 1, RANGE_MAX, RANGE_DEFAULT, "how many messages on each side of the central one")
+check_range = _integer("range", 1, RANGE_MAX, RANGE_DEFAULT, "how many messages to read on each side")
+check_before = _integer("beforeMessageId", 1, MAX_ID, 789, "read the messages before this one")
+check_after = _integer("afterMessageId", 1, MAX_ID, 789, "read the messages after this one")
 
 
 # --- the arguments, as published -----------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ BOT_ID = Arg(
         "type": "integer",
         "minimum": 1,
         "maximum": MAX_ID,
-        "description": "The bot's id, e.g. 456. Optional: defaults to B24_BOT_ID.",
+        "description": f"The bot's id, e.g. 456 ({WHOLE_NUMBER_RULE}). Optional: defaults to B24_BOT_ID.",
     },
     check_bot_id,
 )
@@ -209,9 +210,32 @@ MESSAGE_ID = Arg(
         "type": "integer",
         "minimum": 1,
         "maximum": MAX_ID,
-        "description": "A message id, e.g. 789 (from get_chat's lastMessageId or an earlier get_messages).",
+        "description": "A message id, e.g. 789, from get_chat's lastMessageId or an earlier get_messages "
+        f"({WHOLE_NUMBER_RULE}).",
     },
     check_message_id,
+)
+BEFORE = Arg(
+    "beforeMessageId",
+    {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_ID,
+        "description": "Page back: the messages just before this one (not including it), e.g. the first id of the "
+        "previous window.",
+    },
+    check_before,
+)
+AFTER = Arg(
+    "afterMessageId",
+    {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_ID,
+        "description": "Page forward: the messages just after this one (not including it), e.g. the last id of the "
+        "previous window.",
+    },
+    check_after,
 )
 ORDER = Arg(
     "order",
@@ -230,7 +254,8 @@ LIMIT = Arg(
         "type": "integer",
         "minimum": 1,
         "maximum": MEMBERS_LIMIT_MAX,
-        "description": f"How many members to return, 1–{MEMBERS_LIMIT_MAX}. Default {MEMBERS_LIMIT_DEFAULT}.",
+        "description": f"How many members to return, 1–{MEMBERS_LIMIT_MAX}. Default {MEMBERS_LIMIT_DEFAULT}. "
+        "An integer, as for every number here.",
     },
     check_limit,
 )
@@ -240,7 +265,8 @@ RANGE = Arg(
         "type": "integer",
         "minimum": 1,
         "maximum": RANGE_MAX,
-        "description": f"How many messages on each side of the central one, 1–{RANGE_MAX}. Default {RANGE_DEFAULT}.",
+        "description": f"How many messages: on each side of messageId, or before beforeMessageId, or after "
+        f"afterMessageId; 1–{RANGE_MAX}. Default {RANGE_DEFAULT}. An integer, as for every number here.",
     },
     check_range,
 )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TextIO, TypeVar
 import anyio
 
 from . import settings as config
-from .errors import ConfigError
+from .errors import ConfigError, printable
 
 if TYPE_CHECKING:
     from .client import B24Client
@@ -40,7 +40,9 @@ class Report:
         self.tty = out.isatty()
 
     def line(self, mark: str, text: str) -> None:
-        print(f"{mark} {text}", file=self.out, flush=True)
+        """A line of the report; what a portal wrote in it cannot move the cursor, recolour or retitle the terminal."""
+        shown = "\n".join(printable(part) for part in text.split("\n"))
+        print(f"{mark} {shown}", file=self.out, flush=True)
 
     async def step(self, label: str, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` with a progress display; returns its one-line result, raises its error."""

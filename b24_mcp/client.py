@@ -31,6 +31,7 @@ from .errors import (
     PortalError,
     UpstreamError,
     classify,
+    clean_text,
     error_parts,
     portal_error,
 )
@@ -395,6 +396,13 @@ class B24Client:
         self, method: str, answer: Answer[Any], status: int, call: dict[str, Any], secrets: list[str]
     ) -> None:
         code, description = error_parts(answer.error, answer.error_description)
+        if code in (None, "0") and answer.error in ("", "0") and description:  # PHP's error with a message only
+            said = clean_text(description, mask=lambda text: redact(text, secrets))
+            raise AnswerError(
+                f"Bitrix24 at {self.host} answered HTTP {status} with an error that has no code: {said}",
+                status=status,
+                retryable=status >= 500,
+            )
         if code is None:
             raise AnswerError(
                 f"Bitrix24 at {self.host} answered HTTP {status} with an error whose code is not readable "

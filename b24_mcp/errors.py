@@ -192,6 +192,21 @@ _INVISIBLE = re.compile(
 )
 
 
+def printable(line: str) -> str:
+    """One line as a terminal shows it and nothing else: escapes, controls and line breaks out, spacing kept."""
+    return _INVISIBLE.sub("", _ESCAPES.sub("", line)).translate(_BREAKS)
+
+
+_BREAKS = {ord(c): " " for c in "\t\n\v\f\r\x85\u2028\u2029"}
+_UNSHOWABLE = re.compile(f"[\x7f-\x9f\u2028\u2029]|{_INVISIBLE.pattern}")
+
+
+def json_showable(text: str) -> str:
+    """JSON text with every control, format and line-separator character that JSON leaves raw written as a \\u
+    escape: the same JSON to a parser, and nothing a terminal or a host would act on."""
+    return _UNSHOWABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def clean_text(text: str, limit: int = DESCRIPTION_MAX, mask: Callable[[str], str] | None = None) -> str:
     """Untrusted text as one short printable line: terminal escapes and control characters out, length bounded.
 

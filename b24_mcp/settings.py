@@ -255,15 +255,27 @@ def parse_oauth_server(raw: str) -> str:
     return f"{scheme}://{netloc}"
 
 
-def parse_bot_id(value: object, name: str) -> int:
-    """A bot id from an argument or a variable: a positive 32-bit integer (digit strings accepted)."""
+WHOLE_NUMBER_RULE = '789, 789.0 and "789" are read alike'
+
+
+def whole_number(value: object) -> int | None:
+    """The one rule for an integer from outside (an argument or a variable): a JSON integer, a number with no
+    fraction (JSON Schema's "integer" admits 789.0), or a string of up to 10 digits; None for anything else."""
     if isinstance(value, bool):
-        value = None  # True is an int in Python, not a bot id
-    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}", value.strip()):
-        value = int(value.strip())
-    if not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        return None  # True is an int in Python, not a number
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}", value.strip()):
+        return int(value.strip())
+    return value if isinstance(value, int) else None
+
+
+def parse_bot_id(value: object, name: str) -> int:
+    """A bot id from an argument or a variable: a positive 32-bit integer, by `whole_number`'s rule."""
+    number = whole_number(value)
+    if number is None or not 1 <= number <= MAX_ID:
         raise _bad_id(name)
-    return value
+    return number
 
 
 def _bad_id(name: str) -> ConfigError:

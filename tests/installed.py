@@ -48,7 +48,7 @@ async def round_trip(command: str, mode: str) -> None:
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
         assert not result.is_error and result.structured_content and result.structured_content["id"] == 5, result
         text = result.content[0]
-        assert isinstance(text, TextContent) and "Support Chat (chat5)" in text.text, text
+        assert isinstance(text, TextContent) and '"Support Chat" (chat5)' in text.text, text
         (link,) = [block for block in result.content if isinstance(block, ResourceLink)]
         read = await client.read_resource(link.uri)
         assert '"dialogId": "chat5"' in getattr(read.contents[0], "text", ""), read

@@ -18,6 +18,7 @@ from mcp.client import stdio
 
 from b24_mcp import check, cli
 from b24_mcp import settings as config
+from b24_mcp.check import Report
 from b24_mcp.errors import ConfigError, portal_error
 from b24_mcp.server import build_server
 from tests.portal import OAuthSettings, StandInPortal
@@ -272,3 +273,9 @@ def test_the_readme_check_output_is_a_real_one(
         return re.sub(r"in \d+ ms", "in N ms", text)
 
     assert normal(out) == normal(shown)
+
+
+def test_a_report_line_cannot_drive_the_terminal() -> None:
+    out = io.StringIO()
+    Report(out).line("✓", "name\x1b[2J\x1b]0;title\x07 \x9b2Jok\rfake ✓\nnext\x85line")
+    assert out.getvalue() == "✓ name ok fake ✓\nnext line\n"

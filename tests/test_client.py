@@ -268,6 +268,14 @@ async def test_an_error_sent_as_an_object_keeps_its_code(error: dict[str, str]) 
     assert info.value.code == "ACCESS_DENIED" and "not a participant of chat5" in str(info.value)
 
 
+@pytest.mark.parametrize("code", ["", "0"])
+async def test_an_error_with_a_message_but_no_code_says_the_message(code: str) -> None:
+    portal = Portal(err(400, code, f"User is not found or is not active ({TOKEN})"))
+    with pytest.raises(AnswerError) as info:
+        await make(portal).get_chat("chat5")
+    assert "has no code: User is not found or is not active (***)" in str(info.value) and len(portal.requests) == 1
+
+
 async def test_a_refused_personal_chat_says_how_group_chats_are_named() -> None:
     portal = Portal(err(403, "ACCESS_DENIED", "Access denied"))
     with pytest.raises(PortalError) as info:

@@ -75,7 +75,7 @@ async def test_tools_over_a_real_socket(portal: StandInPortal) -> None:
         assert not result.is_error, result.content
         assert result.structured_content == portal.chats[dialog]
         assert CODE not in result.model_dump_json() and TOKEN not in result.model_dump_json()
-    assert "Support Chat (chat5)" in results["chat5"].content[0].text  # type: ignore[union-attr]
+    assert '"Support Chat" (chat5)' in results["chat5"].content[0].text  # type: ignore[union-attr]
     assert "personal chat" in results["1"].content[0].text  # type: ignore[union-attr]
     request = portal.requests[0]
     assert request.method == "POST" and request.path == f"/rest/1/{CODE}/imbot.v2.Chat.get"

@@ -293,7 +293,7 @@ def test_a_1_mb_unknown_argument_name_is_echoed_bounded() -> None:
         (GET_CHAT, "botId", True),
         (GET_MESSAGES, "messageId", MAX_ID + 1),
         (GET_MESSAGES, "messageId", str(MAX_ID + 1)),
-        (GET_MESSAGES, "messageId", 5.0),
+        (GET_MESSAGES, "messageId", float(MAX_ID + 1)),
         (GET_CHAT, "dialogId", MAX_ID + 1),
         (GET_CHAT, "dialogId", str(MAX_ID + 1)),
         (GET_CHAT, "dialogId", f"chat{MAX_ID + 1}"),
@@ -304,6 +304,21 @@ def test_ids_above_2_31_are_refused(args: list[arguments.Arg], name: str, value:
     base = {"dialogId": "chat5"} if args is GET_CHAT else {"messageId": 789}
     message = refused(args, {**base, name: value})
     assert message.startswith(name) and str(MAX_ID) in message
+
+
+@pytest.mark.parametrize(("value", "small"), [(789, 7), (789.0, 7.0), ("789", "7"), (" 789 ", " 7 ")])
+def test_every_integer_argument_reads_a_whole_number_the_same_way(value: object, small: object) -> None:
+    args = [MESSAGE_ID, RANGE, *BOT]
+    assert parse(args, {"messageId": value}) == {"messageId": 789}
+    assert parse(args, {"messageId": 1, "botId": value}) == {"messageId": 1, "botId": 789}
+    assert parse(args, {"messageId": 1, "range": small}) == {"messageId": 1, "range": 7}
+    assert "789.0" in MESSAGE_ID.schema["description"]  # the rule is stated where a model reads it
+
+
+@pytest.mark.parametrize("value", [789.5, True, "7e2", "0x10", [789], float("inf"), float("nan")])
+def test_what_is_not_a_whole_number_is_refused_alike(value: object) -> None:
+    assert refused([MESSAGE_ID, RANGE, *BOT], {"messageId": value}).startswith("messageId must be an integer")
+    assert refused([MESSAGE_ID, RANGE, *BOT], {"messageId": 1, "botId": value}).startswith("botId must be")
 
 
 def test_an_integer_dialog_id_is_a_personal_chat() -> None:

@@ -114,7 +114,7 @@ async def test_demo_calls(mode: str) -> None:
     assert result.structured_content is not None and result.structured_content["dialogId"] == "chat5"
     summary = text_of(result)
     assert summary.startswith("DEMO DATA")
-    for part in ("Support Chat (chat5)", "owner", "3 members", "8 messages", f"user {BOT_ID}"):
+    for part in ('"Support Chat" (chat5)', "owner", "3 members", "8 messages", f"user {BOT_ID}"):
         assert part in summary
     assert json.loads(text_of(result, 1)) == result.structured_content
     assert resource.contents[0].mime_type == "application/json"

@@ -45,7 +45,7 @@ async def test_every_tool_over_stdio(https_portal: StandInPortal, tmp_path: Path
         one = await client.call_tool("get_message", {"messageId": 784})
     assert not result.is_error, text_of(result)
     assert result.structured_content == https_portal.chats["chat5"]
-    assert "Support Chat (chat5)" in text_of(result)
+    assert '"Support Chat" (chat5)' in text_of(result)
     assert denied.is_error and "ACCESS_DENIED" in text_of(denied)
     assert wrong.is_error and "BOT_OWNERSHIP_ERROR" in text_of(wrong)
     request = https_portal.requests[0]
