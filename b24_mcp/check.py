@@ -141,7 +141,7 @@ async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) 
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    from .tools import CODE_META
+    from .tools.spec import CODE_META
 
     params = StdioServerParameters(command=sys.executable, args=["-m", "b24_mcp", *argv], env=env)
     # The server's stderr is kept aside and shown only if the round trip itself fails.

@@ -37,19 +37,7 @@ from .errors import (
 )
 from .logs import redact
 from .mismatches import Unusable, accept
-from .models import (
-    Answer,
-    Bot,
-    BotResult,
-    Chat,
-    ChatResult,
-    Members,
-    MessageWindow,
-    Mismatch,
-    OneMessage,
-    User,
-    reported,
-)
+from .models import Answer, Bot, BotResult, Mismatch, reported
 from .pacing import LeakyBucket, LocalBucket, SharedBucket
 from .settings import CALL_BUDGET, Settings
 from .wire import MAX_JSON_VALUES, Reply, exchange, redirect_error, too_many_values
@@ -59,10 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("b24_mcp.client")
 
-GET_CHAT = "imbot.v2.Chat.get"
-CHAT_MEMBERS = "imbot.v2.Chat.User.list"
-MESSAGE_CONTEXT = "imbot.v2.Chat.Message.getContext"
-GET_MESSAGE = "imbot.v2.Chat.Message.get"
 GET_BOT = "imbot.v2.Bot.get"
 SCOPE = "scope"
 
@@ -81,7 +65,7 @@ def _adapter(result: Any) -> TypeAdapter[Any]:
 
 
 class B24Client:
-    """Calls REST methods on one portal as one bot; each public method is one documented imbot.v2 method."""
+    """Calls REST methods on one portal as one bot: `call` any of them; `get_bot` and `scopes` for `check`."""
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient, auth: Auth) -> None:
         self.settings = settings
@@ -103,10 +87,10 @@ class B24Client:
     def host(self) -> str:
         return self._auth.host
 
-    async def warm(self, connect: bool) -> None:
-        """Before the first call: build the answer parsers and, if `connect`, open a kept-alive (TLS) connection
-        to the portal with a HEAD of its home page (not a REST call: nothing is counted against its limits)."""
-        for result in (ChatResult, list[User], MessageWindow, OneMessage):
+    async def warm(self, connect: bool, results: Iterable[Any] = ()) -> None:
+        """Before the first call: build the parsers of these result types and, if `connect`, open a kept-alive
+        (TLS) connection to the portal with a HEAD of its home page (not a REST call: nothing is counted)."""
+        for result in results:
             _adapter(result)
         if connect:
             with anyio.move_on_after(self.settings.timeout):
@@ -117,58 +101,9 @@ class B24Client:
 
     # --- the methods -------------------------------------------------------------------------------------------
 
-    async def get_chat(
-        self, dialog_id: str, bot_id: int | None = None, bot_token: str | None = None, on_wait: OnWait | None = None
-    ) -> Chat:
-        params = {**self._bot(bot_id, bot_token), "dialogId": dialog_id}
-        result: ChatResult
-        result, report = await self.call(GET_CHAT, params, ChatResult, on_wait, secrets=[bot_token])
-        return reported(result.chat, report)
-
-    async def chat_members(
-        self,
-        dialog_id: str,
-        order: dict[str, str] | None = None,
-        limit: int | None = None,
-        bot_id: int | None = None,
-        bot_token: str | None = None,
-        on_wait: OnWait | None = None,
-    ) -> Members:
-        params: dict[str, Any] = {**self._bot(bot_id, bot_token), "dialogId": dialog_id}
-        if order is not None:
-            params["order"] = order
-        if limit is not None:
-            params["limit"] = limit
-        users: list[User]
-        users, report = await self.call(CHAT_MEMBERS, params, list[User], on_wait, secrets=[bot_token])
-        return reported(Members(dialogId=dialog_id, users=users), report)
-
-    async def message_context(
-        self,
-        message_id: int,
-        range_: int | None = None,
-        bot_id: int | None = None,
-        bot_token: str | None = None,
-        on_wait: OnWait | None = None,
-    ) -> MessageWindow:
-        params: dict[str, Any] = {**self._bot(bot_id, bot_token), "messageId": message_id}
-        if range_ is not None:
-            params["range"] = range_
-        window: MessageWindow
-        window, report = await self.call(MESSAGE_CONTEXT, params, MessageWindow, on_wait, secrets=[bot_token])
-        return reported(window, report)
-
-    async def get_message(
-        self, message_id: int, bot_id: int | None = None, bot_token: str | None = None, on_wait: OnWait | None = None
-    ) -> OneMessage:
-        params = {**self._bot(bot_id, bot_token), "messageId": message_id}
-        result: OneMessage
-        result, report = await self.call(GET_MESSAGE, params, OneMessage, on_wait, secrets=[bot_token])
-        return reported(result, report)
-
     async def get_bot(self) -> Bot:
         result: BotResult
-        result, report = await self.call(GET_BOT, self._bot(None, None), BotResult)
+        result, report = await self.call(GET_BOT, self.bot_params(None, None), BotResult)
         return reported(result.bot, report)
 
     async def scopes(self) -> list[str]:
@@ -177,7 +112,7 @@ class B24Client:
             log.warning("the scope method answered %d values that are not strings; they are left out", len(report))
         return list(result)
 
-    def _bot(self, bot_id: int | None, bot_token: str | None) -> dict[str, Any]:
+    def bot_params(self, bot_id: int | None, bot_token: str | None) -> dict[str, Any]:
         """botId (and, with a webhook, botToken): the call's own, else the configured ones; checked before sending."""
         bot_id = bot_id if bot_id is not None else self.settings.bot_id
         if bot_id is None:
@@ -483,4 +418,4 @@ def _describe(body: bytes) -> str:
     return f"a body that is not JSON ({len(body)} bytes, perhaps cut short)"
 
 
-__all__ = ["GET_CHAT", "B24Client", "B24Error", "OnWait"]
+__all__ = ["B24Client", "B24Error", "OnWait"]

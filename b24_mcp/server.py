@@ -1,4 +1,4 @@
-"""The MCP server: the tools and resources of `tools.py` on an `MCPServer`, and the connection they share.
+"""The MCP server: the tools and resources of `tools/` on an `MCPServer`, and the connection they share.
 
 The connection (HTTP client, auth, Bitrix24 client) is made on first use, not at start-up: hosts launch every
 configured server at once and start-up time is felt. For the same reason the tools' output schemas are read from
@@ -41,13 +41,13 @@ from mcp_types import (
     ResourceTemplateReference,
 )
 from mcp_types import Tool as MCPTool
-from pydantic import BaseModel
 
-from .arguments import input_schema
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
 from .settings import DEMO_NOTICE, Settings
-from .tools import ICONS, READ_ONLY, RESOURCES, TOOLS, UNEXPECTED, ToolSpec, fetch, handle
+from .tools import RESOURCES, TOOLS, parsers
+from .tools.arguments import input_schema
+from .tools.spec import ICONS, READ_ONLY, UNEXPECTED, ToolSpec, fetch, handle
 
 if TYPE_CHECKING:
     import httpx
@@ -141,7 +141,8 @@ class Connection:
         """Build the client, its parsers and (on a real network) its connection ahead of the first call; a
         failure here is reported by that call instead."""
         try:
-            await self.client().warm(connect=self.transport is None and not getattr(self.settings, "demo", True))
+            connect = self.transport is None and not getattr(self.settings, "demo", True)
+            await self.client().warm(connect, parsers())
         except Exception:
             log.debug("warming the connection failed; the first call will say why", exc_info=True)
 
@@ -199,10 +200,7 @@ def _output_schema(spec: ToolSpec) -> dict[str, Any]:
         if tool["name"] == spec.name:
             schema: dict[str, Any] = tool["outputSchema"]
             return schema
-    from . import models  # a tool not yet in the contract (the contract test then fails): generate it
-
-    model: type[BaseModel] = getattr(models, spec.output)
-    return model.model_json_schema()
+    return spec.output.model_json_schema()  # a tool not yet in the contract (the contract test then fails)
 
 
 class B24Server(MCPServer):

@@ -1,23 +1,16 @@
-"""A stand-in Bitrix24 portal: its example data and its answers, as pure functions of a request.
+"""A stand-in Bitrix24 portal: its data and its answers, as pure functions of a request (no sockets, no logging).
 
-One home for what a portal with our bot in it would say, so the built-in demo (`b24-mcp --demo`, through an
-httpx.MockTransport in `demo.py`) and the tests' real HTTP server (`tests/portal.py`) cannot drift apart. It is
-shaped as data plus one class with no sockets: a face turns its HTTP request into
-`StandIn.answer(verb, path, query, body)` and sends back the `(status, body)` it gets. Faults, rate limits
-and recording are the faces' business. Stdlib only, and no logging: the demo imports it on a call's path, and
-a stand-in that printed could leak the tokens it is handed.
-
-The data is shaped as a portal's own serializers write it (the im module's toRestFormat), where that differs
-from the imbot.v2 pages: `textFieldEnabled` a boolean, `lastMessageViews` an object, 0 for no parent or unread id,
-a null `uuid` on system and bot messages, `[]` for empty `params`, user type "user", and the extra keys a portal
-adds (`recentConfig`, `chat_id`). `DOC_CHAT` is the example on imbot.v2.Chat.get's page, kept verbatim to prove
-the documented form is read too. A bot is in a chat exactly when its id is among the chat's `MEMBERS`, and a
-chat's `messageCount` is counted from `MESSAGES`, so each fact is stated once. Message ids are portal-wide.
+The demo (`demo.py`, an httpx transport) and the tests' HTTP portal (`tests/portal.py`) both serve it, so they
+cannot drift apart; the methods a tool calls are answered by that tool's `Call.standin`. The data is shaped as a
+portal's own serializers write it where that differs from the docs (`textFieldEnabled` true, `uuid` null on system
+messages, `params` [], `recentConfig`); `DOC_CHAT` keeps the docs' example verbatim. Each fact is stated once:
+membership in `MEMBERS`, message counts from `MESSAGES`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import secrets
 import threading
@@ -25,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .tools import standin_answers
 
 Answer = tuple[int, dict[str, Any]]
 """(HTTP status, JSON body)."""
@@ -217,7 +212,6 @@ _ERRORS = {  # code -> (HTTP status, error_description), as the docs spell them
 
 # /rest/{user}/{code}/{method}[.json] (webhook) or /rest/{method}[.json] (OAuth).
 _REST_PATH = re.compile(r"/rest/(?:(?P<user>[^/]+)/(?P<code>[^/]+)/)?(?P<method>[A-Za-z0-9_.]+?)(?:\.json)?")
-_ORDER_FIELDS = ("id", "lastSendMessageId", "userId")
 
 
 def error(code: str) -> Answer:
@@ -300,10 +294,7 @@ class StandIn:
         self.messages = {m["id"]: m for m in (MESSAGES if messages is None else messages)}
         self._chat_of = {chat["id"]: dialog for dialog, chat in self.chats.items()}  # chatId -> dialogId
         self._methods: dict[str, Callable[[dict[str, Any], bool], Answer]] = {
-            "imbot.v2.chat.get": self._chat_get,
-            "imbot.v2.chat.user.list": self._user_list,
-            "imbot.v2.chat.message.getcontext": self._message_context,
-            "imbot.v2.chat.message.get": self._message_get,
+            **{method: functools.partial(answer, self) for method, answer in standin_answers().items()},
             "imbot.v2.bot.get": self._bot_get,
             "scope": self._scope,
         }
@@ -354,10 +345,14 @@ class StandIn:
                 return error("BOT_OWNERSHIP_ERROR")
         return None
 
+    # What the tools' answers (`Call.standin`) are made with.
+    ok = staticmethod(_ok)
+    bounded = staticmethod(_bounded)
+
     def _is_member(self, dialog: str) -> bool:
         return self.bot_id in self.members.get(dialog, ())
 
-    def _chat_of_call(self, params: dict[str, Any], oauth_call: bool) -> Answer | str:
+    def chat_of_call(self, params: dict[str, Any], oauth_call: bool) -> Answer | str:
         """The dialog a chat method may read, or the refusal a portal gives (bot checks, then membership)."""
         refusal = self._bot_refusal(params, oauth_call)
         if refusal:
@@ -367,40 +362,7 @@ class StandIn:
             return error("ACCESS_DENIED")
         return dialog
 
-    def _chat_get(self, params: dict[str, Any], oauth_call: bool) -> Answer:
-        dialog = self._chat_of_call(params, oauth_call)
-        if not isinstance(dialog, str):
-            return dialog
-        chat = self.chats[dialog]  # a portal puts its popup data first (recentConfig)
-        return _ok({"recentConfig": {"chatId": chat["id"], "sections": ["default"]}, "chat": chat})
-
-    def _user_list(self, params: dict[str, Any], oauth_call: bool) -> Answer:
-        dialog = self._chat_of_call(params, oauth_call)
-        if not isinstance(dialog, str):
-            return dialog
-        joined = self.members[dialog]
-        chat_id = self.chats[dialog]["id"]
-        last_sent = {uid: 0 for uid in joined}
-        for message in self.messages.values():
-            if message["chatId"] == chat_id and message["authorId"] in last_sent:
-                last_sent[message["authorId"]] = max(last_sent[message["authorId"]], message["id"])
-        keys: dict[str, Callable[[int], int]] = {
-            "id": joined.index,
-            "userId": lambda uid: uid,
-            "lastSendMessageId": last_sent.__getitem__,
-        }
-        field, descending = "id", False  # an unknown field or direction falls back to joining order
-        order = params.get("order")
-        if isinstance(order, dict):
-            for name, direction in order.items():
-                if name in _ORDER_FIELDS and str(direction).upper() in ("ASC", "DESC"):
-                    field, descending = name, str(direction).upper() == "DESC"
-                    break
-        ordered = sorted(joined, key=keys[field], reverse=descending)
-        limit = _bounded(params.get("limit"), 1, 200, 50)
-        return _ok([self.users[uid] for uid in ordered[:limit]])
-
-    def _readable_message(self, params: dict[str, Any], oauth_call: bool) -> dict[str, Any] | Answer:
+    def readable_message(self, params: dict[str, Any], oauth_call: bool) -> dict[str, Any] | Answer:
         """The message Chat.Message.get/getContext name, or the error they answer with."""
         refusal = self._bot_refusal(params, oauth_call)
         if refusal:
@@ -414,30 +376,9 @@ class StandIn:
             return error("MESSAGE_ACCESS_DENIED")
         return message
 
-    def _message_get(self, params: dict[str, Any], oauth_call: bool) -> Answer:
-        found = self._readable_message(params, oauth_call)
-        if isinstance(found, tuple):
-            return found
-        return _ok({"message": found, "user": self.users.get(found["authorId"], NULL_USER)})
-
-    def _message_context(self, params: dict[str, Any], oauth_call: bool) -> Answer:
-        found = self._readable_message(params, oauth_call)
-        if isinstance(found, tuple):
-            return found
-        span = _bounded(params.get("range"), 1, 50, 50)  # messages on EACH side of the central one
-        chat = sorted((m for m in self.messages.values() if m["chatId"] == found["chatId"]), key=lambda m: m["id"])
-        at = chat.index(found)
-        first, end = max(0, at - span), min(len(chat), at + span + 1)
-        window = chat[first:end]
-        authors = sorted({m["authorId"] for m in window} & set(self.users))
-        return _ok(
-            {
-                "messages": window,
-                "users": [self.users[uid] for uid in authors],
-                "hasPrevPage": first > 0,
-                "hasNextPage": end < len(chat),
-            }
-        )
+    def author_of(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The user Chat.Message.get gives as a message's author: a NullUser for a system message."""
+        return self.users.get(message["authorId"], NULL_USER)
 
     def _bot_get(self, params: dict[str, Any], oauth_call: bool) -> Answer:
         bot_id, code = params.get("botId"), params.get("code")

@@ -48,7 +48,8 @@ async def steady(settings: config.Settings) -> None:
 async def child(out: Path) -> None:
     """One fresh process: warm as the server does, pause, then profile the first and the second call."""
     from b24_mcp.server import Connection, _import_client_modules
-    from b24_mcp.tools import GET_CHAT, handle
+    from b24_mcp.tools.get_chat import TOOL as GET_CHAT
+    from b24_mcp.tools.spec import handle
 
     connection = Connection(config.load(os.environ), None)
     await anyio.to_thread.run_sync(_import_client_modules)

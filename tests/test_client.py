@@ -21,6 +21,10 @@ from b24_mcp.auth import OAuth, Webhook
 from b24_mcp.client import B24Client
 from b24_mcp.errors import HINTS, POLICIES, AnswerError, B24Error, InputError, PortalError, UpstreamError
 from b24_mcp.oauth import OAuthSession
+from b24_mcp.tools.get_chat import read_chat
+from b24_mcp.tools.get_chat_members import read_members
+from b24_mcp.tools.get_message import read_message
+from b24_mcp.tools.get_messages import read_window
 from b24_mcp.wire import make_http
 from tests.values import BOT_ID, CHAT, CODE, HOOK, HOST, TOKEN, webhook_vars
 
@@ -80,22 +84,22 @@ MESSAGE = {"id": 789, "chatId": 5, "authorId": 1, "text": "hello"}
 @pytest.mark.parametrize(
     ("call", "method", "body", "answer"),
     [
-        (lambda c: c.get_chat("chat5"), "imbot.v2.Chat.get", {**BOT, "dialogId": "chat5"}, {"chat": CHAT}),
-        (lambda c: c.chat_members("chat5"), "imbot.v2.Chat.User.list", {**BOT, "dialogId": "chat5"}, [USER]),
+        (lambda c: read_chat(c, "chat5"), "imbot.v2.Chat.get", {**BOT, "dialogId": "chat5"}, {"chat": CHAT}),
+        (lambda c: read_members(c, "chat5"), "imbot.v2.Chat.User.list", {**BOT, "dialogId": "chat5"}, [USER]),
         (
-            lambda c: c.chat_members("12", order={"id": "DESC"}, limit=10),
+            lambda c: read_members(c, "12", order={"id": "DESC"}, limit=10),
             "imbot.v2.Chat.User.list",
             {**BOT, "dialogId": "12", "order": {"id": "DESC"}, "limit": 10},
             [USER],
         ),
         (
-            lambda c: c.message_context(789, range_=5),
+            lambda c: read_window(c, 789, range_=5),
             "imbot.v2.Chat.Message.getContext",
             {**BOT, "messageId": 789, "range": 5},
             {"messages": [MESSAGE], "users": [USER], "hasPrevPage": False, "hasNextPage": False},
         ),
         (
-            lambda c: c.get_message(789),
+            lambda c: read_message(c, 789),
             "imbot.v2.Chat.Message.get",
             {**BOT, "messageId": 789},
             {"message": MESSAGE, "user": USER},
@@ -115,13 +119,13 @@ async def test_request_shape_of_each_method(call: Any, method: str, body: dict[s
 
 
 async def test_the_answer_is_validated_into_the_model() -> None:
-    chat = await make(Portal()).get_chat("chat5")
+    chat = await read_chat(make(Portal()), "chat5")
     assert chat.name == "Support Chat" and chat.model_dump(exclude_unset=True) == CHAT
 
 
 async def test_arguments_override_the_environment() -> None:
     portal = Portal()
-    await make(portal).get_chat("12", bot_id=789, bot_token="other-token-1")
+    await read_chat(make(portal), "12", bot_id=789, bot_token="other-token-1")
     assert portal.bodies() == [{"botId": 789, "dialogId": "12", "botToken": "other-token-1"}]
 
 
@@ -129,7 +133,7 @@ async def test_arguments_override_the_environment() -> None:
 async def test_missing_bot_id_or_token_sends_nothing(env: dict[str, str], missing: str) -> None:
     portal = Portal()
     with pytest.raises(InputError) as info:
-        await make(portal, **env).get_chat("chat5")
+        await read_chat(make(portal, **env), "chat5")
     assert str(info.value).startswith(f"{missing} is required")
     assert ("B24_BOT_ID" if missing == "botId" else "B24_BOT_TOKEN") in str(info.value)
     assert portal.requests == []
@@ -172,7 +176,7 @@ def make_oauth(portal: Portal) -> tuple[B24Client, FakeSession]:
 async def test_oauth_signs_with_auth_and_sends_no_bot_token() -> None:
     portal = Portal()
     b24, _ = make_oauth(portal)
-    await b24.get_chat("chat5")
+    await read_chat(b24, "chat5")
     (request,) = portal.requests
     assert str(request.url) == f"https://{HOST}/rest/imbot.v2.Chat.get"
     assert json.loads(request.content) == {"botId": BOT_ID, "dialogId": "chat5", "auth": "accessTOKEN-1"}
@@ -182,7 +186,7 @@ async def test_oauth_signs_with_auth_and_sends_no_bot_token() -> None:
 async def test_oauth_rejected_token_is_recovered_once(code: str) -> None:
     portal = Portal(err(401, code, "The access token provided has expired."), ok({"chat": CHAT}))
     b24, session = make_oauth(portal)
-    assert (await b24.get_chat("chat5")).id == 5
+    assert (await read_chat(b24, "chat5")).id == 5
     assert session.recovered == ["accessTOKEN-1"]
     assert [body["auth"] for body in portal.bodies()] == ["accessTOKEN-1", "accessTOKEN-2"]
 
@@ -191,7 +195,7 @@ async def test_oauth_token_rejected_again_after_recovery_names_the_oauth_setting
     portal = Portal(err(401, "NO_AUTH_FOUND", "Wrong authorization data"))
     b24, session = make_oauth(portal)
     with pytest.raises(PortalError) as info:
-        await b24.get_chat("chat5")
+        await read_chat(b24, "chat5")
     assert len(portal.requests) == 2 and len(session.recovered) == 1
     assert "B24_REFRESH_TOKEN" in str(info.value) and "B24_WEBHOOK_URL" not in str(info.value)
 
@@ -231,7 +235,7 @@ async def test_each_documented_code_is_final_and_explained(
 ) -> None:
     portal = Portal(err(status, code, description))
     with pytest.raises(PortalError) as info:
-        await make(portal).get_chat("chat5")
+        await read_chat(make(portal), "chat5")
     message = str(info.value)
     assert info.value.code == code and info.value.status == status
     assert message.startswith(f"Bitrix24 error {code} (HTTP {status} from {HOST}): {description}.")
@@ -254,7 +258,7 @@ def test_every_documented_code_has_a_hint() -> None:
 async def test_invalid_credentials_advice_follows_the_http_status(status: int, advice: str, not_said: str) -> None:
     portal = Portal(err(status, "INVALID_CREDENTIALS", "Invalid request credentials"))
     with pytest.raises(PortalError) as info:
-        await make(portal).get_chat("chat5")
+        await read_chat(make(portal), "chat5")
     assert advice in str(info.value) and not_said not in str(info.value)
 
 
@@ -264,7 +268,7 @@ async def test_invalid_credentials_advice_follows_the_http_status(status: int, a
 async def test_an_error_sent_as_an_object_keeps_its_code(error: dict[str, str]) -> None:
     portal = Portal(httpx.Response(403, json={"error": error}))
     with pytest.raises(PortalError) as info:
-        await make(portal).get_chat("chat5")
+        await read_chat(make(portal), "chat5")
     assert info.value.code == "ACCESS_DENIED" and "not a participant of chat5" in str(info.value)
 
 
@@ -272,17 +276,17 @@ async def test_an_error_sent_as_an_object_keeps_its_code(error: dict[str, str]) 
 async def test_an_error_with_a_message_but_no_code_says_the_message(code: str) -> None:
     portal = Portal(err(400, code, f"User is not found or is not active ({TOKEN})"))
     with pytest.raises(AnswerError) as info:
-        await make(portal).get_chat("chat5")
+        await read_chat(make(portal), "chat5")
     assert "has no code: User is not found or is not active (***)" in str(info.value) and len(portal.requests) == 1
 
 
 async def test_a_refused_personal_chat_says_how_group_chats_are_named() -> None:
     portal = Portal(err(403, "ACCESS_DENIED", "Access denied"))
     with pytest.raises(PortalError) as info:
-        await make(portal).get_chat("5")
+        await read_chat(make(portal), "5")
     assert '"5" names the personal chat with user 5' in str(info.value) and 'dialogId "chat5"' in str(info.value)
     with pytest.raises(PortalError) as info:
-        await make(portal).get_chat("chat5")
+        await read_chat(make(portal), "chat5")
     assert "personal chat" not in str(info.value)
 
 
@@ -290,21 +294,21 @@ async def test_hints_name_the_ids_of_the_call() -> None:
     portal = Portal(err(400, "BOT_NOT_FOUND", "Bot not found"), err(404, "MESSAGE_NOT_FOUND", "Message not found"))
     b24 = make(portal)
     with pytest.raises(PortalError, match="no bot with id 999"):
-        await b24.get_chat("chat5", bot_id=999)
+        await read_chat(b24, "chat5", bot_id=999)
     with pytest.raises(PortalError, match="There is no message 789"):
-        await b24.get_message(789)
+        await read_message(b24, 789)
 
 
 async def test_undocumented_code_passes_through() -> None:
     portal = Portal(err(400, "SOMETHING_NEW", "A new   kind\nof error"))
     with pytest.raises(PortalError, match=r"^Bitrix24 error SOMETHING_NEW \(HTTP 400 .*\): A new kind of error\.$"):
-        await make(portal).get_chat("chat5")
+        await read_chat(make(portal), "chat5")
 
 
 async def test_secret_echoed_by_portal_is_masked() -> None:
     portal = Portal(err(400, "WEIRD", f"token {TOKEN} for /rest/1/{CODE}/ rejected; caller's other-token-1"))
     with pytest.raises(PortalError) as info:
-        await make(portal).get_chat("chat5", bot_token="other-token-1")
+        await read_chat(make(portal), "chat5", bot_token="other-token-1")
     assert TOKEN not in str(info.value) and CODE not in str(info.value)
     assert "other-token-1" not in str(info.value)  # the caller's own botToken, masked in this call's error
 
@@ -339,7 +343,7 @@ async def test_malformed_answers_name_the_host_and_status(
     fast_backoff: None, response: httpx.Response, kind: type[B24Error], words: str
 ) -> None:
     with pytest.raises(kind) as info:
-        await make(Portal(response)).get_chat("chat5")
+        await read_chat(make(Portal(response)), "chat5")
     assert HOST in str(info.value)
     assert words in str(info.value)
     assert CODE not in str(info.value)
@@ -347,7 +351,7 @@ async def test_malformed_answers_name_the_host_and_status(
 
 async def test_values_unlike_the_docs_are_set_aside_and_reported() -> None:
     portal = Portal(ok({"chat": {"id": 5, "dialogId": "chat5", "name": None, "messageCount": "many", "owner": 1}}))
-    chat = await make(portal).get_chat("chat5")
+    chat = await read_chat(make(portal), "chat5")
     assert chat.model_dump(exclude_unset=True, exclude={"notAsDocumented"}) == {
         "id": 5,
         "dialogId": "chat5",
@@ -362,7 +366,7 @@ async def test_values_unlike_the_docs_are_set_aside_and_reported() -> None:
 async def test_a_chat_without_a_usable_id_is_an_error_naming_the_field() -> None:
     portal = Portal(ok({"chat": {"id": "5", "dialogId": "chat5", "name": "x"}}))
     with pytest.raises(AnswerError) as info:
-        await make(portal).get_chat("chat5")
+        await read_chat(make(portal), "chat5")
     assert "chat.id" in str(info.value) and "report it" in str(info.value)
 
 
@@ -380,25 +384,25 @@ def refuse(request: httpx.Request) -> httpx.Response:
 async def test_transient_failures_are_retried_twice(fast_backoff: None, failure: Answer) -> None:
     portal = Portal(failure)
     with pytest.raises(UpstreamError):
-        await make(portal).get_chat("chat5")
+        await read_chat(make(portal), "chat5")
     assert len(portal.requests) == TRANSIENT_TRIES == 3
 
 
 async def test_transient_failure_then_success(fast_backoff: None) -> None:
     portal = Portal(refuse, ok({"chat": CHAT}))
-    assert (await make(portal).get_chat("chat5")).id == 5
+    assert (await read_chat(make(portal), "chat5")).id == 5
     assert len(portal.requests) == 2
 
 
 async def test_connection_errors_are_explained(fast_backoff: None) -> None:
     with pytest.raises(UpstreamError, match=rf"^Could not connect to {HOST} \(\[Errno 111\] .*check the address"):
-        await make(Portal(refuse)).get_chat("chat5")
+        await read_chat(make(Portal(refuse)), "chat5")
 
 
 async def test_query_limit_is_retried_until_it_passes(fast_backoff: None) -> None:
     limit = err(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
     portal = Portal(limit, limit, limit, ok({"chat": CHAT}))
-    assert (await make(portal, B24_RATE_LIMIT="1000").get_chat("chat5")).id == 5
+    assert (await read_chat(make(portal, B24_RATE_LIMIT="1000"), "chat5")).id == 5
     assert len(portal.requests) == 4
 
 
@@ -407,14 +411,14 @@ async def test_query_limit_is_retried_until_it_passes(fast_backoff: None) -> Non
 )
 async def test_bare_429_or_503_counts_as_a_rate_limit(fast_backoff: None, refusal: httpx.Response) -> None:
     portal = Portal(refusal, refusal, ok({"chat": CHAT}))
-    assert (await make(portal, B24_RATE_LIMIT="1000").get_chat("chat5")).id == 5
+    assert (await read_chat(make(portal, B24_RATE_LIMIT="1000"), "chat5")).id == 5
     assert len(portal.requests) == 3  # more than the two retries a transient failure gets would be wrong too
 
 
 async def test_query_limit_gives_up_after_bounded_tries(fast_backoff: None) -> None:
     portal = Portal(err(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
     with pytest.raises(PortalError, match=rf"QUERY_LIMIT_EXCEEDED.*gave up after {LIMIT_TRIES} tries"):
-        await make(portal, B24_RATE_LIMIT="1000").get_chat("chat5")
+        await read_chat(make(portal, B24_RATE_LIMIT="1000"), "chat5")
     assert len(portal.requests) == LIMIT_TRIES == 8
 
 
@@ -426,7 +430,7 @@ async def test_query_limit_backoff_respects_the_call_deadline() -> None:
     portal = Portal(err(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
     with anyio.fail_after(5):  # a bound for the test, not a timing assertion
         with pytest.raises(PortalError, match="QUERY_LIMIT_EXCEEDED"):
-            await make(portal, B24_TIMEOUT="0.1", B24_RATE_LIMIT="1000").get_chat("chat5")
+            await read_chat(make(portal, B24_TIMEOUT="0.1", B24_RATE_LIMIT="1000"), "chat5")
     assert 1 <= len(portal.requests) < LIMIT_TRIES
 
 
@@ -436,7 +440,7 @@ async def test_a_retry_that_runs_out_of_time_reports_the_portals_refusal(fast_ba
     portal = Portal(err(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
     with anyio.fail_after(5):
         with pytest.raises(B24Error) as info:
-            await make(portal, B24_TIMEOUT="0.1", B24_RATE_LIMIT="20").get_chat("chat5")
+            await read_chat(make(portal, B24_TIMEOUT="0.1", B24_RATE_LIMIT="20"), "chat5")
     assert 1 < len(portal.requests) < LIMIT_TRIES
     assert isinstance(info.value, PortalError) and info.value.code == "QUERY_LIMIT_EXCEEDED", str(info.value)
 
@@ -446,33 +450,33 @@ async def test_operation_time_limit_waits_for_a_known_reset() -> None:
         ok({"chat": CHAT}, reset_in=0.05), err(429, "OPERATION_TIME_LIMIT", "Method is blocked"), ok({"chat": CHAT})
     )
     b24 = make(portal)
-    await b24.get_chat("chat5")  # learns when the method's budget resets
-    assert (await b24.get_chat("chat5")).id == 5
+    await read_chat(b24, "chat5")  # learns when the method's budget resets
+    assert (await read_chat(b24, "chat5")).id == 5
     assert len(portal.requests) == 3
 
 
 async def test_operation_time_limit_far_away_says_when() -> None:
     portal = Portal(ok({"chat": CHAT}, reset_in=300), err(429, "OPERATION_TIME_LIMIT", "Method is blocked"))
     b24 = make(portal)
-    await b24.get_chat("chat5")
+    await read_chat(b24, "chat5")
     with pytest.raises(PortalError, match=r"imbot.v2.Chat.get is available again in (299|300) s"):
-        await b24.get_chat("chat5")
+        await read_chat(b24, "chat5")
     assert len(portal.requests) == 2
 
 
 async def test_operation_time_limit_without_a_known_reset() -> None:
     portal = Portal(err(429, "OPERATION_TIME_LIMIT", "Method is blocked"))
     with pytest.raises(PortalError, match="available again in a few minutes"):
-        await make(portal).get_chat("chat5")
+        await read_chat(make(portal), "chat5")
     assert len(portal.requests) == 1
 
 
 async def test_a_call_that_would_wait_too_long_for_its_turn_takes_no_slot() -> None:
     portal = Portal()
     b24 = make(portal, B24_RATE_LIMIT="0.5", B24_RATE_BURST="2", B24_TIMEOUT="0.5")
-    await b24.get_chat("chat5")  # the one slot; the next is 2 s away, beyond the 1.5 s the call may take
+    await read_chat(b24, "chat5")  # the one slot; the next is 2 s away, beyond the 1.5 s the call may take
     with pytest.raises(UpstreamError, match=r"would wait longer .* \(B24_RATE_LIMIT=0\.5/s\)"):
-        await b24.get_chat("chat5")
+        await read_chat(b24, "chat5")
     assert len(portal.requests) == 1
 
 
@@ -481,5 +485,5 @@ async def test_no_error_ever_contains_a_secret(fast_backoff: None) -> None:
     answers += [httpx.Response(502, content=f"<html>{HOOK}</html>".encode()), httpx.Response(200, content=b"{")]
     for answer in answers:
         with pytest.raises(B24Error) as info:
-            await make(Portal(answer)).get_chat("chat5")
+            await read_chat(make(Portal(answer)), "chat5")
         assert CODE not in str(info.value) and TOKEN not in str(info.value)

@@ -41,10 +41,9 @@ def dump(contract: dict[str, Any]) -> str:
 
 def generated_output_schemas() -> dict[str, Any]:
     """Each tool's outputSchema as its model generates it: the source the served copy is checked against."""
-    from b24_mcp import models
     from b24_mcp.tools import TOOLS
 
-    return {spec.name: getattr(models, spec.output).model_json_schema() for spec in TOOLS}
+    return {spec.name: spec.output.model_json_schema() for spec in TOOLS}
 
 
 async def test_contract_matches_the_snapshot() -> None:
@@ -78,7 +77,7 @@ def test_served_output_schemas_are_what_the_models_generate() -> None:
 
 
 async def test_input_schemas_come_from_the_argument_constants() -> None:
-    from b24_mcp import arguments
+    from b24_mcp.tools import arguments
 
     tools = {t["name"]: t for t in (await published())["tools"]}
     members = tools["get_chat_members"]["inputSchema"]

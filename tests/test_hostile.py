@@ -34,6 +34,7 @@ import trustme
 from b24_mcp import auth, settings, wire
 from b24_mcp.client import B24Client
 from b24_mcp.errors import AnswerError, B24Error, ConfigError, PortalError, UpstreamError
+from b24_mcp.tools.get_chat import read_chat
 
 pytestmark = pytest.mark.anyio
 
@@ -230,7 +231,7 @@ async def traced_failure(client: B24Client) -> tuple[B24Error, int]:
     """One get_chat that must fail, and the traced memory peak it cost."""
     tracemalloc.start()
     try:
-        err = await failure(lambda: client.get_chat("chat5"))
+        err = await failure(lambda: read_chat(client, "chat5"))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -246,7 +247,7 @@ async def capped(server: Upstream, respond: Respond) -> int:
         assert "larger than 8 MiB" in str(err) and "stopped reading" in str(err)
         assert server.requests == 1  # not retried: the same answer would come again
         server.respond = answer(CHAT)
-        assert (await client.get_chat("chat5")).name == "General"  # the server and the client still work
+        assert (await read_chat(client, "chat5")).name == "General"  # the server and the client still work
     print(f"traced peak {peak / MiB:.1f} MiB")
     return peak
 
@@ -275,7 +276,7 @@ async def test_an_encoding_not_asked_for_is_refused_once_even_as_a_503() -> None
     with upstream() as server:
         server.respond = lambda h: h.raw(503, b"\x1b[31m" * 100, {"Content-Encoding": "br"})
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
         assert "in an encoding b24-mcp did not ask for ('br')" in str(err)
         assert server.requests == 1
 
@@ -286,7 +287,7 @@ async def test_a_gzip_answer_in_several_members_is_read_whole() -> None:
     with upstream() as server:
         server.respond = lambda h: h.raw(200, members, {"Content-Encoding": "gzip"})
         async with client_for(server.base) as client:
-            assert (await client.get_chat("chat5")).name == "General"
+            assert (await read_chat(client, "chat5")).name == "General"
 
 
 async def test_millions_of_tiny_values_are_refused_before_parsing_in_bounded_memory() -> None:
@@ -299,7 +300,7 @@ async def test_millions_of_tiny_values_are_refused_before_parsing_in_bounded_mem
             assert isinstance(err, AnswerError) and "more than 300,000 JSON values" in str(err)
             # Commas in texts are not values: a chat whose name is a million commas is read as it is.
             server.respond = answer({"result": {"chat": {**CHAT["result"]["chat"], "name": "," * 1_000_000}}})
-            assert (await client.get_chat("chat5")).name == "," * 1_000_000
+            assert (await read_chat(client, "chat5")).name == "," * 1_000_000
     assert peak < PEAK_MAX, peak
 
 
@@ -308,7 +309,7 @@ async def test_json_nested_100000_deep_is_called_too_deep_not_a_bug() -> None:
     with upstream() as server:
         server.respond = answer(deep)
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
     assert isinstance(err, AnswerError)
     assert "nested too deeply" in str(err)
 
@@ -323,7 +324,7 @@ async def test_an_error_code_that_is_not_a_code_is_not_repeated() -> None:
     with upstream() as server:
         server.respond = answer({"error": code, "error_description": "whatever"}, status=400)
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
     assert isinstance(err, AnswerError)
     assert "not readable" in str(err)
     assert "INSTRUCTIONS" not in str(err) and "please" not in str(err)
@@ -334,7 +335,7 @@ async def test_an_error_description_loses_escapes_and_invisibles_and_is_bounded(
     with upstream() as server:
         server.respond = answer({"error": "ACCESS_DENIED", "error_description": description}, status=403)
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
     assert isinstance(err, PortalError) and err.code == "ACCESS_DENIED"
     assert "owned-title" not in str(err)  # the OSC's payload (a window title) goes with its escape
     assert str(err).startswith("Bitrix24 error ACCESS_DENIED (HTTP 403 from 127.0.0.1:")
@@ -348,7 +349,7 @@ async def test_a_secret_hidden_behind_escapes_in_a_description_is_still_masked()
     with upstream() as server:
         server.respond = answer({"error": "ACCESS_DENIED", "error_description": f"bad {hidden}!"}, status=403)
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
     assert "bad *** and ***!" in str(err)
 
 
@@ -364,7 +365,7 @@ async def test_a_redirect_is_not_followed_and_names_its_target(status: int, user
         location = f"http://{userinfo}localhost:{port}/rest/1/{CODE}/imbot.v2.Chat.get?auth={CODE}"
         server.respond = lambda h: h.raw(status, b"", {"Location": location})
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
         assert f"redirect to http://localhost:{port}," in str(err)
         assert "B24_WEBHOOK_URL" in str(err)
         assert (target.requests, server.requests) == (0, 1)
@@ -374,7 +375,7 @@ async def test_a_redirect_to_a_malformed_address_is_still_a_clear_error() -> Non
     with upstream() as server:
         server.respond = lambda h: h.raw(302, b"", {"Location": "http://[not-an-ip/rest/"})
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
     assert "HTTP 302, a redirect to an address that is not a valid URL" in str(err)
 
 
@@ -400,7 +401,7 @@ async def test_a_certificate_for_another_name_is_called_a_hostname_mismatch(
     monkeypatch.setenv("SSL_CERT_FILE", pem(ca, tmp_path, "ca.pem"))
     with upstream(serving(ca, "other.example")) as server:
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
         assert server.requests == 0
     assert "hostname mismatch" in str(err) and "B24_WEBHOOK_URL" in str(err)
 
@@ -410,11 +411,11 @@ async def test_a_certificate_from_an_untrusted_ca_names_ssl_cert_file(
 ) -> None:
     with upstream(serving(trustme.CA(), "127.0.0.1")) as server:
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
         assert "set SSL_CERT_FILE to that CA's PEM file" in str(err)
         monkeypatch.setenv("SSL_CERT_FILE", pem(trustme.CA(), tmp_path, "another.pem"))
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
         assert "SSL_CERT_FILE points to a CA that did not sign it" in str(err)
         assert server.requests == 0
 
@@ -445,7 +446,7 @@ async def test_a_dead_https_proxy_is_named(monkeypatch: pytest.MonkeyPatch, fast
     monkeypatch.setenv("HTTPS_PROXY", f"http://{proxy}")
     with upstream(serving(trustme.CA(), "127.0.0.1")) as server:
         async with client_for(server.base, B24_TIMEOUT="2") as client:  # time for the retries
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
         assert server.requests == 0  # the request went to the (dead) proxy, not straight to the portal
     assert f"through the proxy {proxy}" in str(err) and "HTTPS_PROXY" in str(err) and "NO_PROXY" in str(err)
 
@@ -484,11 +485,11 @@ async def test_nan_and_infinity_are_refused_not_turned_into_null(number: bytes) 
     with upstream() as server:
         server.respond = answer(body)
         async with client_for(server.base) as client:
-            err = await failure(lambda: client.get_chat("chat5"))
+            err = await failure(lambda: read_chat(client, "chat5"))
             assert isinstance(err, AnswerError) and "NaN or Infinity" in str(err)
             # The words in a string are just text.
             server.respond = answer({"result": {"chat": {"id": 5, "dialogId": "chat5", "name": "NaN Infinity"}}})
-            assert (await client.get_chat("chat5")).name == "NaN Infinity"
+            assert (await read_chat(client, "chat5")).name == "NaN Infinity"
 
 
 @pytest.mark.parametrize(("field", "value"), [("extranet", "yes"), ("owner", "5"), ("messageCount", 5.5)])
@@ -496,7 +497,7 @@ async def test_a_value_of_the_wrong_type_is_set_aside_as_sent(field: str, value:
     with upstream() as server:
         server.respond = answer({"result": {"chat": {"id": 5, "dialogId": "chat5", "name": "x", field: value}}})
         async with client_for(server.base) as client:
-            chat = await client.get_chat("chat5")
+            chat = await read_chat(client, "chat5")
     assert field not in chat.model_fields_set and chat.name == "x"
     (mismatch,) = chat.notAsDocumented
     assert (mismatch.path, mismatch.value) == (f"result.chat.{field}", value)  # kept exactly as sent
@@ -533,7 +534,7 @@ async def test_a_burst_of_impatient_calls_leaves_an_idle_bucket_idle() -> None:
 
         async def one() -> None:
             try:
-                await client.get_chat("chat5")
+                await read_chat(client, "chat5")
                 outcomes.append("ok")
             except UpstreamError as err:
                 outcomes.append("refused" if "Too many calls to Bitrix24" in str(err) else str(err))
@@ -550,14 +551,14 @@ async def test_a_burst_of_impatient_calls_leaves_an_idle_bucket_idle() -> None:
         async def note(delay: float, why: str) -> None:
             waits.append(delay)
 
-        await client.get_chat("chat5", on_wait=note)  # ...and took no slot: the next call waits one interval at most
+        await read_chat(client, "chat5", on_wait=note)  # ...and took no slot: the next call waits one interval at most
         assert all(w <= 1 / rate + 1e-6 for w in waits), waits
 
 
 async def test_a_call_cancelled_while_waiting_gives_its_slot_back() -> None:
     sent, transport = counting()
     async with mocked(transport, B24_TIMEOUT="3", B24_RATE_LIMIT="0.2", B24_RATE_BURST="2") as client:
-        await client.get_chat("chat5")  # takes the one slot at once; the next waits 5 s (cancelled long before)
+        await read_chat(client, "chat5")  # takes the one slot at once; the next waits 5 s (cancelled long before)
 
         async def waits_for_its_turn() -> float:
             seen: list[float] = []
@@ -568,7 +569,7 @@ async def test_a_call_cancelled_while_waiting_gives_its_slot_back() -> None:
                 told.set()
 
             async with anyio.create_task_group() as tg:
-                tg.start_soon(lambda: client.get_chat("chat5", on_wait=note))
+                tg.start_soon(lambda: read_chat(client, "chat5", on_wait=note))
                 await told.wait()
                 tg.cancel_scope.cancel()  # the caller gives up while waiting
             return seen[0]

@@ -24,6 +24,7 @@ from b24_mcp.auth import for_settings
 from b24_mcp.client import B24Client
 from b24_mcp.errors import B24Error, PortalError, UpstreamError
 from b24_mcp.server import build_server
+from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.wire import make_http
 from tests.portal import Fault, StandInPortal
 from tests.values import BOT_ID, CODE, TOKEN, webhook_vars
@@ -51,7 +52,7 @@ async def get_chats(b24: B24Client, n: int) -> list[Any]:
 
     async def one(i: int) -> None:
         try:
-            outcomes[i] = await b24.get_chat("chat5")
+            outcomes[i] = await read_chat(b24, "chat5")
         except B24Error as err:
             outcomes[i] = err
 
@@ -100,11 +101,11 @@ async def test_the_connection_is_warmed_after_tools_list_not_before(https_portal
 async def test_the_portals_own_refusals(https_portal: StandInPortal) -> None:
     async with connected(https_portal) as b24:
         with pytest.raises(PortalError, match=r"ACCESS_DENIED.*not a participant of chat7"):
-            await b24.get_chat("chat7")
+            await read_chat(b24, "chat7")
         with pytest.raises(PortalError, match=r"BOT_NOT_FOUND.*no bot with id 999"):
-            await b24.get_chat("chat5", bot_id=999)
+            await read_chat(b24, "chat5", bot_id=999)
         with pytest.raises(PortalError, match="BOT_OWNERSHIP_ERROR") as info:
-            await b24.get_chat("chat5", bot_token="not-the-token")
+            await read_chat(b24, "chat5", bot_token="not-the-token")
     assert "not-the-token" not in str(info.value)
 
 
@@ -114,7 +115,7 @@ async def test_wrong_webhook_code(https_portal: StandInPortal, caplog: pytest.Lo
     settings = config.load(webhook_vars(url))
     async with make_http(settings.timeout) as http:
         with pytest.raises(PortalError, match=r"NO_AUTH_FOUND.*B24_WEBHOOK_URL") as info:
-            await B24Client(settings, http, for_settings(settings, http)).get_chat("chat5")
+            await read_chat(B24Client(settings, http, for_settings(settings, http)), "chat5")
     assert "wrongCODE9876" not in str(info.value)
     assert "imbot.v2.Chat.get" in caplog.text and "wrongCODE9876" not in caplog.text
 
@@ -133,7 +134,7 @@ async def test_untrusted_certificate_points_at_ssl_cert_file(
         advice = "SSL_CERT_FILE points to a CA that did not sign it"
     async with connected(https_portal) as b24:
         with pytest.raises(UpstreamError) as info:
-            await b24.get_chat("chat5")
+            await read_chat(b24, "chat5")
     assert info.value.message.startswith("The TLS certificate of 127.0.0.1:") and advice in info.value.message
     assert https_portal.requests == []  # no request left this process: TLS failures are not retried either
 
@@ -155,10 +156,10 @@ async def test_dropped_connections_are_retried_twice(
     https_portal.script(*[Fault.drop()] * drops)
     async with connected(https_portal) as b24:
         if succeeds:
-            assert (await b24.get_chat("chat5")).id == 5
+            assert (await read_chat(b24, "chat5")).id == 5
         else:
             with pytest.raises(UpstreamError, match=r"127\.0\.0\.1:[0-9]+ broke off the answer"):
-                await b24.get_chat("chat5")
+                await read_chat(b24, "chat5")
     assert https_portal.count() == 3
 
 
@@ -170,7 +171,7 @@ async def test_slow_portal_is_cut_off_at_the_call_bound(https_portal: StandInPor
     async with connected(https_portal, B24_TIMEOUT="0.1") as b24:
         with anyio.fail_after(10):  # a bound for the test; the client promises 3 x 0.1 s
             with pytest.raises(UpstreamError) as info:
-                await b24.get_chat("chat5")
+                await read_chat(b24, "chat5")
     assert CUT_OFF in str(info.value)
 
 

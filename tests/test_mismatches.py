@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from b24_mcp.mismatches import MAX_PASSES, Unusable, accept, type_words
-from b24_mcp.models import ChatResult, MessageWindow, OneMessage, User
+from b24_mcp.models import MessageWindow, User
+from b24_mcp.tools.get_chat import ChatResult
+from b24_mcp.tools.get_message import OneMessage
 
 METHOD = "imbot.v2.Chat.Message.getContext"
 

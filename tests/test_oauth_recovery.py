@@ -21,6 +21,7 @@ from b24_mcp.auth import for_settings
 from b24_mcp.client import B24Client
 from b24_mcp.errors import PortalError
 from b24_mcp.oauth import TokenPair
+from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.wire import make_http
 
 pytestmark = pytest.mark.anyio
@@ -74,10 +75,10 @@ async def test_a_token_rotated_by_another_window_is_picked_up_without_a_refresh(
     portal = Portal(live="seedACCESS", code=code)
     _, auth_a = client(tmp_path, portal)
     window_b, _ = client(tmp_path, portal)
-    assert (await window_b.get_chat("chat5")).id == 5  # B now holds the seed token
+    assert (await read_chat(window_b, "chat5")).id == 5  # B now holds the seed token
     await auth_a.session.recover("seedACCESS", time.monotonic() + 10)  # A renews: the seed token is revoked
     assert portal.refreshes == 1
-    assert (await window_b.get_chat("chat5")).id == 5
+    assert (await read_chat(window_b, "chat5")).id == 5
     assert portal.refreshes == 1  # B re-read the shared pair instead of spending the refresh token again
     assert portal.rest[-2:] == ["seedACCESS", portal.live]
 
@@ -86,7 +87,7 @@ async def test_a_token_still_rejected_after_renewing_is_explained_in_oauth_terms
     portal = Portal(live="never", code="NO_AUTH_FOUND", accept_renewed=False)
     window, _ = client(tmp_path, portal)
     with pytest.raises(PortalError) as info:
-        await window.get_chat("chat5")
+        await read_chat(window, "chat5")
     message = str(info.value)
     assert portal.refreshes == 1 and len(portal.rest) == 2  # one renewal, one repeat, then a verdict
     assert "B24_ACCESS_TOKEN" in message and "B24_TOKEN_FILE" in message

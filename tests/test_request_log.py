@@ -18,6 +18,8 @@ from b24_mcp import settings as config
 from b24_mcp.auth import Webhook
 from b24_mcp.client import B24Client
 from b24_mcp.errors import PortalError
+from b24_mcp.tools.get_chat import read_chat
+from b24_mcp.tools.get_messages import read_window
 from b24_mcp.wire import make_http
 from tests.values import CHAT, CODE, TOKEN, webhook_vars
 
@@ -51,7 +53,7 @@ async def test_one_line_per_request_with_status_code_duration_and_the_retry(
         answers(portal_error(503, "QUERY_LIMIT_EXCEEDED"), httpx.Response(200, json={"result": {"chat": CHAT}}))
     )
     with caplog.at_level(logging.DEBUG, logger="b24_mcp.client"):
-        await b24.get_chat("chat5")
+        await read_chat(b24, "chat5")
     first, second = lines(caplog)
     assert re.fullmatch(
         r"imbot\.v2\.Chat\.get dialogId=chat5 -> HTTP 503 QUERY_LIMIT_EXCEEDED in \d+ ms; retry 1 in 0\.0 s", first
@@ -67,7 +69,7 @@ async def test_one_line_per_request_with_status_code_duration_and_the_retry(
 async def test_a_final_error_says_it_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
     b24 = client(answers(portal_error(403, "ACCESS_DENIED")))
     with caplog.at_level(logging.DEBUG, logger="b24_mcp.client"), pytest.raises(PortalError):
-        await b24.message_context(789)
+        await read_window(b24, 789)
     (line,) = lines(caplog)
     assert re.fullmatch(
         r"imbot\.v2\.Chat\.Message\.getContext messageId=789 -> HTTP 403 ACCESS_DENIED in \d+ ms; not retried", line

@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from b24_mcp import arguments
-from b24_mcp.arguments import BOT, DIALOG_ID, MESSAGE_ID, RANGE, parse
 from b24_mcp.errors import (
     AnswerError,
     B24Error,
@@ -28,6 +26,8 @@ from b24_mcp.errors import (
 from b24_mcp.logs import ROTATED_KEPT, Redactor
 from b24_mcp.pacing import LeakyBucket
 from b24_mcp.settings import MAX_ID
+from b24_mcp.tools import arguments
+from b24_mcp.tools.arguments import BOT, DIALOG_ID, MESSAGE_ID, RANGE, parse
 
 # --- the redactor ---------------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from b24_mcp.oauth import TokenPair, fingerprint
 from b24_mcp.pacing import LeakyBucket
 from b24_mcp.redis_state import Redis, RedisBucket, RedisOAuthSession, _Pending
 from b24_mcp.team import parse_redis_url
+from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.wire import make_http
 from tests.portal import Fault, OAuthSettings, StandInPortal
 from tests.redis_server import free_port
@@ -96,7 +97,7 @@ async def test_redis_down_fails_each_call_by_name_and_never_falls_back(http_port
     async with replicas(http_portal, 1, **env) as (client,):
         for _ in range(2):  # each call says so; none is sent on a per-process budget
             with pytest.raises(UpstreamError) as caught:
-                await client.get_chat("chat5")
+                await read_chat(client, "chat5")
             message = str(caught.value)
             assert "B24_REDIS_URL" in message and "127.0.0.1" in message and "pw0secret" not in message
     assert http_portal.count() == 0
@@ -107,10 +108,10 @@ async def test_one_replicas_block_holds_for_all(http_portal: StandInPortal, redi
     async with replicas(http_portal, 2, **env) as (a, b):
         http_portal.script(Fault.time_limit(reset_in_seconds=120))
         with pytest.raises(PortalError, match="OPERATION_TIME_LIMIT"):
-            await a.get_chat("chat5")
+            await read_chat(a, "chat5")
         assert http_portal.count() == 1
         with pytest.raises(PortalError) as caught:  # b knows without asking the portal
-            await b.get_chat("chat5")
+            await read_chat(b, "chat5")
         assert caught.value.code == "OPERATION_TIME_LIMIT" and "another b24-mcp replica" in str(caught.value)
         assert http_portal.count() == 1
         assert await b.scopes()  # another method is not blocked
@@ -133,16 +134,16 @@ async def test_a_short_block_is_waited_out(http_portal: StandInPortal, redis_url
 
     async with replicas(http_portal, 2, **env) as (a, b):
         http_portal.script(Fault.time_limit(reset_in_seconds=0.1))
-        assert (await a.get_chat("chat5")).name == "Support Chat"  # a waits for the reset itself, as today
+        assert (await read_chat(a, "chat5")).name == "Support Chat"  # a waits for the reset itself, as today
         # long enough that b's call starts while a's block is still in Redis, even on a loaded machine
         http_portal.script(Fault.time_limit(reset_in_seconds=0.2))
         direct = redis.Redis.from_url(redis_url)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(a.get_chat, "chat5")
+            tg.start_soon(read_chat, a, "chat5")
             with anyio.fail_after(5):
                 while not direct.keys("*:block:imbot.v2.Chat.get"):  # noqa: ASYNC110 - a's refusal, told to Redis
                     await anyio.sleep(0.005)
-            assert (await b.get_chat("chat5", on_wait=on_wait)).name == "Support Chat"
+            assert (await read_chat(b, "chat5", on_wait=on_wait)).name == "Support Chat"
     assert [why for why in told if "time budget on the portal to reset" in why]  # b waited, without asking
     assert http_portal.count() == 5  # a: 2 refused + 2 answered; b: 1 answered, never refused
 
@@ -168,7 +169,7 @@ async def calls(clients: list[B24Client], each: int) -> list[Any]:
     results: list[Any] = []
 
     async def one(c: B24Client) -> None:
-        results.append(await c.get_chat("chat5"))
+        results.append(await read_chat(c, "chat5"))
 
     async with anyio.create_task_group() as tg:
         for c in clients:
@@ -191,20 +192,20 @@ async def test_expiry_across_replicas_costs_one_refresh(redis_url: str) -> None:
 
         # A new replica started with the (now dead) seed in its environment continues from the stored pair.
         async with replicas(portal, 1, **oauth_env(portal, redis_url)) as (late,):
-            assert (await late.get_chat("chat5")).name == "Support Chat"
+            assert (await read_chat(late, "chat5")).name == "Support Chat"
         assert portal.refresh_count == 1
 
 
 async def test_a_dead_replicas_lock_expires_and_the_next_call_refreshes(redis_url: str) -> None:
     with StandInPortal(oauth=OAuthSettings()) as portal:
         async with replicas(portal, 1, **oauth_env(portal, redis_url)) as (client,):
-            await client.get_chat("chat5")
+            await read_chat(client, "chat5")
             session = client._auth.session  # type: ignore[attr-defined]
             assert isinstance(session, RedisOAuthSession)
             # A replica took the lock and died mid-refresh: its lock stays until its TTL.
             redis.Redis.from_url(redis_url).set(session._lock_key, "dead-replica", px=200)
             portal.expire_access_token()
-            assert (await client.get_chat("chat5")).name == "Support Chat"
+            assert (await read_chat(client, "chat5")).name == "Support Chat"
         assert (portal.refresh_count, portal.invalid_grants) == (1, 0)
 
 
@@ -212,7 +213,7 @@ async def test_the_pair_is_written_only_over_the_one_it_replaces(redis_url: str)
     """Compare-and-set: a replica whose lock ran out cannot overwrite the pair another replica stored since."""
     with StandInPortal(oauth=OAuthSettings()) as portal:
         async with replicas(portal, 1, **oauth_env(portal, redis_url)) as (client,):
-            await client.get_chat("chat5")
+            await read_chat(client, "chat5")
             session = client._auth.session  # type: ignore[attr-defined]
             direct = redis.Redis.from_url(redis_url, decode_responses=True)
             direct.hset(session._key, mapping={"refresh_token": "newerREFRESH", "access_token": "newerACCESS"})

@@ -1,0 +1,198 @@
+"""What a tool is made of (`ToolSpec`, the Bitrix24 `Call`s it makes) and how one call of it runs (`handle`).
+
+Every failure the model may see is built by `tool_error`, the one place an `isError` result is made: worded the
+same way, masked by the redactor, with the Bitrix24 code in `_meta` for programs (`check`) to read.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult, ContentBlock, Icon, ResourceLink, TextContent, ToolAnnotations
+from pydantic import BaseModel
+
+from ..errors import B24Error, json_showable
+from ..logs import redact
+from . import arguments as args
+from .quoting import set_aside
+
+if TYPE_CHECKING:  # the client (and httpx) load after the first tools/list, off the start-up path
+    from ..client import B24Client, OnWait
+    from ..standin import StandIn
+
+log = logging.getLogger("b24_mcp.tools")
+
+UNEXPECTED = "b24-mcp failed unexpectedly (a bug); the details are in the server's log."
+CODE_META = "b24-mcp/code"  # the Bitrix24 error code of an isError result, for programs
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+CHAT_URI = "bitrix24://chat/{dialogId}"
+
+# What hosts show next to the server, its tools and its resources: a chat bubble on Bitrix24's blue, as a data:
+# URI so that no host fetches anything to draw it (manifest.json's icon.png is the same picture).
+ICON_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">'
+    '<rect width="64" height="64" rx="14" fill="#2fc6f6"/>'
+    '<path d="M16 16h32a5 5 0 0 1 5 5v17a5 5 0 0 1-5 5H31l-11 9v-9h-4a5 5 0 0 1-5-5V21a5 5 0 0 1 5-5z" fill="#fff"/>'
+    '<path d="M21 26h22M21 33h14" stroke="#2fc6f6" stroke-width="4" stroke-linecap="round"/></svg>'
+)
+ICONS = [
+    Icon(
+        src="data:image/svg+xml;base64," + base64.b64encode(ICON_SVG.encode()).decode(),
+        mime_type="image/svg+xml",
+        sizes=["any"],
+    )
+]
+
+# The descriptions' shared sentences.
+ERRORS = (
+    "On failure the result is an error naming the Bitrix24 code or the argument at fault and what to do: fix a "
+    "malformed argument and call again; for ACCESS_DENIED, BOT_NOT_FOUND, BOT_OWNERSHIP_ERROR{extra} tell the user "
+    "what the message says rather than retrying; QUERY_LIMIT_EXCEEDED means wait a little and try once more."
+)
+BOT_ARGS = (
+    "botId and botToken are normally preconfigured by the server (B24_BOT_ID, B24_BOT_TOKEN): leave them out unless "
+    "the user names another bot."
+)
+READERS = (
+    "Only a bot of type 'personal' or 'supervisor' may read messages (else BOT_TYPE_NOT_ALLOWED: tell the user what "
+    "the error says)."
+)
+
+Values = dict[str, Any]  # a call's checked arguments
+Run = Callable[["B24Client", Values, "OnWait | None"], Awaitable[BaseModel]]
+StandInAnswer = Callable[["StandIn", dict[str, Any], bool], tuple[int, dict[str, Any]]]
+"""How the stand-in portal answers a method: (portal, the request's parameters, whether by OAuth) -> answer."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """A Bitrix24 method a tool calls: its name, the model of its `result`, and the stand-in portal's answer."""
+
+    method: str
+    result: Any  # a pydantic model or a type such as list[User]
+    standin: StandInAnswer
+
+
+@dataclass(frozen=True)
+class ChatResource:
+    """A tool's data as a resource template, `bitrix24://chat/{dialogId}` plus a suffix; its results link to it."""
+
+    suffix: str  # "", "/messages", "/members"
+    name: str
+    title: str
+    what: str  # the description's first words
+
+    @property
+    def uri_template(self) -> str:
+        return CHAT_URI + self.suffix
+
+    def link(self, dialog_id: str) -> ResourceLink:
+        return ResourceLink(
+            type="resource_link",
+            uri=self.uri_template.replace("{dialogId}", dialog_id),
+            name=self.name,
+            title=f"{self.title} ({dialog_id})",
+            description=f"{self.what}; attach it to bring it into the conversation.",
+            mime_type="application/json",
+        )
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool: what hosts list, what it calls, what it returns, how its result reads as text."""
+
+    name: str
+    title: str
+    description: str
+    args: list[args.Arg]
+    output: type[BaseModel]  # its schema is served from contract.json (see server.py)
+    run: Run
+    render: Callable[[dict[str, Any], Values], str]  # the result's JSON and the call's arguments -> the text
+    calls: list[Call] = field(default_factory=list)
+    json_block: bool = False  # also the JSON as text, for hosts that ignore structuredContent (small results only)
+    resource: ChatResource | None = None  # the same data as a resource: results with a dialogId link to it
+
+
+def tool_error(err: B24Error | str, extra_secrets: Iterable[str] = ()) -> CallToolResult:
+    """The one way an isError result is made: a single text block, secrets masked, the Bitrix24 code in _meta."""
+    code = err.code if isinstance(err, B24Error) else None
+    return CallToolResult(
+        content=[TextContent(type="text", text=redact(str(err), extra_secrets))],
+        is_error=True,
+        _meta={CODE_META: code} if code else None,
+    )
+
+
+def _progress(ctx: Context | None) -> OnWait | None:
+    """Waits (rate limit, back-off) become MCP progress notifications, so hosts can show why a call is slow."""
+    if ctx is None:
+        return None
+    waited = 0.0
+
+    async def report(seconds: float, why: str) -> None:
+        nonlocal waited
+        waited += seconds
+        try:
+            await ctx.report_progress(waited, None, why)
+        except Exception:  # progress is a courtesy: never let it fail the call
+            log.debug("progress notification failed", exc_info=True)
+
+    return report
+
+
+Answered = Callable[[str], None]  # told each dialogId a call answered for (the completions offer them)
+
+
+async def fetch(
+    spec: ToolSpec,
+    client: Callable[[], B24Client],
+    raw: Mapping[str, Any],
+    ctx: Context | None,
+    answered: Answered | None = None,
+) -> tuple[BaseModel, Values]:
+    """Check the raw arguments and call Bitrix24: the validated result and the checked arguments, or a B24Error."""
+    values = args.parse(spec.args, raw)
+    model = await spec.run(client(), values, _progress(ctx))
+    dialog_id: str | None = values.get("dialogId")
+    if dialog_id is not None and answered is not None:
+        answered(dialog_id)
+    return model, values
+
+
+async def handle(
+    spec: ToolSpec,
+    client: Callable[[], B24Client],
+    raw: dict[str, Any],
+    ctx: Context | None,
+    notice: str | None = None,
+    answered: Answered | None = None,
+) -> CallToolResult:
+    """One tool call: the result with structured content, text and a resource link, or an error via `tool_error`."""
+    token = raw.get("botToken")
+    extra = [token] if isinstance(token, str) and token else []
+    try:
+        model, values = await fetch(spec, client, raw, ctx, answered)
+        dialog_id: str | None = values.get("dialogId")
+        data = model.model_dump(mode="json", exclude_unset=True)
+        text = spec.render(data, values)
+    except B24Error as err:
+        return tool_error(err, extra)
+    except Exception:
+        log.exception("%s failed unexpectedly", spec.name)
+        return tool_error(UNEXPECTED)
+    warning = set_aside(data)
+    if warning:
+        text = f"{warning}\n{text}"
+    if notice:
+        text = f"{notice}\n{text}"
+    content: list[ContentBlock] = [TextContent(type="text", text=text)]
+    if spec.json_block:
+        content.append(TextContent(type="text", text=json_showable(model.model_dump_json(exclude_unset=True))))
+    if spec.resource is not None and dialog_id is not None:
+        content.append(spec.resource.link(dialog_id))
+    return CallToolResult(content=content, structured_content=data)
