@@ -22,6 +22,7 @@ import anyio
 
 from . import settings as config
 from .errors import ConfigError, printable
+from .tools import names as tool_names
 
 if TYPE_CHECKING:
     from .client import B24Client
@@ -185,7 +186,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
             "!", f"{name} is not a b24-mcp variable and is ignored" + (f": did you mean {guess}?" if guess else "")
         )
     try:
-        settings = config.load(env, demo=demo)
+        settings = config.load(env, demo=demo, tools=tool_names())
         if not demo:
             config.check_ca(env, load=True)  # parsed as httpx will, which start-up skips for speed
     except ConfigError as err:

@@ -173,9 +173,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = config.unknown_warning(os.environ)
     if unknown:
         log.warning("%s", unknown)
+    from .tools import names as tool_names  # with the SDK, which `transport` has loaded
+
     settings: config.Settings | ConfigError
     try:
-        settings = config.load(os.environ, demo=args.demo)
+        settings = config.load(os.environ, demo=args.demo, tools=tool_names())
     except ConfigError as err:
         for problem in config.problems_of(err):
             log.error("configuration problem: %s (the tools report it until fixed)", problem)

@@ -44,10 +44,10 @@ from mcp_types import Tool as MCPTool
 
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
-from .settings import DEMO_NOTICE, Settings
+from .settings import DEMO_NOTICE, RESULT_BUDGET, Settings
 from .tools import RESOURCES, TOOLS, parsers
 from .tools.arguments import input_schema
-from .tools.spec import ICONS, READ_ONLY, UNEXPECTED, ToolSpec, fetch, handle
+from .tools.spec import ICONS, READ_ONLY, UNEXPECTED, ToolSpec, fetch, fitted, handle
 
 if TYPE_CHECKING:
     import httpx
@@ -242,9 +242,13 @@ def build_server(
                 tg.cancel_scope.cancel()
                 await connection.aclose()
 
+    budget = settings.result_budget if isinstance(settings, Settings) else RESULT_BUDGET
+    chosen = settings.tools if isinstance(settings, Settings) else None
+    listed = [spec for spec in TOOLS if chosen is None or spec.name in chosen]
+
     def bind(spec: ToolSpec) -> RawTool:
         async def call(raw: dict[str, Any], ctx: Context | None) -> CallToolResult:
-            return await handle(spec, connection.client, raw, ctx, notice, connection.recent.answered)
+            return await handle(spec, connection.client, raw, ctx, notice, connection.recent.answered, budget)
 
         return _tool(spec, call)
 
@@ -254,7 +258,7 @@ def build_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         icons=ICONS,
-        tools=[bind(spec) for spec in TOOLS],
+        tools=[bind(spec) for spec in listed],
         lifespan=lifespan,
         cache_hints=CACHE_HINTS,
         auth=auth,
@@ -269,8 +273,8 @@ def build_server(
             # errors with the same masked message (a malformed dialogId is "not found").
             try:
                 raw = {"dialogId": dialogId}
-                model, _ = await fetch(spec, connection.client, raw, None, connection.recent.answered)
-                return json.dumps(model.model_dump(mode="json", exclude_unset=True))
+                model, values = await fetch(spec, connection.client, raw, None, connection.recent.answered)
+                return json.dumps(fitted(spec, model, values, notice, budget).structured_content, ensure_ascii=False)
             except InputError as err:
                 raise ResourceNotFoundError(redact(str(err))) from None
             except B24Error as err:
@@ -281,7 +285,8 @@ def build_server(
 
         return read
 
-    for spec in RESOURCES:
+    resources = [spec for spec in RESOURCES if spec in listed]
+    for spec in resources:
         assert spec.resource is not None
         example = spec.resource.uri_template.replace("{dialogId}", "chat5")
         server.resource(
@@ -294,7 +299,7 @@ def build_server(
             icons=ICONS,
         )(resource(spec))
 
-    templates = {spec.resource.uri_template for spec in RESOURCES if spec.resource is not None}
+    templates = {spec.resource.uri_template for spec in resources if spec.resource is not None}
 
     async def complete(
         ref: ResourceTemplateReference | PromptReference,

@@ -32,6 +32,10 @@ DEMO_NOTICE = "DEMO DATA from the built-in demo portal (b24-mcp --demo), not a r
 DEMO_BOT_TOKEN = "demo-bot-token"  # noqa: S105 - the demo portal's published sample token, not a secret
 
 CALL_BUDGET = 3  # a get_chat call ends within 3 x B24_TIMEOUT, whatever the portal does
+# A tool result's size in characters, text blocks and structured content together: Claude Code warns from 10,000
+# tokens and refuses 25,000 (MAX_MCP_OUTPUT_TOKENS). The floor keeps one whole 20,000-character message readable.
+RESULT_BUDGET = 40_000
+RESULT_BUDGET_MIN = 24_000
 MAX_ID = 2**31 - 1  # Bitrix24 ids are signed 32-bit integers.
 BOT_TOKEN_MAX = 40  # imbot.v2.Bot.register: fields.botToken is at most 40 characters.
 
@@ -65,6 +69,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("B24_RATE_LIMIT", "requests per second b24-mcp allows itself"),
     Variable("B24_RATE_BURST", "requests b24-mcp may send at once"),
     Variable("B24_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR; logs go to stderr"),
+    Variable("B24_TOOLS", "which tools to list, comma-separated, e.g. get_chat,get_messages (default: all)"),
+    Variable("B24_RESULT_BUDGET", "characters one tool result may take, text and structured content together"),
     Variable("SSL_CERT_FILE", "a CA bundle (PEM) for a portal with an internal CA", "value", "tls"),
     Variable("SSL_CERT_DIR", "a directory of CA certificates (used when SSL_CERT_FILE is unset)", "value", "tls"),
     # The team deployment's (Streamable HTTP with authentication, replicas sharing state; parsed by team.py).
@@ -146,6 +152,8 @@ class Settings:
     demo: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
     team: TeamConfig | None = None  # B24_REDIS_URL and the HTTP auth variables (team.py)
+    tools: tuple[str, ...] | None = None  # B24_TOOLS: the tools to list; None: all
+    result_budget: int = RESULT_BUDGET
 
     @property
     def mode(self) -> Literal["webhook", "oauth"]:
@@ -476,8 +484,24 @@ def log_level(env: Mapping[str, str]) -> str:
         return "WARNING"  # the default; load() reports the bad value
 
 
-def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
-    """Read and check every setting; raise one `ConfigError` listing every bad one (`problems_of`)."""
+def parse_tools(raw: str, known: Sequence[str]) -> tuple[str, ...] | None:
+    """B24_TOOLS: names from `known` (the registry's, handed in by the command), comma-separated."""
+    if not raw:
+        return None
+    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    unknown = [name for name in names if known and name not in known]
+    if not names or unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:5]) or "no tool"
+        raise ConfigError(
+            f"B24_TOOLS names {shown}, which b24-mcp does not have; the tools are {', '.join(known)} "
+            "(comma-separated; leave B24_TOOLS unset for all)"
+        )
+    return names
+
+
+def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = ()) -> Settings:
+    """Read and check every setting; raise one `ConfigError` listing every bad one (`problems_of`). `tools` are the
+    tool names B24_TOOLS may choose from (none given: any name is taken)."""
     problems = _Problems()
     present: set[str] = set()  # set, even if refused below: it still decides the mode
     values: dict[str, str] = {}
@@ -507,6 +531,17 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         )
     )
     burst = problems.take(lambda: _burst(get("B24_RATE_BURST")))
+    listed = problems.take(lambda: parse_tools(get("B24_TOOLS"), tools))
+    budget = problems.take(
+        lambda: _number(
+            get("B24_RESULT_BUDGET"),
+            "B24_RESULT_BUDGET",
+            RESULT_BUDGET,
+            RESULT_BUDGET_MIN - 1,
+            10**7,
+            f"characters, e.g. {RESULT_BUDGET} (at least {RESULT_BUDGET_MIN:,})",
+        )
+    )
     if demo:
         auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
         bot_id: int | None = DEMO_BOT_ID
@@ -523,7 +558,7 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         team = problems.take(lambda: load_team(values))
         if team is not None and team.redis is not None and team.redis.password:
             secrets = (*secrets, team.redis.password)  # masked wherever the URL might be quoted
-    if problems.lines or auth is None or timeout is None or rate is None or burst is None:
+    if problems.lines or auth is None or timeout is None or rate is None or burst is None or budget is None:
         raise ConfigProblems(sorted(problems.lines or ["the configuration could not be read"], key=_table_order))
     return Settings(
         auth=auth,
@@ -535,6 +570,8 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         demo=demo,
         secrets=secrets,
         team=team,
+        tools=listed,
+        result_budget=int(budget),
     )
 
 

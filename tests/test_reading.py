@@ -77,7 +77,11 @@ async def test_latest_messages_read_the_chat_first_and_quote_every_line() -> Non
     last = recorded.portal.chats["chat5"]["lastMessageId"]
     assert recorded.requests[1][1] == {"botId": 456, "botToken": TOKEN, "messageId": last, "range": 5}
     data = result.structured_content
-    assert set(data) == {"messages", "users", "hasPrevPage", "hasNextPage"}
+    assert set(data) == {"notice", "messages", "users", "hasPrevPage", "hasNextPage", "paging"}
+    assert (
+        next(iter(data)) == "notice" and "quoted from chat members" in data["notice"]
+    )  # read first, even in JSON alone
+    assert data["paging"] == {"earlier": f"get_messages(beforeMessageId={data['messages'][0]['id']}, range=5)"}
     ids = [m["id"] for m in data["messages"]]
     assert ids == sorted(ids) and ids[-1] == last
     shown = text(result)

@@ -61,6 +61,8 @@ def secret_variables(tmp_path: Path) -> set[str]:
         "B24_RATE_LIMIT": "2",
         "B24_RATE_BURST": "10",
         "B24_LOG_LEVEL": "WARNING",
+        "B24_TOOLS": "get_chat",
+        "B24_RESULT_BUDGET": "30000",
         # the team deployment's (parsed by b24_mcp.team)
         "B24_HTTP_TOKENS_FILE": str(tokens),
         "B24_HTTP_JWKS_URL": "https://idp.example.com/.well-known/jwks.json",

@@ -18,7 +18,7 @@ from b24_mcp.errors import ConfigError
 from b24_mcp.server import build_server
 from b24_mcp.tools import TOOLS as REGISTRY
 from b24_mcp.tools.get_chat import summary as chat_summary
-from b24_mcp.tools.spec import CODE_META
+from b24_mcp.tools.spec import CODE_META, UNTRUSTED_DATA
 from tests.values import BOT_ID, CHAT, CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio
@@ -129,7 +129,7 @@ async def test_webhook_call_and_secret_hygiene(mode: str) -> None:
     async with Client(webhook_server(recorder), mode=mode) as client:
         ok = await client.call_tool("get_chat", {"dialogId": "chat5"})
         denied = await client.call_tool("get_chat", {"dialogId": "chat7"})
-    assert not ok.is_error and ok.structured_content == CHAT
+    assert not ok.is_error and ok.structured_content == {"notice": UNTRUSTED_DATA, **CHAT}
     assert "DEMO" not in text_of(ok)
     assert denied.is_error and "not a participant of chat7" in text_of(denied)
     assert len(denied.content) == 1 and denied.structured_content is None

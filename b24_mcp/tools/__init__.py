@@ -12,6 +12,11 @@ TOOLS: list[ToolSpec] = [get_chat.TOOL, get_chat_members.TOOL, get_messages.TOOL
 RESOURCES = [tool for tool in TOOLS if tool.resource is not None]
 
 
+def names() -> list[str]:
+    """What B24_TOOLS may choose from."""
+    return [tool.name for tool in TOOLS]
+
+
 def calls() -> dict[str, Call]:
     """Every Bitrix24 method a tool calls, by name."""
     return {call.method: call for tool in TOOLS for call in tool.calls}

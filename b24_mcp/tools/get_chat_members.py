@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from ..models import NotAsDocumented, User, not_as_documented, reported, shaped
+from ..models import NotAsDocumented, Ours, User, not_as_documented, notice_field, reported, shaped
 from . import arguments as args
 from .quoting import count, person, said
-from .spec import BOT_ARGS, ERRORS, Call, ChatResource, ToolSpec, Values
+from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Fits, ToolSpec, Values, most_that_fit
 
 if TYPE_CHECKING:
     from ..client import B24Client, OnWait
@@ -22,6 +22,7 @@ class Members(BaseModel):
 
     model_config = shaped("ChatMembers")
 
+    notice: Annotated[str, Ours] = notice_field()
     dialogId: str = Field(description="The chat asked about")
     users: list[User] = Field(description="The members, in the order asked for")
 
@@ -83,6 +84,17 @@ async def _run(client: B24Client, v: Values, on_wait: OnWait | None) -> Members:
     )
 
 
+def _fit(model: BaseModel, v: Values, fits: Fits) -> tuple[BaseModel, str]:
+    """Over the budget: the last members are left out (Bitrix24 cannot page this list)."""
+    assert isinstance(model, Members)
+    total = len(model.users)
+    low = most_that_fit(0, total, lambda n: fits(model.model_copy(update={"users": model.users[:n]})))
+    return model.model_copy(update={"users": model.users[:low]}), (
+        f"the last {count(total - low, 'member')} of {total} are not shown; Bitrix24 cannot page this list, so "
+        'choose who comes first with order (e.g. {"lastSendMessageId": "DESC"}) and a smaller limit.'
+    )
+
+
 def listing(data: dict[str, Any], call: Values | None = None) -> str:
     """One line per member."""
     users = data["users"]
@@ -111,6 +123,7 @@ Example: get_chat_members(dialogId="chat5").""",
     run=_run,
     render=listing,
     calls=[USER_LIST],
+    fit=_fit,
     resource=ChatResource(
         "/members",
         "bitrix24-chat-members",

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from ..models import ABSENT, Message, NotAsDocumented, User, not_as_documented, reported, shaped
+from ..models import ABSENT, Message, NotAsDocumented, Ours, User, not_as_documented, notice_field, reported, shaped
 from . import arguments as args
 from .quoting import UNTRUSTED, quote
-from .spec import BOT_ARGS, ERRORS, READERS, Call, ToolSpec, Values
+from .spec import BOT_ARGS, ERRORS, READERS, Call, Fits, ToolSpec, Values, most_that_fit
 
 if TYPE_CHECKING:
     from ..client import B24Client, OnWait
@@ -22,6 +22,7 @@ class OneMessage(BaseModel):
 
     model_config = shaped("OneMessage")
 
+    notice: Annotated[str, Ours] = notice_field()
     message: Message
     user: User | None = Field(default=ABSENT, description="The author")
 
@@ -55,6 +56,21 @@ async def _run(client: B24Client, v: Values, on_wait: OnWait | None) -> OneMessa
     return await read_message(client, v["messageId"], v.get("botId"), v.get("botToken"), on_wait)
 
 
+def _fit(model: BaseModel, v: Values, fits: Fits) -> tuple[BaseModel, str]:
+    """Over the budget (only a small B24_RESULT_BUDGET and a long text): the text is cut to what fits."""
+    assert isinstance(model, OneMessage)
+    text = model.message.text or ""
+
+    def cut(length: int) -> OneMessage:
+        update = {"text": text[:length], "textTruncated": True, "textLength": len(text)}
+        return model.model_copy(update={"message": model.message.model_copy(update=update)})
+
+    kept = most_that_fit(0, len(text), lambda length: fits(cut(length)))
+    return cut(
+        kept
+    ), f"the text is cut to {kept:,} of {len(text):,} characters; a larger B24_RESULT_BUDGET shows it whole."
+
+
 def quoted(data: dict[str, Any], call: Values | None = None) -> str:
     """The message as a quotation under its author."""
     user = data.get("user")
@@ -78,4 +94,5 @@ Example: get_message(messageId=789).""",
     run=_run,
     render=quoted,
     calls=[MESSAGE_GET],
+    fit=_fit,
 )

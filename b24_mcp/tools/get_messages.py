@@ -6,18 +6,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from ..errors import AnswerError, InputError
-from ..models import MessageWindow, Mismatch, reported
+from ..models import Message, MessageWindow, Mismatch, reported
 from . import arguments as args
 from .get_chat import CHAT_GET, read_chat
 from .quoting import UNTRUSTED, count, quote
-from .spec import BOT_ARGS, ERRORS, READERS, Call, ChatResource, ToolSpec, Values
+from .spec import BOT_ARGS, ERRORS, READERS, Call, ChatResource, Fits, ToolSpec, Values, most_that_fit
 
 if TYPE_CHECKING:
     from ..client import B24Client, OnWait
     from ..standin import StandIn
 
 ANCHORS = ("dialogId", "messageId", "beforeMessageId", "afterMessageId")  # exactly one says where to read
+TEXT_CUT = 2_000  # characters of a message's text kept when a window is over the budget
 
 
 def _answer(portal: StandIn, params: dict[str, Any], oauth_call: bool) -> tuple[int, dict[str, Any]]:
@@ -84,7 +87,72 @@ async def _run(client: B24Client, v: Values, on_wait: OnWait | None) -> MessageW
     window = await read_window(client, message_id, v.get("range"), *bot, on_wait)
     if "beforeMessageId" in v or "afterMessageId" in v:
         window = _one_side(window, message_id, before="beforeMessageId" in v)
-    return reported(window, [*report, *(window.notAsDocumented or [])])
+    return _paged(reported(window, [*report, *(window.notAsDocumented or [])]), v)
+
+
+def _paged(window: MessageWindow, v: Values) -> MessageWindow:
+    """The calls that read on from this window, in the caller's range: one home for the text's hint and the JSON's."""
+    if not window.messages:
+        return window
+    span = f", range={v['range']}" if "range" in v else ""
+    paging = {}
+    if window.hasPrevPage:
+        paging["earlier"] = f"get_messages(beforeMessageId={window.messages[0].id}{span})"
+    if window.hasNextPage:
+        paging["later"] = f"get_messages(afterMessageId={window.messages[-1].id}{span})"
+    return window.model_copy(update={"paging": paging}) if paging else window
+
+
+def _fit(model: BaseModel, v: Values, fits: Fits) -> tuple[BaseModel, str]:
+    """Over the budget: long texts cut first, then messages dropped from the side away from where the caller looks
+    (the oldest for the latest or a page back, the newest for a page forward, both ends around a message)."""
+    assert isinstance(model, MessageWindow)
+    window, said = model, []
+    long = [m.id for m in window.messages if m.text and len(m.text) > TEXT_CUT]
+    if long:
+        window = window.model_copy(update={"messages": [_cut(m) if m.id in long else m for m in window.messages]})
+        said.append(
+            f"{count(len(long), 'long text')} cut to {TEXT_CUT:,} characters (textTruncated, textLength; "
+            f"get_message(messageId={long[0]}) gives one whole)."
+        )
+        if fits(window):
+            return window, " ".join(said)
+    side = "end" if "afterMessageId" in v else "both" if "messageId" in v else "start"
+    total = len(window.messages)
+    low = most_that_fit(1, total, lambda n: fits(_kept(window, n, side, v)))  # ~7 renders of 101 messages
+    window = _kept(window, low, side, v)
+    left = total - low
+    if left:
+        said.append(f"{count(left, 'message')} left for the next page ({', '.join((window.paging or {}).values())}).")
+    return window, " ".join(said)
+
+
+def _cut(message: Message) -> Message:
+    text = message.text
+    return message.model_copy(update={"text": text[:TEXT_CUT], "textTruncated": True, "textLength": len(text)})
+
+
+def _kept(window: MessageWindow, keep: int, side: str, v: Values) -> MessageWindow:
+    """`keep` of the window's messages, the rest dropped on `side`; what was dropped is there to page to."""
+    messages = window.messages
+    total = len(messages)
+    if side == "start":
+        first = total - keep
+    elif side == "end":
+        first = 0
+    else:  # around the asked-for message: as many on each side as fit
+        anchor = next((i for i, m in enumerate(messages) if m.id == v.get("messageId")), total // 2)
+        first = max(0, min(anchor - keep // 2, total - keep))
+    kept = messages[first : first + keep]
+    authors = {m.authorId for m in kept}
+    update: dict[str, Any] = {"messages": kept}
+    if first > 0:
+        update["hasPrevPage"] = True
+    if first + keep < total:
+        update["hasNextPage"] = True
+    if "users" in window.model_fields_set:
+        update["users"] = [u for u in window.users if u.id in authors]
+    return _paged(window.model_copy(update=update), v)
 
 
 def _one_side(window: MessageWindow, anchor: int, *, before: bool) -> MessageWindow:
@@ -106,12 +174,7 @@ def quoted(data: dict[str, Any], call: Values | None = None) -> str:
         return "No messages."
     first, last = messages[0]["id"], messages[-1]["id"]
     head = [f"{count(len(messages), 'message')}, {first} to {last}, oldest first."]
-    span = f", range={call['range']}" if call and "range" in call else ""  # the caller's window size, kept
-    paging = []
-    if data.get("hasPrevPage"):
-        paging.append(f"earlier ones: get_messages(beforeMessageId={first}{span})")
-    if data.get("hasNextPage"):
-        paging.append(f"later ones: get_messages(afterMessageId={last}{span})")
+    paging = [f"{which} ones: {call}" for which, call in data.get("paging", {}).items()]
     if paging:
         head.append("More exist; " + "; ".join(paging) + ".")
     head.append(UNTRUSTED)
@@ -141,6 +204,7 @@ Example: get_messages(dialogId="chat5").""",
     run=_run,
     render=quoted,
     calls=[CHAT_GET, GET_CONTEXT],
+    fit=_fit,
     resource=ChatResource(
         "/messages",
         "bitrix24-chat-messages",

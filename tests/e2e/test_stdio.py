@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from b24_mcp.tools.spec import UNTRUSTED_DATA
 from tests.e2e.helpers import clean_env, kill_left, spawned, text_of, webhook_env
 from tests.portal import StandInPortal
 from tests.values import BOT_ID, CODE, ROOT, TOKEN, initialize
@@ -44,7 +45,7 @@ async def test_every_tool_over_stdio(https_portal: StandInPortal, tmp_path: Path
         window = await client.call_tool("get_messages", {"dialogId": "chat5", "range": 3})
         one = await client.call_tool("get_message", {"messageId": 784})
     assert not result.is_error, text_of(result)
-    assert result.structured_content == https_portal.chats["chat5"]
+    assert result.structured_content == {"notice": UNTRUSTED_DATA, **https_portal.chats["chat5"]}
     assert '"Support Chat" (chat5)' in text_of(result)
     assert denied.is_error and "ACCESS_DENIED" in text_of(denied)
     assert wrong.is_error and "BOT_OWNERSHIP_ERROR" in text_of(wrong)
