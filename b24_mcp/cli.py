@@ -3,8 +3,9 @@
 A bad configuration never stops the server from starting: hosts show a server that fails to start as a
 bare "failed" with no reason. Instead each problem is logged once, one line each, and the tools return them to
 the model, naming the variables to fix. Heavy imports (the SDK, httpx) wait until a path needs them, so
-`--help`, `--version` and a bad option answer at once; so does an unsafe HTTP bind, which is refused (one
-line, exit 2) before the SDK is even imported. Running the server on a transport is `transport`'s job.
+`--help`, `--version` and a bad option answer at once; so does an unsafe HTTP bind, which is refused (a line
+for every bad option and setting, exit 2) before the SDK is even imported. Running the server on a transport is
+`transport`'s job.
 
 Options shared by every command (`--demo`, `--version`) are defined once, in `_shared`, and given to the main
 parser and to `check` alike, so they work in either position (`b24-mcp --demo check`, `b24-mcp check --demo`).
@@ -18,13 +19,19 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import logs
 from . import settings as config
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    from .team import HttpAuthConfig
+
 
 TTY_NOTICE = (
     "b24-mcp: this is an MCP stdio server, meant to be started by an MCP host (Claude Code, Cursor, Claude Desktop), "
@@ -86,8 +93,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         default="stdio",
         help="stdio (default, what desktop hosts launch) or streamable-http (serves /mcp, stateless)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="streamable-http: address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8000, help="streamable-http: port (default 8000)")
+    # No defaults here (main fills them in): given without --transport streamable-http, they are refused.
+    parser.add_argument("--host", help="streamable-http: address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, help="streamable-http: port (default 8000)")
     parser.add_argument(
         "--allowed-host",
         action="append",
@@ -152,17 +160,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         print_new_token(sys.stdout)
         return
 
+    http_only = [name for name, given in _HTTP_OPTIONS.items() if given(args)]
+    if args.transport != "streamable-http" and http_only:
+        parser.error(f"{http_only[0]} applies to Streamable HTTP only: add --transport streamable-http")
+    args.host = "127.0.0.1" if args.host is None else args.host
+    args.port = 8000 if args.port is None else args.port
+
     from . import transport
 
     security = http_auth = None
     if args.transport == "streamable-http":
-        try:
-            security = transport.transport_security(args.host, args.allowed_host)
-            http_auth = transport.http_auth(args.host, args.no_auth, os.environ)
-        except ConfigError as err:
-            # Checked before logging and settings, so the refusal is the only line: nothing is served.
-            print(f"b24-mcp: error: {err}", file=sys.stderr)
-            sys.exit(2)
+        security, http_auth = _http_preflight(args)
     else:
         signal.signal(signal.SIGINT, _quit_at_once)  # uvicorn (HTTP) shuts down gracefully on its own
         if sys.stdin.isatty():
@@ -182,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = err
     log.info("starting over %s: %s", args.transport, _describe(settings))
 
+    if security is not None and isinstance(settings, config.Settings):
+        _refuse_if(transport.unusable_redis(settings), status=1)  # a replica's Redis, proven before it serves
+
     from .server import build_server
 
     server = build_server(
@@ -192,8 +203,42 @@ def main(argv: Sequence[str] | None = None) -> None:
             transport.serve_stdio(server)
         else:
             transport.serve_http(server, host=args.host, port=args.port, security=security)
+    except transport.PortInUse as err:
+        _refuse_if([str(err)], status=1)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
+
+
+_HTTP_OPTIONS: dict[str, Callable[[argparse.Namespace], bool]] = {
+    "--host": lambda args: args.host is not None,
+    "--port": lambda args: args.port is not None,
+    "--allowed-host": lambda args: bool(args.allowed_host),
+    "--no-auth": lambda args: bool(args.no_auth),
+}
+
+
+def _http_preflight(args: argparse.Namespace) -> tuple[TransportSecuritySettings, HttpAuthConfig | None]:
+    """The Host policy and the bearer-token check to serve with; or exit 2 listing every bad option and setting.
+
+    Checked before logging and settings, so the refusal lines are the only ones: nothing is served."""
+    from . import transport
+
+    problems = config.Problems()
+    security = problems.take(lambda: transport.transport_security(args.host, args.allowed_host))
+    http_auth = problems.take(lambda: transport.http_auth(args.host, args.no_auth, os.environ))
+    if security is None or problems.lines:
+        problems.take(lambda: config.load(os.environ, demo=args.demo))  # refused anyway: every other bad one too
+        _refuse_if(list(dict.fromkeys(problems.lines)), status=2)
+    assert security is not None
+    return security, http_auth
+
+
+def _refuse_if(problems: Sequence[str], *, status: int) -> None:
+    """Exit with `status`, one `b24-mcp: error:` line per problem (none: carry on)."""
+    if problems:
+        for problem in problems:
+            print(f"b24-mcp: error: {problem}", file=sys.stderr)
+        sys.exit(status)
 
 
 def _describe(settings: config.Settings | ConfigError) -> str:

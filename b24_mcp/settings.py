@@ -430,7 +430,9 @@ def problems_of(err: ConfigError) -> tuple[str, ...]:
 T = TypeVar("T")
 
 
-class _Problems:
+class Problems:
+    """Every problem of a group of settings, collected so that all are reported at once (`raise_any`)."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
 
@@ -444,6 +446,10 @@ class _Problems:
         except ConfigError as err:
             self.lines.extend(problems_of(err))
             return None
+
+    def raise_any(self) -> None:
+        if self.lines:
+            raise ConfigProblems(self.lines)
 
 
 def unknown_variables(names: Iterable[str]) -> list[tuple[str, str | None]]:
@@ -478,7 +484,7 @@ def log_level(env: Mapping[str, str]) -> str:
 
 def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
     """Read and check every setting; raise one `ConfigError` listing every bad one (`problems_of`)."""
-    problems = _Problems()
+    problems = Problems()
     present: set[str] = set()  # set, even if refused below: it still decides the mode
     values: dict[str, str] = {}
     for var in VARIABLES:
@@ -545,7 +551,7 @@ def _table_order(problem: str) -> int:
 
 
 def _auth(
-    get: Callable[[str], str], present: set[str], problems: _Problems
+    get: Callable[[str], str], present: set[str], problems: Problems
 ) -> tuple[WebhookConfig | OAuthConfig | None, int | None, str | None, tuple[str, ...]]:
     """Which way to authenticate, decided by which variables are set; and the secrets to keep out of output."""
     bot_id = problems.take(lambda: parse_bot_id(get("B24_BOT_ID"), "B24_BOT_ID")) if get("B24_BOT_ID") else None
@@ -576,7 +582,7 @@ def _auth(
     return None, bot_id, bot_token, ()
 
 
-def _oauth(get: Callable[[str], str], present: set[str], problems: _Problems) -> OAuthConfig | None:
+def _oauth(get: Callable[[str], str], present: set[str], problems: Problems) -> OAuthConfig | None:
     """The OAuth application's settings, each checked, every problem noted; None if any is bad."""
     missing = [name for name in OAUTH_VARS if name not in present]
     if missing:

@@ -28,7 +28,7 @@ from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
-from .settings import VARIABLES, check_base_url, is_loopback
+from .settings import VARIABLES, Problems, check_base_url, is_loopback
 
 TOKENS_FILE = "B24_HTTP_TOKENS_FILE"
 JWKS_URL = "B24_HTTP_JWKS_URL"
@@ -73,10 +73,12 @@ class TeamConfig:
 
 
 def load(env: Mapping[str, str]) -> TeamConfig | None:
-    """Every team variable checked (None when none is set); called once from `settings.load`."""
-    http_auth = load_http_auth(env)
+    """Every team variable checked, every problem reported at once (None when none is set); from `settings.load`."""
+    problems = Problems()
+    http_auth = problems.take(lambda: load_http_auth(env))
     raw = env.get(REDIS_URL, "").strip()
-    redis = parse_redis_url(raw) if raw else None
+    redis = problems.take(lambda: parse_redis_url(raw)) if raw else None
+    problems.raise_any()
     if redis is None and http_auth is None:
         return None
     return TeamConfig(redis=redis, http_auth=http_auth)
@@ -88,27 +90,31 @@ def load_http_auth(env: Mapping[str, str]) -> HttpAuthConfig | None:
     def get(name: str) -> str:
         return env.get(name, "").strip()
 
+    problems = Problems()
     tokens_file = Path(get(TOKENS_FILE)).expanduser() if get(TOKENS_FILE) else None
     if tokens_file is not None:
-        read_digests(tokens_file)  # refused now, not at the first request
+        problems.take(lambda: read_digests(tokens_file))  # refused now, not at the first request
     jwt_set = [name for name in JWT_VARS if get(name)]
     jwt = None
     if jwt_set:
         missing = [name for name in JWT_VARS if not get(name)]
         if missing:
-            raise ConfigError(
+            problems.add(
                 f"JWT authentication needs {', '.join(JWT_VARS)}; missing: {', '.join(missing)} "
                 f"(or unset {', '.join(jwt_set)} and use {TOKENS_FILE})"
             )
-        jwt = JwtConfig(
-            jwks_url=_http_url(JWKS_URL, get(JWKS_URL), "https://login.example.com/.well-known/jwks.json"),
-            issuer=get(ISSUER),
-            audience=get(AUDIENCE),
+        jwks = problems.take(
+            lambda: _http_url(JWKS_URL, get(JWKS_URL), "https://login.example.com/.well-known/jwks.json")
         )
-    resource = _http_url(RESOURCE_URL, get(RESOURCE_URL), "https://mcp.example.com/mcp") if get(RESOURCE_URL) else None
+        if jwks is not None and not missing:
+            jwt = JwtConfig(jwks_url=jwks, issuer=get(ISSUER), audience=get(AUDIENCE))
+    resource = None
+    if get(RESOURCE_URL):
+        resource = problems.take(lambda: _http_url(RESOURCE_URL, get(RESOURCE_URL), "https://mcp.example.com/mcp"))
+        if tokens_file is None and not jwt_set:
+            problems.add(f"{RESOURCE_URL} is set but no authentication is: set {TOKENS_FILE} or {JWKS_URL}")
+    problems.raise_any()
     if tokens_file is None and jwt is None:
-        if resource is not None:
-            raise ConfigError(f"{RESOURCE_URL} is set but no authentication is: set {TOKENS_FILE} or {JWKS_URL}")
         return None
     return HttpAuthConfig(tokens_file=tokens_file, jwt=jwt, resource_url=resource)
 

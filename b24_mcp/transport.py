@@ -22,6 +22,7 @@ only once the port is really bound.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import re
@@ -36,7 +37,9 @@ from .settings import is_loopback
 if TYPE_CHECKING:  # importing the SDK takes about a second: a refused start should not wait for it
     from mcp.server.mcpserver import MCPServer
     from mcp.server.transport_security import TransportSecuritySettings
+    from starlette.applications import Starlette
 
+    from .settings import Settings
     from .team import HttpAuthConfig
 
 PATH = "/mcp"
@@ -124,17 +127,70 @@ def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSe
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
-            if self.started:  # bound: a port already in use gets uvicorn's error line instead
+            if self.started:
                 print(line, file=sys.stderr, flush=True)
 
-    # Stateless with JSON answers: any instance can serve any request, so several can sit behind a load
-    # balancer, and no session state is lost when one restarts.
+    bound = _bind(host, port)  # here, not in uvicorn: a port in use is one line naming --port, not a raw errno
+    # log_config=None: uvicorn keeps its hands off logging, so its records (access lines at INFO) go to the
+    # root handler on stderr at B24_LOG_LEVEL, never to stdout as its default config would send them.
+    config = uvicorn.Config(http_app(server, host, security), host=host, port=port, log_config=None, log_level=None)
+    Server(config).run(sockets=[bound])
+
+
+def http_app(server: MCPServer, host: str, security: TransportSecuritySettings) -> Starlette:
+    """The ASGI app `serve_http` serves: the SDK's Streamable HTTP app at `PATH`, stateless with JSON answers (any
+    replica can serve any request; nothing is lost when one restarts)."""
     app = server.streamable_http_app(
         stateless_http=True, json_response=True, streamable_http_path=PATH, transport_security=security, host=host
     )
-    # log_config=None: uvicorn keeps its hands off logging, so its records (access lines at INFO) go to the
-    # root handler on stderr at B24_LOG_LEVEL, never to stdout as its default config would send them.
-    Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=None)).run()
+    return app
+
+
+class PortInUse(Exception):
+    """The address and port cannot be bound; the message names the option to change."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"{host} port {port} is in use by another process: stop that process, or serve on another port "
+                f"with --port (e.g. --port {port + 1 if port < 65535 else 8000})"
+            ) from None
+        why = exc.strerror or exc
+        raise PortInUse(f"cannot serve on {host} port {port} ({why}): check --host and --port") from None
+    return sock
+
+
+def unusable_redis(settings: Settings) -> list[str]:
+    """What is wrong with the replicas' Redis (B24_REDIS_URL), proven by one PING before serving; [] if fine or unset.
+
+    Otherwise a wrong password or a Redis that is down shows only at the first tool call."""
+    redis_config = settings.team.redis if settings.team is not None else None
+    if redis_config is None:
+        return []
+    import anyio
+
+    from .errors import UpstreamError
+    from .redis_state import Redis
+
+    async def ping() -> None:
+        redis = Redis(redis_config)
+        try:
+            await redis.ping()
+        finally:
+            await redis.aclose()
+
+    try:
+        anyio.run(ping)
+    except UpstreamError as err:
+        return [str(err)]
+    return []
 
 
 def _allowed_host(raw: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +29,81 @@ def test_bad_port_is_one_line_naming_the_option(port: str, capsys: pytest.Captur
     out, err = capsys.readouterr()
     assert info.value.code == 2 and out == ""
     assert "--port" in err and "1 to 65535" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "option", [["--port", "9000"], ["--host", "127.0.0.1"], ["--allowed-host", "a"], ["--no-auth"]]
+)
+def test_http_options_without_the_http_transport_are_refused(
+    option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stdio server started instead would ignore them silently; the fix is named instead."""
+    for transport_option in ([], ["--transport", "stdio"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["--demo", *transport_option, *option])
+        out, err = capsys.readouterr()
+        assert info.value.code == 2 and out == ""
+        assert f"{option[0]} applies to Streamable HTTP only: add --transport streamable-http" in err
+
+
+def test_every_bad_http_setting_is_reported_at_once(
+    no_b24_env: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad tokens file no longer hides a bad Redis URL, an incomplete JWT setup or a bad timeout."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("not a digest\n")
+    env = webhook_vars(
+        B24_HTTP_TOKENS_FILE=str(tokens),
+        B24_HTTP_ISSUER="https://login.example.com/",
+        B24_REDIS_URL="redis://127.0.0.1:6379/zero",
+        B24_TIMEOUT="soon",
+    )
+    for name, value in env.items():
+        no_b24_env.setenv(name, value)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--transport", "streamable-http", "--host", "0.0.0.0", "--allowed-host", "bad host"])
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert info.value.code == 2 and out == ""
+    assert all(line.startswith("b24-mcp: error: ") for line in lines), lines
+    for says in (
+        "--allowed-host 'bad host'",
+        "line 1 is not a SHA-256 hex digest",
+        "JWT authentication needs",
+        "B24_REDIS_URL",
+        "B24_TIMEOUT",
+    ):
+        assert sum(says in line for line in lines) == 1, (says, lines)
+
+
+def test_a_port_in_use_is_one_line_naming_the_option(
+    no_b24_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            cli.main(["--demo", "--transport", "streamable-http", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert f"b24-mcp: error: 127.0.0.1 port {port} is in use" in err and "--port" in err
+    assert "Errno" not in err and "Traceback" not in err
+
+
+def test_an_unusable_redis_refuses_to_start_naming_it(
+    no_b24_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replica with a bad Redis (down, wrong password) says so at start-up, not at the first call."""
+    from tests.redis_server import free_port
+
+    no_b24_env.setenv("B24_REDIS_URL", f"redis://:hunter2pass@127.0.0.1:{free_port()}/0")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--demo", "--transport", "streamable-http", "--port", str(free_port())])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    (line,) = [line for line in err.splitlines() if "b24-mcp: error:" in line]
+    assert "Redis at 127.0.0.1:" in line and "B24_REDIS_URL" in line and "hunter2pass" not in err
 
 
 # -- options in either position, version, help ---------------------------------------------------------------------
