@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -35,6 +36,7 @@ from .errors import ConfigError
 from .settings import is_loopback
 
 if TYPE_CHECKING:  # importing the SDK takes about a second: a refused start should not wait for it
+    from mcp.server.auth.settings import AuthSettings
     from mcp.server.mcpserver import MCPServer
     from mcp.server.transport_security import TransportSecuritySettings
     from starlette.applications import Starlette
@@ -139,10 +141,11 @@ def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSe
 
 def http_app(server: MCPServer, host: str, security: TransportSecuritySettings) -> Starlette:
     """The ASGI app `serve_http` serves: the SDK's Streamable HTTP app at `PATH`, stateless with JSON answers (any
-    replica can serve any request; nothing is lost when one restarts)."""
+    replica can serve any request; nothing is lost when one restarts), behind `_Endpoint`."""
     app = server.streamable_http_app(
         stateless_http=True, json_response=True, streamable_http_path=PATH, transport_security=security, host=host
     )
+    app.add_middleware(_Endpoint, hint=refusal_hint(server.settings.auth))
     return app
 
 
@@ -165,6 +168,60 @@ def _bind(host: str, port: int) -> socket.socket:
         why = exc.strerror or exc
         raise PortInUse(f"cannot serve on {host} port {port} ({why}): check --host and --port") from None
     return sock
+
+
+def refusal_hint(auth: AuthSettings | None) -> str | None:
+    """What a request without a good bearer token is told to send (None: no authentication)."""
+    if auth is None:
+        return None
+    return (
+        "send the header 'Authorization: Bearer TOKEN' with a token this server accepts (`b24-mcp token` makes "
+        "one for B24_HTTP_TOKENS_FILE; in the MCP Inspector: --header 'Authorization: Bearer TOKEN')"
+    )
+
+
+class _Endpoint:
+    """Two answers the SDK's app does not give at `PATH`:
+
+    - GET: 405 (the spec's answer for "no event stream here"). Stateless, this server never sends on a GET stream,
+      so the SDK's would stay open forever: a browser pointed at the URL hung on it.
+    - 401: the SDK's "Authentication required", with what to send instead (`refusal_hint`).
+    """
+
+    def __init__(self, app: Any, hint: str | None) -> None:
+        self.app = app
+        self.hint = hint
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "GET":
+            said = b"b24-mcp: this is an MCP endpoint (Streamable HTTP, POST only): add its URL to an MCP host.\n"
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"allow", b"POST")]
+            await send({"type": "http.response.start", "status": 405, "headers": headers})
+            await send({"type": "http.response.body", "body": said})
+            return
+        if self.hint is None:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "invalid_token", "error_description": self.hint}).encode()
+        refused = False
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                refused = True
+                headers = [(k, v) for k, v in message["headers"] if k not in (b"content-length", b"www-authenticate")]
+                challenge = dict(message["headers"]).get(b"www-authenticate", b"Bearer").decode()
+                challenge = challenge.replace('"Authentication required"', json.dumps(self.hint))
+                headers += [(b"content-length", str(len(body)).encode()), (b"www-authenticate", challenge.encode())]
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and refused:
+                message = {**message, "body": body}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def unusable_redis(settings: Settings) -> list[str]:
