@@ -111,7 +111,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "authenticates every request)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("token", help="print a new bearer token for B24_HTTP_TOKENS_FILE and the line to add there")
+    token = commands.add_parser(
+        "token",
+        help="print a new bearer token for B24_HTTP_TOKENS_FILE and the line to add there",
+        description="Make a random bearer token. Without --append, print it and the line that admits it.",
+    )
+    token.add_argument(
+        "--append",
+        metavar="FILE",
+        help="add the token's line to FILE (B24_HTTP_TOKENS_FILE; created if missing) and print only the token",
+    )
     check = commands.add_parser(
         "check",
         help="diagnose the setup: settings, portal, credentials, bot, and a real get_chat round trip",
@@ -155,9 +164,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
     if args.command == "token":
-        from .team import print_new_token
+        from .team import append_new_token, print_new_token
 
-        print_new_token(sys.stdout)
+        if args.append is None:
+            print_new_token(sys.stdout)
+            return
+        try:
+            token = append_new_token(args.append)
+        except ConfigError as err:
+            print(f"b24-mcp: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        print(token)
+        print(f"b24-mcp: added its digest to {args.append} (delete that line to revoke the token)", file=sys.stderr)
         return
 
     http_only = [name for name, given in _HTTP_OPTIONS.items() if given(args)]

@@ -18,6 +18,7 @@ portal-wide blocks and OAuth pair).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -162,16 +163,38 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _new_token() -> tuple[str, str]:
+    """A new random bearer token and the tokens-file line that admits it."""
+    token = secrets.token_urlsafe(32)
+    return token, f"{digest(token)}  # made {datetime.now(timezone.utc).strftime('%Y-%m-%d')}"
+
+
 def print_new_token(out: TextIO) -> None:
     """`b24-mcp token`: a new random bearer token, and the line that admits it."""
-    token = secrets.token_urlsafe(32)
-    made = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    token, line = _new_token()
     out.write(
         f"token: {token}\n"
         f"Give the token to its user (header `Authorization: Bearer {token}`) and add this line to the file named "
         f"by {TOKENS_FILE} (it holds only digests; delete the line to revoke the token):\n"
-        f"{digest(token)}  # made {made}\n"
+        f"{line}\n"
     )
+
+
+def append_new_token(path: str) -> str:
+    """`b24-mcp token --append FILE`: a new token, its line added to FILE (created 0600 if missing)."""
+    token, line = _new_token()
+    try:
+        fd = os.open(Path(path).expanduser(), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+b") as file:
+            end = file.seek(0, os.SEEK_END)
+            if end and (file.seek(end - 1), file.read(1))[1] != b"\n":
+                line = "\n" + line  # a last line without its newline (written by hand) stays whole
+            file.write(line.encode() + b"\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot add the token's line to {path} ({exc.strerror or type(exc).__name__}); check the path"
+        ) from None
+    return token
 
 
 def parse_redis_url(raw: str) -> RedisConfig:

@@ -72,6 +72,33 @@ def test_token_command_prints_a_token_and_the_line_that_admits_it(
     assert token not in path.read_text()  # the file holds only its digest
 
 
+def test_token_append_adds_its_line_to_the_file_and_prints_only_the_token(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`TOKEN=$(b24-mcp token --append FILE)`: no line to pick out of the output by hand."""
+    path = tmp_path / "tokens"
+    tokens: list[str] = []
+    for _ in range(2):  # created, then appended to
+        if tokens:
+            path.write_text(path.read_text() + "# ops team")  # a last line without its newline
+        cli.main(["token", "--append", str(path)])
+        out, err = capsys.readouterr()
+        (token,) = out.splitlines()
+        tokens.append(token)
+        assert f"added its digest to {path}" in err and token not in err
+    verifier = TokenFileVerifier(path)
+    assert all(verifier.accepts(t) for t in tokens) and not verifier.accepts(tokens[0] + "x")
+    assert not any(t in path.read_text() for t in tokens) and len(path.read_text().splitlines()) == 3
+
+
+def test_token_append_to_an_unwritable_place_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["token", "--append", str(tmp_path / "missing" / "tokens")])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""  # no token printed that no file admits
+    assert err.startswith("b24-mcp: error: cannot add the token's line to ") and "Traceback" not in err
+
+
 def test_tokens_file_lines(tmp_path: Path) -> None:
     good = team.digest("a")
     path = tmp_path / "tokens"
