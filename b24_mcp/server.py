@@ -121,7 +121,9 @@ class Connection:
 
     def client(self) -> B24Client:
         if isinstance(self.settings, ConfigError):
-            raise ConfigError(f"b24-mcp is not configured: {self.settings} Then restart the MCP server.")
+            said = str(self.settings).rstrip()
+            said += "" if said.endswith((".", "!", "?")) else "."
+            raise ConfigError(f"b24-mcp is not configured: {said} Then restart the MCP server.")
         if self._client is None:
             from .auth import for_settings
             from .client import B24Client
