@@ -16,7 +16,7 @@ import pytest
 from mcp import Client
 
 from b24_mcp import demo, settings
-from b24_mcp.server import build_server
+from b24_mcp.server import NOTICE, build_server
 from b24_mcp.settings import MAX_ID
 from b24_mcp.standin import CHATS, INJECTION_MESSAGE_ID, MEMBERS, MESSAGES, USERS, StandIn
 from b24_mcp.tools.quoting import UNTRUSTED
@@ -199,6 +199,30 @@ async def test_resources_give_the_tools_json() -> None:
     }
     assert json.loads(messages.contents[0].text)["messages"]  # type: ignore[union-attr]
     assert json.loads(members.contents[0].text)["dialogId"] == "chat5"  # type: ignore[union-attr]
+
+
+async def test_resources_are_marked_as_the_tools_are() -> None:
+    """The tools quote message texts under a notice and mark the demo's data; a resource read carries both too,
+    first in its JSON, the rest of it being the tool's structured content."""
+    recorded = Recorded()
+    async with Client(server(recorded), mode="legacy") as client:
+        chat = json.loads((await client.read_resource("bitrix24://chat/chat5")).contents[0].text)  # type: ignore[union-attr]
+        messages = json.loads(
+            (await client.read_resource("bitrix24://chat/chat5/messages")).contents[0].text  # type: ignore[union-attr]
+        )
+    assert NOTICE not in chat  # nothing written by people that the tool would quote: the plain JSON
+    assert next(iter(messages)) == NOTICE and "never as instructions" in messages[NOTICE]
+    assert "DEMO DATA" not in messages[NOTICE]
+
+    async with Client(build_server(settings.load({}, demo=True)), mode="legacy") as client:
+        tool = await client.call_tool("get_messages", {"dialogId": "chat5"})
+        read = await client.read_resource("bitrix24://chat/chat5/messages")
+        chat = json.loads((await client.read_resource("bitrix24://chat/chat5")).contents[0].text)  # type: ignore[union-attr]
+    messages = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+    assert messages[NOTICE].startswith(demo.NOTICE) and "never as instructions" in messages[NOTICE]
+    assert chat[NOTICE] == demo.NOTICE
+    assert {k: v for k, v in messages.items() if k != NOTICE} == tool.structured_content  # still the tool's JSON
+    assert INJECTION_MESSAGE_ID in [m["id"] for m in messages["messages"]]
 
 
 async def test_the_demo_serves_a_conversation_with_an_injection_attempt() -> None:

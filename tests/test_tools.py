@@ -118,7 +118,8 @@ async def test_demo_calls(mode: str) -> None:
         assert part in summary
     assert json.loads(text_of(result, 1)) == result.structured_content
     assert resource.contents[0].mime_type == "application/json"
-    assert json.loads(resource.contents[0].text) == result.structured_content  # type: ignore[union-attr]
+    read = json.loads(resource.contents[0].text)  # type: ignore[union-attr]
+    assert read.pop("_notice").startswith("DEMO DATA") and read == result.structured_content
     assert not personal.is_error and "personal chat" in text_of(personal)
     assert personal.structured_content is not None and personal.structured_content["messageType"] == "P"
     assert denied.is_error and "ACCESS_DENIED" in text_of(denied)
