@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import logs
 from . import settings as config
@@ -59,10 +60,25 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _shared(default: Any) -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the likeliest choice named for a mistyped one (`b24-mcp chek`: did you mean check?)."""
+
+    def error(self, message: str) -> NoReturn:
+        typed = re.search(r"invalid choice: '?([^'\s]+)'?", message)
+        if typed is not None:
+            import difflib
+
+            choices = [str(c) for action in self._actions for c in (action.choices or ())]
+            guess = difflib.get_close_matches(typed[1], choices, n=1, cutoff=0.6)
+            if guess:
+                message += f"; did you mean {guess[0]}?"
+        super().error(message)
+
+
+def _shared(default: Any) -> _Parser:
     """The options every command takes, defined once. A subcommand gets default=SUPPRESS, so an option given
     before the command (`b24-mcp --demo check`) is not reset by the subcommand's own default."""
-    shared = argparse.ArgumentParser(add_help=False)
+    shared = _Parser(add_help=False)
     shared.add_argument(
         "--demo", action="store_true", default=default, help="answer from the built-in demo portal (no account needed)"
     )
@@ -70,19 +86,28 @@ def _shared(default: Any) -> argparse.ArgumentParser:
     return shared
 
 
+HELP_WIDTH = 80  # the help's own text (description, variables) fits a classic terminal
+
+
 def _variables() -> str:
+    import textwrap
+
     width = max(len(v.name) for v in config.VARIABLES)
-    lines = [f"  {v.name.ljust(width)}  {v.meaning}" for v in config.VARIABLES]
+    indent = " " * (width + 4)
+    lines = [
+        textwrap.fill(v.meaning, HELP_WIDTH, initial_indent=f"  {v.name.ljust(width)}  ", subsequent_indent=indent)
+        for v in config.VARIABLES
+    ]
     return "environment variables (see the README):\n" + "\n".join(lines)
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The main parser and each command's own (for `b24-mcp help COMMAND`)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="b24-mcp",
-        description="MCP server that lets AI agents read Bitrix24 chats (imbot.v2). An MCP host (Claude Code,\n"
-        "Cursor, Claude Desktop) starts it and speaks JSON-RPC with it on stdin/stdout.\n"
-        "To try it: b24-mcp check --demo",
+        description="MCP server that lets AI agents read Bitrix24 chats (imbot.v2). An MCP host\n"
+        "(Claude Code, Cursor, Claude Desktop) starts it and speaks JSON-RPC with it on\n"
+        "stdin/stdout. To try it: b24-mcp check --demo",
         epilog=_variables(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_shared(False)],
@@ -126,13 +151,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="diagnose the setup: settings, portal, credentials, bot, and a real get_chat round trip",
         description="Report the settings (secrets masked), reach the portal, prove the credentials (scope) and the "
         "bot (imbot.v2.Bot.get), start b24-mcp over stdio and call get_chat through a real MCP client. Exit 0 when "
-        "all is well, 1 for a portal, credential, bot or chat problem, 2 for a configuration problem.",
+        "all is well, 1 for a Redis, portal, credential, bot or chat problem, 2 for a configuration problem.",
         parents=[_shared(argparse.SUPPRESS)],
     )
     check.add_argument("--dialog", metavar="DIALOG_ID", help="the chat to fetch, e.g. chat5 (demo default: chat5)")
     helper = commands.add_parser("help", help="show this help, or a command's: b24-mcp help check")
-    helper.add_argument("topic", nargs="?", choices=("check", "help"), metavar="COMMAND", help="check")
-    return parser, {"check": check, "help": helper}
+    helper.add_argument("topic", nargs="?", choices=("check", "token", "help"), metavar="COMMAND", help="check")
+    return parser, {"check": check, "token": token, "help": helper}
 
 
 def _version() -> str:

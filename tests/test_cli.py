@@ -162,6 +162,26 @@ def test_help_command_prints_the_help_and_every_variable(capsys: pytest.CaptureF
         assert f"  {var.name} " in out and var.meaning in out
 
 
+@pytest.mark.parametrize("argv", [["help"], ["help", "check"], ["help", "token"]])
+def test_help_fits_80_columns(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    cli.main(argv)
+    wide = [line for line in capsys.readouterr().out.splitlines() if len(line) > 80]
+    assert wide == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [(["chek"], "check"), (["tokn"], "token"), (["--transport", "http-streamable"], "streamable-http")],
+)
+def test_a_mistyped_choice_gets_a_suggestion(argv: list[str], meant: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2 and f"did you mean {meant}?" in capsys.readouterr().err
+
+
 def test_help_check_prints_checks_help(capsys: pytest.CaptureFixture[str]) -> None:
     cli.main(["help", "check"])
     out, _ = capsys.readouterr()
@@ -229,6 +249,21 @@ def test_start_up_logs_the_mode_and_host_once_and_unknown_variables_once(
         "ignoring unknown variable B24_BOT_TOKN (did you mean B24_BOT_TOKEN?): b24-mcp does not read it"
     )
     assert TOKEN not in err
+
+
+def test_debug_logs_b24_mcps_lines_not_the_libraries(
+    serving: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", Terminal(False))
+    monkeypatch.setenv("B24_LOG_LEVEL", "DEBUG")
+    cli.main(["--demo"])
+    for name in ("mcp.server.lowlevel.server", "asyncio", "filelock", "b24_mcp.client"):
+        logging.getLogger(name).debug("a debug line from %s", name)
+    err = capsys.readouterr().err
+    assert "a debug line from b24_mcp.client" in err
+    assert "from mcp" not in err and "from asyncio" not in err and "from filelock" not in err
+    logging.getLogger("filelock").warning("a warning from filelock")
+    assert "a warning from filelock" in capsys.readouterr().err  # held back at DEBUG only, not silenced
 
 
 def test_every_configuration_problem_is_logged_once(
