@@ -269,6 +269,11 @@ def _http_preflight(args: argparse.Namespace) -> tuple[TransportSecuritySettings
     problems = config.Problems()
     security = problems.take(lambda: transport.transport_security(args.host, args.allowed_host))
     http_auth = problems.take(lambda: transport.http_auth(args.host, args.no_auth, os.environ))
+    redis_url = os.environ.get("B24_REDIS_URL", "").strip()
+    if redis_url:  # a replica without its shared state must not serve (it is PINGed once the rest is loaded)
+        from .team import parse_redis_url
+
+        problems.take(lambda: parse_redis_url(redis_url))
     if security is None or problems.lines:
         problems.take(lambda: config.load(os.environ, demo=args.demo))  # refused anyway: every other bad one too
         _refuse_if(list(dict.fromkeys(problems.lines)), status=2)

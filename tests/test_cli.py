@@ -76,6 +76,19 @@ def test_every_bad_http_setting_is_reported_at_once(
         assert sum(says in line for line in lines) == 1, (says, lines)
 
 
+def test_a_malformed_redis_url_refuses_an_http_start(
+    no_b24_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replica must not serve without the state it shares (over stdio it is reported by the tools instead)."""
+    no_b24_env.setenv("B24_REDIS_URL", "redis://:hunter2pass@127.0.0.1:6379/zero")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--demo", "--transport", "streamable-http"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "hunter2pass" not in err
+    (line,) = err.splitlines()
+    assert line.startswith("b24-mcp: error: B24_REDIS_URL must end with a database number")
+
+
 def test_a_port_in_use_is_one_line_naming_the_option(
     no_b24_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
