@@ -51,9 +51,10 @@ def test_example_config_is_refused_as_examples_and_covers_every_variable() -> No
     assert {v.name for v in config.VARIABLES if v.name.startswith("B24_")} - set(TEAM_VARS) <= seen
 
 
-def test_quick_start_is_two_commands() -> None:
+def test_quick_start_is_the_clone_and_two_commands() -> None:
     quick = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     assert [line.split("#")[0].strip() for line in quick.strip().splitlines()] == [
+        "git clone https://github.com/b24-mcp/b24-mcp && cd b24-mcp",
         "uv run b24-mcp check --demo",
         "uv run pytest",
     ]
