@@ -69,10 +69,12 @@ def check_versions(constraints: Path) -> None:
     def name(raw: str) -> str:
         return re.sub(r"[-_.]+", "-", raw).lower()
 
-    pinned = {name(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9._-]+)==([^\s;]+)", constraints.read_text(), re.M)}
+    pinned: dict[str, set[str]] = {}  # a name may be pinned twice, under two markers (python_full_version < '3.11')
+    for pin in re.finditer(r"^([A-Za-z0-9._-]+)==([^\s;]+)", constraints.read_text(), re.MULTILINE):
+        pinned.setdefault(name(pin[1]), set()).add(pin[2])
     installed = {name(d.metadata["Name"]): d.version for d in distributions()}
     installed.pop("b24-mcp")
-    wrong = {dist: (version, pinned.get(dist)) for dist, version in installed.items() if pinned.get(dist) != version}
+    wrong = {dist: (v, sorted(pinned.get(dist, ()))) for dist, v in installed.items() if v not in pinned.get(dist, ())}
     assert not wrong, f"installed versions differ from uv.lock's (installed, locked): {wrong}"
 
 
