@@ -24,7 +24,7 @@ import pytest
 from b24_mcp import settings as config
 from b24_mcp.team import TEAM_VARS
 from b24_mcp.tools import TOOLS
-from tests.readme import README, section
+from tests.readme import PAGES, README, section
 from tests.test_docs import variables_in_code
 from tests.values import ROOT
 
@@ -42,9 +42,9 @@ def project_field(name: str) -> str:
 
 
 def readme_table() -> dict[str, str]:
-    """The README's configuration table: each B24_* variable and its Default cell."""
+    """The configuration tables (docs/configuration.md, docs/team.md): each B24_* variable and its Default cell."""
     rows: dict[str, str] = {}
-    for line in README.splitlines():
+    for line in PAGES.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         names = re.findall(r"`(B24_[A-Z_]+)`", cells[0]) if line.startswith("| `B24_") else []
         for name in names:
@@ -232,7 +232,7 @@ def test_the_install_constraints_are_the_lock() -> None:
 
 
 def test_readme_host_snippets_use_the_installed_command() -> None:
-    hosts = README.split("## Adding it to your MCP host", 1)[1].split("### Streamable HTTP", 1)[0]
+    hosts = section("## Adding it to your MCP host")
     claude_code = hosts.split("claude mcp add", 1)[1].split("```", 1)[0]
     assert claude_code.rstrip().endswith("-- b24-mcp")
     cursor = json.loads(hosts.split("```json", 1)[1].split("```", 1)[0])
@@ -241,5 +241,5 @@ def test_readme_host_snippets_use_the_installed_command() -> None:
     # The launch table's first row, the documented default, is the installed command.
     rows = [line for line in hosts.splitlines() if line.startswith("| `")]
     assert rows[0].startswith("| `b24-mcp`, installed by `uv tool install") and "(the default)" in rows[0]
-    install = README.split("## Install", 1)[1].split("## Quick start", 1)[0]
+    install = section("## Install")
     assert "uvx b24-mcp" in install
