@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             transport.serve_stdio(server)
         else:
             transport.serve_http(server, host=args.host, port=args.port, security=security)
-    except transport.PortInUse as err:
+    except transport.BindError as err:
         _refuse_if([str(err)], status=1)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)

@@ -17,7 +17,8 @@ provider, checked by the SDK's TokenVerifier machinery. A non-loopback bind with
 
 `serve_http` runs uvicorn itself rather than through `MCPServer.run`, so that its logs pass through our
 stderr handler (which masks secrets), nothing ever reaches stdout, and the "serving at" line is printed
-only once the port is really bound.
+only once the port is really bound (by us: a port in use is one line naming --port). `http_app` adds the two
+answers the SDK's app lacks at /mcp: 405 for GET, and a 401 that says what to send.
 """
 
 from __future__ import annotations
@@ -149,8 +150,8 @@ def http_app(server: MCPServer, host: str, security: TransportSecuritySettings) 
     return app
 
 
-class PortInUse(Exception):
-    """The address and port cannot be bound; the message names the option to change."""
+class BindError(Exception):
+    """The address and port cannot be bound (in use, most often); the message names the option to change."""
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -161,12 +162,12 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(
+            raise BindError(
                 f"{host} port {port} is in use by another process: stop that process, or serve on another port "
                 f"with --port (e.g. --port {port + 1 if port < 65535 else 8000})"
             ) from None
         why = exc.strerror or exc
-        raise PortInUse(f"cannot serve on {host} port {port} ({why}): check --host and --port") from None
+        raise BindError(f"cannot serve on {host} port {port} ({why}): check --host and --port") from None
     return sock
 
 
