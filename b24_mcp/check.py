@@ -3,11 +3,12 @@
 Every bad setting is listed at once, one line each; unknown B24_* variables by name only, with the likeliest
 intended one. Then the credentials are proven, not assumed: `scope` (authenticated; it must include `imbot`)
 and `imbot.v2.Bot.get` for the configured bot (the owner's extended answer proves the bot id and token pair;
-its type says whether the bot may read messages). The last step is a genuine MCP round trip: it starts this
+its type says whether the bot may read messages); B24_REDIS_URL is PINGed first, since every call goes through
+it and a bad one would read as refused credentials. The last step is a genuine MCP round trip: it starts this
 same server as a subprocess over stdio with the SDK's client, exactly as Claude Code or Cursor would, so a green
 check means a host will work too. Every line it prints is masked (no code, token or secret), and the verdict
-names what to fix. Exit status: 0 all good, 1 a problem with the portal, the credentials, the bot or the chat,
-2 a configuration problem.
+names what to fix. Exit status: 0 all good, 1 a problem with Redis, the portal, the credentials, the bot or the
+chat, 2 a configuration problem.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .tools import names as tool_names
 
 if TYPE_CHECKING:
     from .client import B24Client
+    from .team import RedisConfig
 
 PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")  # httpx's, not b24-mcp's: never shown
 PASS_THROUGH = tuple(v.name for v in config.VARIABLES if v.group == "tls") + PROXIES
@@ -135,6 +137,19 @@ async def _reach(settings: config.Settings) -> str:
     return f"{settings.host} answered HTTP {response.status_code} in {(time.monotonic() - started) * 1000:.0f} ms"
 
 
+async def _ping(redis_config: RedisConfig) -> str:
+    """One PING proves the replicas' Redis (address, password, database), which every call goes through first."""
+    from .redis_state import Redis
+
+    redis = Redis(redis_config)
+    started = time.monotonic()
+    try:
+        await redis.ping()
+    finally:
+        await redis.aclose()
+    return f"{redis_config.where} answered PING in {(time.monotonic() - started) * 1000:.0f} ms"
+
+
 async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) -> tuple[bool, str, str | None, str]:
     """Start b24-mcp over stdio, list its tools, and (with a dialog) call get_chat and get_messages for real.
 
@@ -209,6 +224,17 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
         except Exception as err:
             report.line("✗", f"portal: {err}")
             report.line("→", "Verdict: the portal cannot be reached from here; fix the address or network first.")
+            return 1
+    redis_config = settings.team.redis if settings.team is not None else None
+    if redis_config is not None:
+        from .errors import UpstreamError
+
+        try:
+            label = f"reaching Redis at {redis_config.where}"
+            report.line("✓", "Redis: " + await report.step(label, lambda: _ping(redis_config)))
+        except UpstreamError as err:
+            report.line("✗", f"Redis: {err}")
+            report.line("→", "Verdict: Redis cannot be used; start it or fix B24_REDIS_URL, then run again.")
             return 1
     failed = await _prove(settings, report)
     if failed is not None:

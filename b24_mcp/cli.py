@@ -3,8 +3,9 @@
 A bad configuration never stops the server from starting: hosts show a server that fails to start as a
 bare "failed" with no reason. Instead each problem is logged once, one line each, and the tools return them to
 the model, naming the variables to fix. Heavy imports (the SDK, httpx) wait until a path needs them, so
-`--help`, `--version` and a bad option answer at once; so does an unsafe HTTP bind, which is refused (one
-line, exit 2) before the SDK is even imported. Running the server on a transport is `transport`'s job.
+`--help`, `--version` and a bad option answer at once; so does an unsafe HTTP bind, which is refused (a line
+for every bad option and setting, exit 2) before the SDK is even imported. Running the server on a transport is
+`transport`'s job.
 
 Options shared by every command (`--demo`, `--version`) are defined once, in `_shared`, and given to the main
 parser and to `check` alike, so they work in either position (`b24-mcp --demo check`, `b24-mcp check --demo`).
@@ -16,15 +17,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import logs
 from . import settings as config
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    from .team import HttpAuthConfig
+
 
 TTY_NOTICE = (
     "b24-mcp: this is an MCP stdio server, meant to be started by an MCP host (Claude Code, Cursor, Claude Desktop), "
@@ -52,10 +60,25 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _shared(default: Any) -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the likeliest choice named for a mistyped one (`b24-mcp chek`: did you mean check?)."""
+
+    def error(self, message: str) -> NoReturn:
+        typed = re.search(r"invalid choice: '?([^'\s]+)'?", message)
+        if typed is not None:
+            import difflib
+
+            choices = [str(c) for action in self._actions for c in (action.choices or ())]
+            guess = difflib.get_close_matches(typed[1], choices, n=1, cutoff=0.6)
+            if guess:
+                message += f"; did you mean {guess[0]}?"
+        super().error(message)
+
+
+def _shared(default: Any) -> _Parser:
     """The options every command takes, defined once. A subcommand gets default=SUPPRESS, so an option given
     before the command (`b24-mcp --demo check`) is not reset by the subcommand's own default."""
-    shared = argparse.ArgumentParser(add_help=False)
+    shared = _Parser(add_help=False)
     shared.add_argument(
         "--demo", action="store_true", default=default, help="answer from the built-in demo portal (no account needed)"
     )
@@ -63,19 +86,28 @@ def _shared(default: Any) -> argparse.ArgumentParser:
     return shared
 
 
+HELP_WIDTH = 80  # the help's own text (description, variables) fits a classic terminal
+
+
 def _variables() -> str:
+    import textwrap
+
     width = max(len(v.name) for v in config.VARIABLES)
-    lines = [f"  {v.name.ljust(width)}  {v.meaning}" for v in config.VARIABLES]
+    indent = " " * (width + 4)
+    lines = [
+        textwrap.fill(v.meaning, HELP_WIDTH, initial_indent=f"  {v.name.ljust(width)}  ", subsequent_indent=indent)
+        for v in config.VARIABLES
+    ]
     return "environment variables (see the README):\n" + "\n".join(lines)
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The main parser and each command's own (for `b24-mcp help COMMAND`)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="b24-mcp",
-        description="MCP server that lets AI agents read Bitrix24 chats (imbot.v2). An MCP host (Claude Code,\n"
-        "Cursor, Claude Desktop) starts it and speaks JSON-RPC with it on stdin/stdout.\n"
-        "To try it: b24-mcp check --demo",
+        description="MCP server that lets AI agents read Bitrix24 chats (imbot.v2). An MCP host\n"
+        "(Claude Code, Cursor, Claude Desktop) starts it and speaks JSON-RPC with it on\n"
+        "stdin/stdout. To try it: b24-mcp check --demo",
         epilog=_variables(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_shared(False)],
@@ -86,8 +118,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         default="stdio",
         help="stdio (default, what desktop hosts launch) or streamable-http (serves /mcp, stateless)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="streamable-http: address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8000, help="streamable-http: port (default 8000)")
+    # No defaults here (main fills them in): given without --transport streamable-http, they are refused.
+    parser.add_argument("--host", help="streamable-http: address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, help="streamable-http: port (default 8000)")
     parser.add_argument(
         "--allowed-host",
         action="append",
@@ -103,19 +136,28 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "authenticates every request)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("token", help="print a new bearer token for B24_HTTP_TOKENS_FILE and the line to add there")
+    token = commands.add_parser(
+        "token",
+        help="print a new bearer token for B24_HTTP_TOKENS_FILE and the line to add there",
+        description="Make a random bearer token. Without --append, print it and the line that admits it.",
+    )
+    token.add_argument(
+        "--append",
+        metavar="FILE",
+        help="add the token's line to FILE (B24_HTTP_TOKENS_FILE; created if missing) and print only the token",
+    )
     check = commands.add_parser(
         "check",
         help="diagnose the setup: settings, portal, credentials, bot, and a real get_chat round trip",
         description="Report the settings (secrets masked), reach the portal, prove the credentials (scope) and the "
         "bot (imbot.v2.Bot.get), start b24-mcp over stdio and call get_chat through a real MCP client. Exit 0 when "
-        "all is well, 1 for a portal, credential, bot or chat problem, 2 for a configuration problem.",
+        "all is well, 1 for a Redis, portal, credential, bot or chat problem, 2 for a configuration problem.",
         parents=[_shared(argparse.SUPPRESS)],
     )
     check.add_argument("--dialog", metavar="DIALOG_ID", help="the chat to fetch, e.g. chat5 (demo default: chat5)")
     helper = commands.add_parser("help", help="show this help, or a command's: b24-mcp help check")
-    helper.add_argument("topic", nargs="?", choices=("check", "help"), metavar="COMMAND", help="check")
-    return parser, {"check": check, "help": helper}
+    helper.add_argument("topic", nargs="?", choices=("check", "token", "help"), metavar="COMMAND", help="check")
+    return parser, {"check": check, "token": token, "help": helper}
 
 
 def _version() -> str:
@@ -147,22 +189,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
     if args.command == "token":
-        from .team import print_new_token
+        from .team import append_new_token, print_new_token
 
-        print_new_token(sys.stdout)
+        if args.append is None:
+            print_new_token(sys.stdout)
+            return
+        try:
+            token = append_new_token(args.append)
+        except ConfigError as err:
+            print(f"b24-mcp: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        print(token)
+        print(f"b24-mcp: added its digest to {args.append} (delete that line to revoke the token)", file=sys.stderr)
         return
+
+    http_only = [name for name, given in _HTTP_OPTIONS.items() if given(args)]
+    if args.transport != "streamable-http" and http_only:
+        parser.error(f"{http_only[0]} applies to Streamable HTTP only: add --transport streamable-http")
+    args.host = "127.0.0.1" if args.host is None else args.host
+    args.port = 8000 if args.port is None else args.port
 
     from . import transport
 
     security = http_auth = None
     if args.transport == "streamable-http":
-        try:
-            security = transport.transport_security(args.host, args.allowed_host)
-            http_auth = transport.http_auth(args.host, args.no_auth, os.environ)
-        except ConfigError as err:
-            # Checked before logging and settings, so the refusal is the only line: nothing is served.
-            print(f"b24-mcp: error: {err}", file=sys.stderr)
-            sys.exit(2)
+        security, http_auth = _http_preflight(args)
     else:
         signal.signal(signal.SIGINT, _quit_at_once)  # uvicorn (HTTP) shuts down gracefully on its own
         if sys.stdin.isatty():
@@ -184,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = err
     log.info("starting over %s: %s", args.transport, _describe(settings))
 
+    if security is not None and isinstance(settings, config.Settings):
+        _refuse_if(transport.unusable_redis(settings), status=1)  # a replica's Redis, proven before it serves
+
     from .server import build_server
 
     server = build_server(
@@ -194,8 +248,47 @@ def main(argv: Sequence[str] | None = None) -> None:
             transport.serve_stdio(server)
         else:
             transport.serve_http(server, host=args.host, port=args.port, security=security)
+    except transport.BindError as err:
+        _refuse_if([str(err)], status=1)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
+
+
+_HTTP_OPTIONS: dict[str, Callable[[argparse.Namespace], bool]] = {
+    "--host": lambda args: args.host is not None,
+    "--port": lambda args: args.port is not None,
+    "--allowed-host": lambda args: bool(args.allowed_host),
+    "--no-auth": lambda args: bool(args.no_auth),
+}
+
+
+def _http_preflight(args: argparse.Namespace) -> tuple[TransportSecuritySettings, HttpAuthConfig | None]:
+    """The Host policy and the bearer-token check to serve with; or exit 2 listing every bad option and setting.
+
+    Checked before logging and settings, so the refusal lines are the only ones: nothing is served."""
+    from . import transport
+
+    problems = config.Problems()
+    security = problems.take(lambda: transport.transport_security(args.host, args.allowed_host))
+    http_auth = problems.take(lambda: transport.http_auth(args.host, args.no_auth, os.environ))
+    redis_url = os.environ.get("B24_REDIS_URL", "").strip()
+    if redis_url:  # a replica without its shared state must not serve (it is PINGed once the rest is loaded)
+        from .team import parse_redis_url
+
+        problems.take(lambda: parse_redis_url(redis_url))
+    if security is None or problems.lines:
+        problems.take(lambda: config.load(os.environ, demo=args.demo))  # refused anyway: every other bad one too
+        _refuse_if(list(dict.fromkeys(problems.lines)), status=2)
+    assert security is not None
+    return security, http_auth
+
+
+def _refuse_if(problems: Sequence[str], *, status: int) -> None:
+    """Exit with `status`, one `b24-mcp: error:` line per problem (none: carry on)."""
+    if problems:
+        for problem in problems:
+            print(f"b24-mcp: error: {problem}", file=sys.stderr)
+        sys.exit(status)
 
 
 def _describe(settings: config.Settings | ConfigError) -> str:

@@ -251,15 +251,17 @@ def server_auth(config: HttpAuthConfig, resource: str) -> tuple[AuthSettings, To
 
     file = TokenFileVerifier(config.tokens_file) if config.tokens_file is not None else None
     jwt = JwtVerifier(config.jwt) if config.jwt is not None else None
-    # The metadata must name an authorization server: the identity provider for JWTs; with a tokens file alone
-    # there is none (tokens are handed out by `b24-mcp token`), so the resource's own origin stands in.
+    # The protected-resource metadata names an authorization server, so it is published only with JWTs (the
+    # identity provider's issuer). A tokens file has none (`b24-mcp token` hands tokens out): metadata naming one
+    # sent OAuth clients (the Inspector) into an interactive login that could only fail. The SDK's field is
+    # required, so the resource's own origin fills it, unpublished.
     parts = urlsplit(resource)
     issuer = f"{parts.scheme}://{parts.netloc}"
     if config.jwt is not None and urlsplit(config.jwt.issuer).scheme in ("http", "https"):
         issuer = config.jwt.issuer
     settings = AuthSettings(
         issuer_url=issuer,  # type: ignore[arg-type]  # pydantic validates the str into AnyHttpUrl
-        resource_server_url=resource,  # type: ignore[arg-type]
+        resource_server_url=resource if config.jwt is not None else None,  # type: ignore[arg-type]
         validate_token_resource=False,  # JwtVerifier checks `aud` itself; file tokens have no audience
     )
     return settings, EitherVerifier(file, jwt)

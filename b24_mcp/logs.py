@@ -91,3 +91,6 @@ def setup(level: str) -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "httpx2", "httpcore2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # B24_LOG_LEVEL=DEBUG means b24-mcp's own lines (one per portal request), not the libraries' internals.
+    for library in ("mcp", "asyncio", "filelock", "redis", "anyio", "uvicorn", "jwt"):
+        logging.getLogger(library).setLevel(max(logging.getLevelName(level), logging.INFO))

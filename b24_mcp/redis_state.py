@@ -149,6 +149,10 @@ class Redis:
         except OSError as exc:
             raise self.unreachable(exc.strerror or type(exc).__name__) from None
 
+    async def ping(self) -> None:
+        """One PING: proves the address, the password and the database before the first call needs them."""
+        await self.run(lambda client: client.ping())
+
     def unreachable(self, why: str) -> UpstreamError:
         return UpstreamError(
             f"Redis at {self.config.where} ({REDIS_URL}) cannot be used ({why}). b24-mcp replicas share the "

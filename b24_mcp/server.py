@@ -121,7 +121,9 @@ class Connection:
 
     def client(self) -> B24Client:
         if isinstance(self.settings, ConfigError):
-            raise ConfigError(f"b24-mcp is not configured: {self.settings} Then restart the MCP server.")
+            said = str(self.settings).rstrip()
+            said += "" if said.endswith((".", "!", "?")) else "."
+            raise ConfigError(f"b24-mcp is not configured: {said} Then restart the MCP server.")
         if self._client is None:
             from .auth import for_settings
             from .client import B24Client
@@ -269,8 +271,9 @@ def build_server(
 
     def resource(spec: ToolSpec) -> Callable[[str], Any]:
         async def read(dialogId: str) -> str:
-            # The same JSON as the tool's structuredContent. Resources have no isError: failures are protocol
-            # errors with the same masked message (a malformed dialogId is "not found").
+            # The same JSON as the tool's structuredContent, its notice first (the demo's marker, the untrusted-text
+            # warning). Resources have no isError: failures are protocol errors with the same masked message (a bad
+            # dialogId is "not found").
             try:
                 raw = {"dialogId": dialogId}
                 model, values = await fetch(spec, connection.client, raw, None, connection.recent.answered)

@@ -51,35 +51,31 @@ class Variable:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable(
-        "B24_WEBHOOK_URL", "inbound webhook URL, https://{portal}/rest/{user_id}/{webhook_code}/", "masked", "webhook"
-    ),
+    Variable("B24_WEBHOOK_URL", "webhook URL: https://{portal}/rest/{user_id}/{code}/", "masked", "webhook"),
     Variable("B24_BOT_ID", "the bot's id (a tool's botId argument overrides it)", "value", "bot"),
-    Variable("B24_BOT_TOKEN", "the bot's token, chosen at registration (webhook mode only)", "secret", "bot"),
+    Variable("B24_BOT_TOKEN", "the bot's token, chosen at registration (webhooks only)", "secret", "bot"),
     Variable("B24_PORTAL_URL", "OAuth: the portal, https://{portal}", "value", "oauth"),
-    Variable("B24_ACCESS_TOKEN", "OAuth: the application's access token (seeds the first run)", "secret", "oauth"),
-    Variable("B24_REFRESH_TOKEN", "OAuth: the application's refresh token (seeds the first run)", "secret", "oauth"),
+    Variable("B24_ACCESS_TOKEN", "OAuth: the app's access token (seeds the first run)", "secret", "oauth"),
+    Variable("B24_REFRESH_TOKEN", "OAuth: the app's refresh token (seeds the first run)", "secret", "oauth"),
     Variable("B24_CLIENT_ID", "OAuth: the application's client_id (local.…)", "value", "oauth"),
     Variable("B24_CLIENT_SECRET", "OAuth: the application's client_secret", "secret", "oauth"),
-    Variable(
-        "B24_OAUTH_SERVER", "OAuth: the token server (on-premise portals: the portal itself)", "value", "oauth-optional"
-    ),
+    Variable("B24_OAUTH_SERVER", "OAuth: the token server (on-premise: the portal itself)", "value", "oauth-optional"),
     Variable("B24_TOKEN_FILE", "OAuth: where the rotated token pair is kept", "value", "oauth-optional"),
     Variable("B24_TIMEOUT", "seconds one request to the portal may take"),
     Variable("B24_RATE_LIMIT", "requests per second b24-mcp allows itself"),
     Variable("B24_RATE_BURST", "requests b24-mcp may send at once"),
     Variable("B24_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR; logs go to stderr"),
-    Variable("B24_TOOLS", "which tools to list, comma-separated, e.g. get_chat,get_messages (default: all)"),
-    Variable("B24_RESULT_BUDGET", "characters one tool result may take, text and structured content together"),
+    Variable("B24_TOOLS", "the tools to list, comma-separated (default: all)"),
+    Variable("B24_RESULT_BUDGET", "characters one tool result may take (text and JSON)"),
     Variable("SSL_CERT_FILE", "a CA bundle (PEM) for a portal with an internal CA", "value", "tls"),
-    Variable("SSL_CERT_DIR", "a directory of CA certificates (used when SSL_CERT_FILE is unset)", "value", "tls"),
+    Variable("SSL_CERT_DIR", "CA certificates' directory (if SSL_CERT_FILE is unset)", "value", "tls"),
     # The team deployment's (Streamable HTTP with authentication, replicas sharing state; parsed by team.py).
     Variable("B24_HTTP_TOKENS_FILE", "HTTP: a file of accepted bearer tokens' SHA-256 digests", "value", "team"),
-    Variable("B24_HTTP_JWKS_URL", "HTTP: the identity provider's JWKS URL, to accept its JWTs", "value", "team"),
+    Variable("B24_HTTP_JWKS_URL", "HTTP: the identity provider's JWKS URL (to accept JWTs)", "value", "team"),
     Variable("B24_HTTP_ISSUER", "HTTP: the exact iss of the identity provider's tokens", "value", "team"),
     Variable("B24_HTTP_AUDIENCE", "HTTP: the aud of tokens meant for this server", "value", "team"),
-    Variable("B24_HTTP_RESOURCE_URL", "HTTP: the endpoint's public URL (named in 401 answers)", "value", "team"),
-    Variable("B24_REDIS_URL", "replicas: redis://[:password@]host:port/db for shared state", "secret", "team"),
+    Variable("B24_HTTP_RESOURCE_URL", "HTTP: the endpoint's public URL (in the JWT metadata)", "value", "team"),
+    Variable("B24_REDIS_URL", "replicas' state: redis://[:password@]host:port/db", "secret", "team"),
 )
 """Every variable b24-mcp reads: the one home of their names, what may be shown of them, and their meaning."""
 
@@ -438,7 +434,9 @@ def problems_of(err: ConfigError) -> tuple[str, ...]:
 T = TypeVar("T")
 
 
-class _Problems:
+class Problems:
+    """Every problem of a group of settings, collected so that all are reported at once (`raise_any`)."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
 
@@ -453,16 +451,30 @@ class _Problems:
             self.lines.extend(problems_of(err))
             return None
 
+    def raise_any(self) -> None:
+        if self.lines:
+            raise ConfigProblems(self.lines)
+
+
+_NEAR_PREFIX = re.compile(r"(BITRIX24|BITRIX|B24)_?")  # BITRIX24_WEBHOOK_URL, B24WEBHOOK_URL: near misses
+
 
 def unknown_variables(names: Iterable[str]) -> list[tuple[str, str | None]]:
-    """B24_* names b24-mcp does not read, each with the likeliest intended name. Names only: values may be secret."""
+    """B24_* names b24-mcp does not read, each with the likeliest intended name, and BITRIX*_ names that are near
+    misses of one (other tools' BITRIX_* variables are not ours to name). Names only: values may be secret."""
     known = [v.name for v in VARIABLES if v.name.startswith("B24_")]
     found: list[tuple[str, str | None]] = []
-    for name in sorted(n for n in names if n.upper().startswith("B24_") and n not in KNOWN):
+    for name in sorted(n for n in names if n not in KNOWN):
+        upper = name.upper()
+        prefix = _NEAR_PREFIX.match(upper)
+        if prefix is None:
+            continue
         import difflib  # only when there is something to suggest
 
-        guess = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
-        found.append((name, guess[0] if guess else None))
+        ours = upper.startswith("B24_")
+        guess = difflib.get_close_matches(upper if ours else "B24_" + upper[prefix.end() :], known, n=1, cutoff=0.75)
+        if ours or guess:
+            found.append((name, guess[0] if guess else None))
     return found
 
 
@@ -502,7 +514,7 @@ def parse_tools(raw: str, known: Sequence[str]) -> tuple[str, ...] | None:
 def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = ()) -> Settings:
     """Read and check every setting; raise one `ConfigError` listing every bad one (`problems_of`). `tools` are the
     tool names B24_TOOLS may choose from (none given: any name is taken)."""
-    problems = _Problems()
+    problems = Problems()
     present: set[str] = set()  # set, even if refused below: it still decides the mode
     values: dict[str, str] = {}
     for var in VARIABLES:
@@ -582,7 +594,7 @@ def _table_order(problem: str) -> int:
 
 
 def _auth(
-    get: Callable[[str], str], present: set[str], problems: _Problems
+    get: Callable[[str], str], present: set[str], problems: Problems
 ) -> tuple[WebhookConfig | OAuthConfig | None, int | None, str | None, tuple[str, ...]]:
     """Which way to authenticate, decided by which variables are set; and the secrets to keep out of output."""
     bot_id = problems.take(lambda: parse_bot_id(get("B24_BOT_ID"), "B24_BOT_ID")) if get("B24_BOT_ID") else None
@@ -613,7 +625,7 @@ def _auth(
     return None, bot_id, bot_token, ()
 
 
-def _oauth(get: Callable[[str], str], present: set[str], problems: _Problems) -> OAuthConfig | None:
+def _oauth(get: Callable[[str], str], present: set[str], problems: Problems) -> OAuthConfig | None:
     """The OAuth application's settings, each checked, every problem noted; None if any is bad."""
     missing = [name for name in OAUTH_VARS if name not in present]
     if missing:

@@ -18,6 +18,7 @@ portal-wide blocks and OAuth pair).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
-from .settings import VARIABLES, check_base_url, is_loopback
+from .settings import VARIABLES, Problems, check_base_url, is_loopback
 
 TOKENS_FILE = "B24_HTTP_TOKENS_FILE"
 JWKS_URL = "B24_HTTP_JWKS_URL"
@@ -73,10 +74,12 @@ class TeamConfig:
 
 
 def load(env: Mapping[str, str]) -> TeamConfig | None:
-    """Every team variable checked (None when none is set); called once from `settings.load`."""
-    http_auth = load_http_auth(env)
+    """Every team variable checked, every problem reported at once (None when none is set); from `settings.load`."""
+    problems = Problems()
+    http_auth = problems.take(lambda: load_http_auth(env))
     raw = env.get(REDIS_URL, "").strip()
-    redis = parse_redis_url(raw) if raw else None
+    redis = problems.take(lambda: parse_redis_url(raw)) if raw else None
+    problems.raise_any()
     if redis is None and http_auth is None:
         return None
     return TeamConfig(redis=redis, http_auth=http_auth)
@@ -88,27 +91,31 @@ def load_http_auth(env: Mapping[str, str]) -> HttpAuthConfig | None:
     def get(name: str) -> str:
         return env.get(name, "").strip()
 
+    problems = Problems()
     tokens_file = Path(get(TOKENS_FILE)).expanduser() if get(TOKENS_FILE) else None
     if tokens_file is not None:
-        read_digests(tokens_file)  # refused now, not at the first request
+        problems.take(lambda: read_digests(tokens_file))  # refused now, not at the first request
     jwt_set = [name for name in JWT_VARS if get(name)]
     jwt = None
     if jwt_set:
         missing = [name for name in JWT_VARS if not get(name)]
         if missing:
-            raise ConfigError(
+            problems.add(
                 f"JWT authentication needs {', '.join(JWT_VARS)}; missing: {', '.join(missing)} "
                 f"(or unset {', '.join(jwt_set)} and use {TOKENS_FILE})"
             )
-        jwt = JwtConfig(
-            jwks_url=_http_url(JWKS_URL, get(JWKS_URL), "https://login.example.com/.well-known/jwks.json"),
-            issuer=get(ISSUER),
-            audience=get(AUDIENCE),
+        jwks = problems.take(
+            lambda: _http_url(JWKS_URL, get(JWKS_URL), "https://login.example.com/.well-known/jwks.json")
         )
-    resource = _http_url(RESOURCE_URL, get(RESOURCE_URL), "https://mcp.example.com/mcp") if get(RESOURCE_URL) else None
+        if jwks is not None and not missing:
+            jwt = JwtConfig(jwks_url=jwks, issuer=get(ISSUER), audience=get(AUDIENCE))
+    resource = None
+    if get(RESOURCE_URL):
+        resource = problems.take(lambda: _http_url(RESOURCE_URL, get(RESOURCE_URL), "https://mcp.example.com/mcp"))
+        if tokens_file is None and not jwt_set:
+            problems.add(f"{RESOURCE_URL} is set but no authentication is: set {TOKENS_FILE} or {JWKS_URL}")
+    problems.raise_any()
     if tokens_file is None and jwt is None:
-        if resource is not None:
-            raise ConfigError(f"{RESOURCE_URL} is set but no authentication is: set {TOKENS_FILE} or {JWKS_URL}")
         return None
     return HttpAuthConfig(tokens_file=tokens_file, jwt=jwt, resource_url=resource)
 
@@ -156,16 +163,38 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _new_token() -> tuple[str, str]:
+    """A new random bearer token and the tokens-file line that admits it."""
+    token = secrets.token_urlsafe(32)
+    return token, f"{digest(token)}  # made {datetime.now(timezone.utc).strftime('%Y-%m-%d')}"
+
+
 def print_new_token(out: TextIO) -> None:
     """`b24-mcp token`: a new random bearer token, and the line that admits it."""
-    token = secrets.token_urlsafe(32)
-    made = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    token, line = _new_token()
     out.write(
         f"token: {token}\n"
         f"Give the token to its user (header `Authorization: Bearer {token}`) and add this line to the file named "
         f"by {TOKENS_FILE} (it holds only digests; delete the line to revoke the token):\n"
-        f"{digest(token)}  # made {made}\n"
+        f"{line}\n"
     )
+
+
+def append_new_token(path: str) -> str:
+    """`b24-mcp token --append FILE`: a new token, its line added to FILE (created 0600 if missing)."""
+    token, line = _new_token()
+    try:
+        fd = os.open(Path(path).expanduser(), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+b") as file:
+            end = file.seek(0, os.SEEK_END)
+            if end and (file.seek(end - 1), file.read(1))[1] != b"\n":
+                line = "\n" + line  # a last line without its newline (written by hand) stays whole
+            file.write(line.encode() + b"\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot add the token's line to {path} ({exc.strerror or type(exc).__name__}); check the path"
+        ) from None
+    return token
 
 
 def parse_redis_url(raw: str) -> RedisConfig:

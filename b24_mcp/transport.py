@@ -17,12 +17,15 @@ provider, checked by the SDK's TokenVerifier machinery. A non-loopback bind with
 
 `serve_http` runs uvicorn itself rather than through `MCPServer.run`, so that its logs pass through our
 stderr handler (which masks secrets), nothing ever reaches stdout, and the "serving at" line is printed
-only once the port is really bound.
+only once the port is really bound (by us: a port in use is one line naming --port). `http_app` adds the two
+answers the SDK's app lacks at /mcp: 405 for GET, and a 401 that says what to send.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -34,9 +37,12 @@ from .errors import ConfigError
 from .settings import is_loopback
 
 if TYPE_CHECKING:  # importing the SDK takes about a second: a refused start should not wait for it
+    from mcp.server.auth.settings import AuthSettings
     from mcp.server.mcpserver import MCPServer
     from mcp.server.transport_security import TransportSecuritySettings
+    from starlette.applications import Starlette
 
+    from .settings import Settings
     from .team import HttpAuthConfig
 
 PATH = "/mcp"
@@ -124,17 +130,125 @@ def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSe
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
-            if self.started:  # bound: a port already in use gets uvicorn's error line instead
+            if self.started:
                 print(line, file=sys.stderr, flush=True)
 
-    # Stateless with JSON answers: any instance can serve any request, so several can sit behind a load
-    # balancer, and no session state is lost when one restarts.
+    bound = _bind(host, port)  # here, not in uvicorn: a port in use is one line naming --port, not a raw errno
+    # log_config=None: uvicorn keeps its hands off logging, so its records (access lines at INFO) go to the
+    # root handler on stderr at B24_LOG_LEVEL, never to stdout as its default config would send them.
+    config = uvicorn.Config(http_app(server, host, security), host=host, port=port, log_config=None, log_level=None)
+    Server(config).run(sockets=[bound])
+
+
+def http_app(server: MCPServer, host: str, security: TransportSecuritySettings) -> Starlette:
+    """The ASGI app `serve_http` serves: the SDK's Streamable HTTP app at `PATH`, stateless with JSON answers (any
+    replica can serve any request; nothing is lost when one restarts), behind `_Endpoint`."""
     app = server.streamable_http_app(
         stateless_http=True, json_response=True, streamable_http_path=PATH, transport_security=security, host=host
     )
-    # log_config=None: uvicorn keeps its hands off logging, so its records (access lines at INFO) go to the
-    # root handler on stderr at B24_LOG_LEVEL, never to stdout as its default config would send them.
-    Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=None)).run()
+    app.add_middleware(_Endpoint, hint=refusal_hint(server.settings.auth))
+    return app
+
+
+class BindError(Exception):
+    """The address and port cannot be bound (in use, most often); the message names the option to change."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(
+                f"{host} port {port} is in use by another process: stop that process, or serve on another port "
+                f"with --port (e.g. --port {port + 1 if port < 65535 else 8000})"
+            ) from None
+        why = exc.strerror or exc
+        raise BindError(f"cannot serve on {host} port {port} ({why}): check --host and --port") from None
+    return sock
+
+
+def refusal_hint(auth: AuthSettings | None) -> str | None:
+    """What a request without a good bearer token is told to send (None: no authentication)."""
+    if auth is None:
+        return None
+    return (
+        "send the header 'Authorization: Bearer TOKEN' with a token this server accepts (`b24-mcp token` makes "
+        "one for B24_HTTP_TOKENS_FILE; in the MCP Inspector: --header 'Authorization: Bearer TOKEN')"
+    )
+
+
+class _Endpoint:
+    """Two answers the SDK's app does not give at `PATH`:
+
+    - GET: 405 (the spec's answer for "no event stream here"). Stateless, this server never sends on a GET stream,
+      so the SDK's would stay open forever: a browser pointed at the URL hung on it.
+    - 401: the SDK's "Authentication required", with what to send instead (`refusal_hint`).
+    """
+
+    def __init__(self, app: Any, hint: str | None) -> None:
+        self.app = app
+        self.hint = hint
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "GET":
+            said = b"b24-mcp: this is an MCP endpoint (Streamable HTTP, POST only): add its URL to an MCP host.\n"
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"allow", b"POST")]
+            await send({"type": "http.response.start", "status": 405, "headers": headers})
+            await send({"type": "http.response.body", "body": said})
+            return
+        if self.hint is None:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "invalid_token", "error_description": self.hint}).encode()
+        refused = False
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                refused = True
+                headers = [(k, v) for k, v in message["headers"] if k not in (b"content-length", b"www-authenticate")]
+                challenge = dict(message["headers"]).get(b"www-authenticate", b"Bearer").decode()
+                challenge = challenge.replace('"Authentication required"', json.dumps(self.hint))
+                headers += [(b"content-length", str(len(body)).encode()), (b"www-authenticate", challenge.encode())]
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and refused:
+                message = {**message, "body": body}
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def unusable_redis(settings: Settings) -> list[str]:
+    """What is wrong with the replicas' Redis (B24_REDIS_URL), proven by one PING before serving; [] if fine or unset.
+
+    Otherwise a wrong password or a Redis that is down shows only at the first tool call."""
+    redis_config = settings.team.redis if settings.team is not None else None
+    if redis_config is None:
+        return []
+    import anyio
+
+    from .errors import UpstreamError
+    from .redis_state import Redis
+
+    async def ping() -> None:
+        redis = Redis(redis_config)
+        try:
+            await redis.ping()
+        finally:
+            await redis.aclose()
+
+    try:
+        anyio.run(ping)
+    except UpstreamError as err:
+        return [str(err)]
+    return []
 
 
 def _allowed_host(raw: str) -> str:

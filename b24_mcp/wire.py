@@ -156,9 +156,23 @@ def network_error(host: str, exc: httpx.HTTPError) -> UpstreamError:
         return UpstreamError(f"Could not connect to {host} ({reason}); check the address.", retryable=True)
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamError(f"{host} timed out ({reason}).", retryable=True)
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and _scheme(exc) == "http":
+        # Allowed on loopback only; a portal speaking TLS drops a plain request, which read as a flaky network.
+        return UpstreamError(
+            f"{host} broke off the answer to a plain http:// request ({reason}), as a portal that speaks only "
+            "HTTPS does: use https:// in B24_WEBHOOK_URL or B24_PORTAL_URL.",
+            retryable=True,
+        )
     if isinstance(exc, httpx.RemoteProtocolError):
         return UpstreamError(f"{host} broke off the answer ({reason}); try again.", retryable=True)
     return UpstreamError(f"The connection to {host} failed ({reason}); try again.", retryable=True)
+
+
+def _scheme(exc: httpx.HTTPError) -> str | None:
+    try:
+        return exc.request.url.scheme
+    except RuntimeError:  # an error raised without its request
+        return None
 
 
 def proxy_for(host: str) -> str | None:

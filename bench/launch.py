@@ -4,7 +4,7 @@
 
 The forms the README documents, from a clone (PyPI's `uvx b24-mcp` cannot be timed before it is published):
 - `uvx --from PATH b24-mcp`, with uv's cache warm (one launch before timing, as a host's second start);
-- `b24-mcp`, the command `uv tool install PATH` put on PATH (installed here into a temporary tool directory);
+- `b24-mcp`, the command `uv tool install -c PATH/constraints.txt PATH` put on PATH (into a temporary tool directory);
 - `uv run --directory PATH b24-mcp`, the development form (it checks the lock and syncs the project each time);
 - `uv run --no-sync --directory PATH b24-mcp` and `PATH/.venv/bin/b24-mcp`, a clone's environment as it is.
 Each launch's stderr is kept: a host shows it in its log, so a quiet launch is part of the figure.
@@ -92,7 +92,7 @@ def main() -> None:
     assert uv, "uv must be on PATH"
     with tempfile.TemporaryDirectory() as scratch:
         tools = Path(scratch) / "tools"
-        install = [uv, "tool", "install", "--compile-bytecode", clone]
+        install = [uv, "tool", "install", "--compile-bytecode", "-c", str(Path(clone) / "constraints.txt"), clone]
         tool_env = {"UV_TOOL_DIR": str(tools), "UV_TOOL_BIN_DIR": str(tools / "bin")}
         subprocess.run(install, check=True, capture_output=True, env={**os.environ, **tool_env})
         forms = {

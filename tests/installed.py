@@ -4,7 +4,8 @@ and its dependencies (no dev tools, nothing from this repository on the path):
     VENV/bin/python tests/installed.py dist/b24_mcp-*.whl VENV/bin/b24-mcp
 
 It checks the wheel carries the package and nothing else (no tests, no bench), that this Python imports
-b24_mcp from the virtualenv, not the source tree, and then spawns the installed `b24-mcp --demo` command over
+b24_mcp from the virtualenv, not the source tree, that every dependency is at uv.lock's version (the
+installed set is the tested one), and then spawns the installed `b24-mcp --demo` command over
 stdio with the SDK's client, in both protocol eras: tools/list, get_chat with its resource link, the linked
 resource, and a completion of its dialogId. Exit 0 when all holds; an AssertionError says what did not.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -59,12 +61,31 @@ async def round_trip(command: str, mode: str) -> None:
     print(f"✓ {command} --demo over stdio ({mode}): {len(tools)} tools, get_chat, its resource, a completion")
 
 
+def check_versions(constraints: Path) -> None:
+    """Every installed distribution is at the version uv.lock pins: constraints.txt, exported from the lock, is
+    what `uv tool install -c` was given, and test_ship keeps it equal to the lock."""
+    from importlib.metadata import distributions
+
+    def name(raw: str) -> str:
+        return re.sub(r"[-_.]+", "-", raw).lower()
+
+    pinned: dict[str, set[str]] = {}  # a name may be pinned twice, under two markers (python_full_version < '3.11')
+    for pin in re.finditer(r"^([A-Za-z0-9._-]+)==([^\s;]+)", constraints.read_text(), re.MULTILINE):
+        pinned.setdefault(name(pin[1]), set()).add(pin[2])
+    installed = {name(d.metadata["Name"]): d.version for d in distributions()}
+    installed.pop("b24-mcp")
+    wrong = {dist: (v, sorted(pinned.get(dist, ()))) for dist, v in installed.items() if v not in pinned.get(dist, ())}
+    assert not wrong, f"installed versions differ from uv.lock's (installed, locked): {wrong}"
+
+
 def main() -> None:
     wheel, command = Path(sys.argv[1]), sys.argv[2]
     check_wheel(wheel)
     print(f"✓ {wheel.name} holds b24_mcp and its metadata only")
     check_environment()
     print(f"✓ {sys.prefix} imports the installed b24_mcp, without dev dependencies")
+    check_versions(Path(__file__).resolve().parent.parent / "constraints.txt")
+    print("✓ every installed dependency is at uv.lock's version (constraints.txt)")
     for mode in ("legacy", "auto"):
         anyio.run(round_trip, command, mode)
 

@@ -279,3 +279,16 @@ def test_a_report_line_cannot_drive_the_terminal() -> None:
     out = io.StringIO()
     Report(out).line("✓", "name\x1b[2J\x1b]0;title\x07 \x9b2Jok\rfake ✓\nnext\x85line")
     assert out.getvalue() == "✓ name ok fake ✓\nnext line\n"
+
+
+def test_redis_is_proven_with_its_own_verdict(redis_url: str) -> None:
+    """A bad B24_REDIS_URL was blamed on the portal's credentials (the first call through Redis failed there)."""
+    code, out = run(demo=True, env={"B24_REDIS_URL": redis_url})
+    assert code == 0, out
+    assert re.search(r"^✓ Redis: 127\.0\.0\.1:\d+/0 answered PING in \d+ ms$", out, re.MULTILINE), out
+    wrong = redis_url.replace("redis://", "redis://nobody:wrongPASS@")  # refused as a wrong password (WRONGPASS)
+    code, out = run(demo=True, env={"B24_REDIS_URL": wrong})
+    assert code == 1, out
+    assert "✗ Redis: Redis at 127.0.0.1:" in out and "B24_REDIS_URL" in out
+    assert out.splitlines()[-1].startswith("→ Verdict: Redis cannot be used")
+    assert "credentials" not in out and "wrongPASS" not in out

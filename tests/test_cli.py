@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +29,94 @@ def test_bad_port_is_one_line_naming_the_option(port: str, capsys: pytest.Captur
     out, err = capsys.readouterr()
     assert info.value.code == 2 and out == ""
     assert "--port" in err and "1 to 65535" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "option", [["--port", "9000"], ["--host", "127.0.0.1"], ["--allowed-host", "a"], ["--no-auth"]]
+)
+def test_http_options_without_the_http_transport_are_refused(
+    option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stdio server started instead would ignore them silently; the fix is named instead."""
+    for transport_option in ([], ["--transport", "stdio"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["--demo", *transport_option, *option])
+        out, err = capsys.readouterr()
+        assert info.value.code == 2 and out == ""
+        assert f"{option[0]} applies to Streamable HTTP only: add --transport streamable-http" in err
+
+
+def test_every_bad_http_setting_is_reported_at_once(
+    no_b24_env: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad tokens file no longer hides a bad Redis URL, an incomplete JWT setup or a bad timeout."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("not a digest\n")
+    env = webhook_vars(
+        B24_HTTP_TOKENS_FILE=str(tokens),
+        B24_HTTP_ISSUER="https://login.example.com/",
+        B24_REDIS_URL="redis://127.0.0.1:6379/zero",
+        B24_TIMEOUT="soon",
+    )
+    for name, value in env.items():
+        no_b24_env.setenv(name, value)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--transport", "streamable-http", "--host", "0.0.0.0", "--allowed-host", "bad host"])
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert info.value.code == 2 and out == ""
+    assert all(line.startswith("b24-mcp: error: ") for line in lines), lines
+    for says in (
+        "--allowed-host 'bad host'",
+        "line 1 is not a SHA-256 hex digest",
+        "JWT authentication needs",
+        "B24_REDIS_URL",
+        "B24_TIMEOUT",
+    ):
+        assert sum(says in line for line in lines) == 1, (says, lines)
+
+
+def test_a_malformed_redis_url_refuses_an_http_start(
+    no_b24_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replica must not serve without the state it shares (over stdio it is reported by the tools instead)."""
+    no_b24_env.setenv("B24_REDIS_URL", "redis://:hunter2pass@127.0.0.1:6379/zero")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--demo", "--transport", "streamable-http"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "hunter2pass" not in err
+    (line,) = err.splitlines()
+    assert line.startswith("b24-mcp: error: B24_REDIS_URL must end with a database number")
+
+
+def test_a_port_in_use_is_one_line_naming_the_option(
+    no_b24_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            cli.main(["--demo", "--transport", "streamable-http", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert f"b24-mcp: error: 127.0.0.1 port {port} is in use" in err and "--port" in err
+    assert "Errno" not in err and "Traceback" not in err
+
+
+def test_an_unusable_redis_refuses_to_start_naming_it(
+    no_b24_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replica with a bad Redis (down, wrong password) says so at start-up, not at the first call."""
+    from tests.redis_server import free_port
+
+    no_b24_env.setenv("B24_REDIS_URL", f"redis://:hunter2pass@127.0.0.1:{free_port()}/0")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--demo", "--transport", "streamable-http", "--port", str(free_port())])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    (line,) = [line for line in err.splitlines() if "b24-mcp: error:" in line]
+    assert "Redis at 127.0.0.1:" in line and "B24_REDIS_URL" in line and "hunter2pass" not in err
 
 
 # -- options in either position, version, help ---------------------------------------------------------------------
@@ -84,6 +173,26 @@ def test_help_command_prints_the_help_and_every_variable(capsys: pytest.CaptureF
 
     for var in VARIABLES:
         assert f"  {var.name} " in out and var.meaning in out
+
+
+@pytest.mark.parametrize("argv", [["help"], ["help", "check"], ["help", "token"]])
+def test_help_fits_80_columns(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    cli.main(argv)
+    wide = [line for line in capsys.readouterr().out.splitlines() if len(line) > 80]
+    assert wide == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [(["chek"], "check"), (["tokn"], "token"), (["--transport", "http-streamable"], "streamable-http")],
+)
+def test_a_mistyped_choice_gets_a_suggestion(argv: list[str], meant: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2 and f"did you mean {meant}?" in capsys.readouterr().err
 
 
 def test_help_check_prints_checks_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,6 +262,21 @@ def test_start_up_logs_the_mode_and_host_once_and_unknown_variables_once(
         "ignoring unknown variable B24_BOT_TOKN (did you mean B24_BOT_TOKEN?): b24-mcp does not read it"
     )
     assert TOKEN not in err
+
+
+def test_debug_logs_b24_mcps_lines_not_the_libraries(
+    serving: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", Terminal(False))
+    monkeypatch.setenv("B24_LOG_LEVEL", "DEBUG")
+    cli.main(["--demo"])
+    for name in ("mcp.server.lowlevel.server", "asyncio", "filelock", "b24_mcp.client"):
+        logging.getLogger(name).debug("a debug line from %s", name)
+    err = capsys.readouterr().err
+    assert "a debug line from b24_mcp.client" in err
+    assert "from mcp" not in err and "from asyncio" not in err and "from filelock" not in err
+    logging.getLogger("filelock").warning("a warning from filelock")
+    assert "a warning from filelock" in capsys.readouterr().err  # held back at DEBUG only, not silenced
 
 
 def test_every_configuration_problem_is_logged_once(

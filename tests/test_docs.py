@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -19,13 +20,14 @@ def variables_in_code() -> set[str]:
     return set(re.findall(r"\bB24_[A-Z_]+\b", source))
 
 
-def readme_table(heading: str = "### Configuration") -> list[str]:
+def readme_table(heading: str = "# Configuration") -> list[str]:
     rows = re.findall(r"^\| `([A-Z0-9_]+)`(?:, `([A-Z0-9_]+)`)?", section(heading), re.MULTILINE)
     return [name for row in rows for name in row if name]
 
 
 def test_the_readme_table_is_the_table_of_variables() -> None:
-    """The desktop settings in "Configuration", the team deployment's in "Run it for a team": the table's order."""
+    """The desktop settings in docs/configuration.md, the team deployment's in "Run it for a team" (docs/team.md): the
+    table's order."""
     documented = readme_table() + readme_table("## Run it for a team")
     assert documented == [v.name for v in config.VARIABLES]
     assert variables_in_code() <= set(config.KNOWN)  # every name the code mentions is in the one table
@@ -51,9 +53,10 @@ def test_example_config_is_refused_as_examples_and_covers_every_variable() -> No
     assert {v.name for v in config.VARIABLES if v.name.startswith("B24_")} - set(TEAM_VARS) <= seen
 
 
-def test_quick_start_is_two_commands() -> None:
+def test_quick_start_is_the_clone_and_two_commands() -> None:
     quick = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     assert [line.split("#")[0].strip() for line in quick.strip().splitlines()] == [
+        "git clone https://github.com/b24-mcp/b24-mcp && cd b24-mcp",
         "uv run b24-mcp check --demo",
         "uv run pytest",
     ]
@@ -106,3 +109,24 @@ def test_the_readme_shows_what_check_says_of_the_example_config() -> None:
     out = io.StringIO()
     assert check.run([], demo=False, dialog=None, env=env, out=out) == 2
     assert out.getvalue() == shown
+
+
+def test_links_between_the_readme_and_its_pages_resolve() -> None:
+    """The README is a front page linking docs/: each relative link names a page that exists and a heading in it."""
+
+    def anchors(page: Path) -> set[str]:  # GitHub's heading ids: lower case, punctuation dropped, spaces as -
+        titles = re.findall(r"^#+ (.+)$", page.read_text(), re.MULTILINE)
+        return {re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-") for title in titles}
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) > 1
+    seen = 0
+    for page in pages:
+        for target, anchor in re.findall(r"\]\(([^)#:\s]*)(?:#([^)\s]+))?\)", page.read_text()):
+            linked = (page.parent / target).resolve() if target else page
+            assert linked.is_file(), f"{page.name} links to a missing {target}"
+            assert not anchor or anchor in anchors(linked), f"{page.name} links to #{anchor} of {linked.name}"
+            seen += 1
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"](docs/{page.name})" in readme for page in pages[1:]), "every page is linked from the README"
+    assert seen > 10

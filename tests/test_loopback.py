@@ -216,3 +216,14 @@ async def test_concurrent_tool_calls_run_in_parallel() -> None:
                         tg.start_soon(one)
         assert len(results) == 12 and not any(r.is_error for r in results)
         assert portal.max_in_flight >= 6  # not serialised (serial calls show 1; a busy machine may stagger some)
+
+
+async def test_plain_http_to_an_https_portal_says_to_use_https(https_portal: StandInPortal, fast_backoff: None) -> None:
+    """Allowed on loopback, http:// to a portal that speaks only TLS read as a dropped answer ("try again")."""
+    settings = config.load(webhook_vars(https_portal.webhook_url.replace("https://", "http://", 1)))
+    async with make_http(settings.timeout) as http:
+        b24 = B24Client(settings, http, for_settings(settings, http))
+        with pytest.raises(UpstreamError) as info:
+            await read_chat(b24, "chat5")
+    message = str(info.value)
+    assert "use https:// in B24_WEBHOOK_URL" in message and "try again" not in message and CODE not in message

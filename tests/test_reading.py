@@ -20,7 +20,7 @@ from b24_mcp.server import build_server
 from b24_mcp.settings import MAX_ID
 from b24_mcp.standin import CHATS, INJECTION_MESSAGE_ID, MEMBERS, MESSAGES, USERS, StandIn
 from b24_mcp.tools.quoting import UNTRUSTED
-from b24_mcp.tools.spec import CODE_META
+from b24_mcp.tools.spec import CODE_META, UNTRUSTED_DATA
 from tests.values import CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio
@@ -203,6 +203,27 @@ async def test_resources_give_the_tools_json() -> None:
     }
     assert json.loads(messages.contents[0].text)["messages"]  # type: ignore[union-attr]
     assert json.loads(members.contents[0].text)["dialogId"] == "chat5"  # type: ignore[union-attr]
+
+
+async def test_resources_are_marked_as_the_tools_are() -> None:
+    """A resource read is the tool's structured content, its notice first: the untrusted-text warning, and the
+    demo's marker in demo mode."""
+    recorded = Recorded()
+    async with Client(server(recorded), mode="legacy") as client:
+        chat = json.loads((await client.read_resource("bitrix24://chat/chat5")).contents[0].text)  # type: ignore[union-attr]
+        messages = json.loads(
+            (await client.read_resource("bitrix24://chat/chat5/messages")).contents[0].text  # type: ignore[union-attr]
+        )
+    for read in (chat, messages):
+        assert next(iter(read)) == "notice" and read["notice"] == UNTRUSTED_DATA  # no demo marker off the demo
+
+    async with Client(build_server(settings.load({}, demo=True)), mode="legacy") as client:
+        tool = await client.call_tool("get_messages", {"dialogId": "chat5"})
+        read = await client.read_resource("bitrix24://chat/chat5/messages")
+    messages = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+    assert messages["notice"].startswith(demo.NOTICE) and "never instructions" in messages["notice"]
+    assert messages == tool.structured_content  # the tool's JSON, exactly
+    assert INJECTION_MESSAGE_ID in [m["id"] for m in messages["messages"]]
 
 
 async def test_the_demo_serves_a_conversation_with_an_injection_attempt() -> None:

@@ -339,6 +339,13 @@ def test_unknown_variables_are_named_never_shown() -> None:
         "B24_WEBHOOK_URL?), B24_SOMETHING: b24-mcp does not read them"
     )
     assert config.unknown_warning({"B24_BOT_ID": "1"}) is None
+    # Other prefixes are named only as near misses of a b24-mcp variable (other tools' BITRIX_* are not ours).
+    near = {"BITRIX24_WEBHOOK_URL": HOOK, "BITRIX_BOT_ID": "1", "BITRIX_USER": "x", "b24_bot_token": TOKEN}
+    assert config.unknown_variables(near) == [
+        ("BITRIX24_WEBHOOK_URL", "B24_WEBHOOK_URL"),
+        ("BITRIX_BOT_ID", "B24_BOT_ID"),
+        ("b24_bot_token", "B24_BOT_TOKEN"),
+    ]
 
 
 def test_the_table_of_variables_is_the_one_home_of_their_names() -> None:

@@ -10,8 +10,11 @@ values it masks). When settings.py holds one table of variables, these tests sho
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import pytest
 from b24_mcp import settings as config
 from b24_mcp.team import TEAM_VARS
 from b24_mcp.tools import TOOLS
-from tests.readme import README
+from tests.readme import PAGES, README, section
 from tests.test_docs import variables_in_code
 from tests.values import ROOT
 
@@ -39,9 +42,9 @@ def project_field(name: str) -> str:
 
 
 def readme_table() -> dict[str, str]:
-    """The README's configuration table: each B24_* variable and its Default cell."""
+    """The configuration tables (docs/configuration.md, docs/team.md): each B24_* variable and its Default cell."""
     rows: dict[str, str] = {}
-    for line in README.splitlines():
+    for line in PAGES.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         names = re.findall(r"`(B24_[A-Z_]+)`", cells[0]) if line.startswith("| `B24_") else []
         for name in names:
@@ -204,11 +207,34 @@ def test_a_bundle_configured_for_either_mode_loads(tmp_path: Path) -> None:
     assert settings.mode == "oauth" and settings.bot_id == 456 and settings.timeout == 10
 
 
+# --- the installed set is the tested one --------------------------------------------------------------------------
+
+
+def test_the_install_constraints_are_the_lock() -> None:
+    """`uv tool install -c constraints.txt` installs uv.lock's versions (tests/installed.py checks them in CI); without
+    the file uv resolved the newest versions the ranges allow (httpx 0.29.0 for a locked 0.28.1)."""
+    uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names itself in UV
+    assert uv, "uv is needed to export the lock"
+    command = [uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project"]
+    exported = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+    committed = (ROOT / "constraints.txt").read_text()
+
+    def pins(text: str) -> list[str]:  # the header names the command, which differs by its -o
+        return [line for line in text.splitlines() if not line.startswith("#")]
+
+    assert pins(exported) == pins(committed), (
+        "regenerate: uv export --frozen --no-dev --no-hashes --no-emit-project -o constraints.txt"
+    )
+    install = section("## Install")
+    assert "uv tool install --compile-bytecode -c /path/to/b24-mcp/constraints.txt /path/to/b24-mcp" in install
+    assert "--constraints constraints.txt dist/*.whl" in (ROOT / ".ci" / "run").read_text()
+
+
 # --- the README's host snippets ----------------------------------------------------------------------------------
 
 
 def test_readme_host_snippets_use_the_installed_command() -> None:
-    hosts = README.split("## Adding it to your MCP host", 1)[1].split("### Streamable HTTP", 1)[0]
+    hosts = section("## Adding it to your MCP host")
     claude_code = hosts.split("claude mcp add", 1)[1].split("```", 1)[0]
     assert claude_code.rstrip().endswith("-- b24-mcp")
     cursor = json.loads(hosts.split("```json", 1)[1].split("```", 1)[0])
@@ -217,5 +243,5 @@ def test_readme_host_snippets_use_the_installed_command() -> None:
     # The launch table's first row, the documented default, is the installed command.
     rows = [line for line in hosts.splitlines() if line.startswith("| `")]
     assert rows[0].startswith("| `b24-mcp`, installed by `uv tool install") and "(the default)" in rows[0]
-    install = README.split("## Install", 1)[1].split("## Quick start", 1)[0]
-    assert "uv tool install --compile-bytecode /path/to/b24-mcp" in install and "uvx b24-mcp" in install
+    install = section("## Install")
+    assert "uvx b24-mcp" in install

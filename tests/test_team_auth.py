@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 import pytest
@@ -30,7 +31,7 @@ from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
 from b24_mcp.http_auth import JWKS_MIN_REFETCH, JwtVerifier, TokenFileVerifier
 from b24_mcp.server import build_server
-from b24_mcp.transport import server_auth, transport_security
+from b24_mcp.transport import http_app, server_auth, transport_security
 from tests.portal import StandInPortal
 from tests.values import HTTP_HEADERS, PROTOCOL_VERSION, webhook_vars
 
@@ -69,6 +70,33 @@ def test_token_command_prints_a_token_and_the_line_that_admits_it(
     verifier = TokenFileVerifier(path)
     assert verifier.accepts(token) and not verifier.accepts(token + "x")
     assert token not in path.read_text()  # the file holds only its digest
+
+
+def test_token_append_adds_its_line_to_the_file_and_prints_only_the_token(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`TOKEN=$(b24-mcp token --append FILE)`: no line to pick out of the output by hand."""
+    path = tmp_path / "tokens"
+    tokens: list[str] = []
+    for _ in range(2):  # created, then appended to
+        if tokens:
+            path.write_text(path.read_text() + "# ops team")  # a last line without its newline
+        cli.main(["token", "--append", str(path)])
+        out, err = capsys.readouterr()
+        (token,) = out.splitlines()
+        tokens.append(token)
+        assert f"added its digest to {path}" in err and token not in err
+    verifier = TokenFileVerifier(path)
+    assert all(verifier.accepts(t) for t in tokens) and not verifier.accepts(tokens[0] + "x")
+    assert not any(t in path.read_text() for t in tokens) and len(path.read_text().splitlines()) == 3
+
+
+def test_token_append_to_an_unwritable_place_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["token", "--append", str(tmp_path / "missing" / "tokens")])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""  # no token printed that no file admits
+    assert err.startswith("b24-mcp: error: cannot add the token's line to ") and "Traceback" not in err
 
 
 def test_tokens_file_lines(tmp_path: Path) -> None:
@@ -148,9 +176,7 @@ async def served(portal: StandInPortal, **env: str) -> AsyncIterator[httpx.Async
     server = build_server(
         config.load(webhook_vars(portal.webhook_url)), **server_auth(auth, host="127.0.0.1", port=8000)
     )
-    app = server.streamable_http_app(
-        stateless_http=True, json_response=True, transport_security=transport_security("127.0.0.1"), host="127.0.0.1"
-    )
+    app = http_app(server, "127.0.0.1", transport_security("127.0.0.1"))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http,
@@ -163,10 +189,14 @@ async def call(http: httpx.AsyncClient, token: str | None) -> httpx.Response:
     return await http.post("/mcp", json=CALL, headers=headers)
 
 
-def assert_refused(response: httpx.Response) -> None:
+def assert_refused(response: httpx.Response, *, metadata: bool = True) -> None:
+    """A 401 saying what to send; pointing at the protected-resource metadata only when it names a provider."""
     assert response.status_code == 401, response.text
     challenge = response.headers["www-authenticate"]
-    assert challenge.startswith("Bearer ") and f'resource_metadata="{METADATA}"' in challenge
+    assert challenge.startswith("Bearer ") and (f'resource_metadata="{METADATA}"' in challenge) is metadata
+    hint = "send the header 'Authorization: Bearer TOKEN'"
+    assert hint in response.json()["error_description"] and hint in challenge
+    assert "--header 'Authorization: Bearer TOKEN'" in challenge  # the Inspector's way to send it
 
 
 def assert_works(response: httpx.Response) -> None:
@@ -183,22 +213,36 @@ async def test_tokens_file_no_wrong_and_good_token(
     path = digest_file(tmp_path, good, revoked)
     caplog.set_level(logging.DEBUG)
     async with served(http_portal, B24_HTTP_TOKENS_FILE=str(path)) as http:
-        assert_refused(await call(http, None))
-        assert_refused(await call(http, "wrongTOKEN"))
-        assert_refused(await call(http, ""))
+        assert_refused(await call(http, None), metadata=False)
+        assert_refused(await call(http, "wrongTOKEN"), metadata=False)
+        assert_refused(await call(http, ""), metadata=False)
         assert_works(await call(http, good))
-        metadata = (await http.get("/.well-known/oauth-protected-resource/mcp")).json()
-        assert metadata["resource"] == f"{BASE}/mcp" and metadata["authorization_servers"] == [BASE]
+        # No authorization server to name (tokens come from `b24-mcp token`): no metadata sending OAuth clients
+        # into a login that cannot succeed.
+        assert (await http.get("/.well-known/oauth-protected-resource/mcp")).status_code == 404
 
         assert_works(await call(http, revoked))
         path.write_text(f"{team.digest(good)}\n")  # revoked by deleting its line: no restart
-        assert_refused(await call(http, revoked))
+        assert_refused(await call(http, revoked), metadata=False)
         assert_works(await call(http, good))
         path.write_text("not a digest\n")  # a broken file admits no one (a revoked token must not live on)
-        assert_refused(await call(http, good))
+        assert_refused(await call(http, good), metadata=False)
     seen = json.dumps([[r.path, r.headers, r.body] for r in http_portal.requests])
     assert http_portal.count() == 3 and good not in seen and "Bearer" not in seen  # never forwarded to Bitrix24
     assert good not in caplog.text and revoked not in caplog.text  # never logged, even at DEBUG
+
+
+@pytest.mark.anyio
+async def test_a_browser_get_is_answered_at_once_not_held_open(http_portal: StandInPortal) -> None:
+    """Stateless, the server never sends on a GET stream: the SDK's would stay open forever, so GET gets 405."""
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    async with served(http_portal) as http:
+        for headers in (browser, HEADERS):
+            with anyio.fail_after(10):
+                response = await http.get("/mcp", headers=headers)
+            assert response.status_code == 405 and response.headers["allow"] == "POST"
+            assert "MCP endpoint" in response.text
+        assert_works(await call(http, None))  # POST is served as before
 
 
 # --- JWTs ---------------------------------------------------------------------------------------------------------
@@ -293,6 +337,8 @@ async def test_jwts_expired_wrong_audience_forged_refused_good_works(
     )
     async with served(http_portal, **jwt_env(jwks)) as http:
         assert_refused(await call(http, None))
+        metadata = (await http.get("/.well-known/oauth-protected-resource/mcp")).json()
+        assert metadata["resource"] == f"{BASE}/mcp" and metadata["authorization_servers"] == [ISSUER]
         good = token(ours)
         assert_works(await call(http, good))
         for bad in [

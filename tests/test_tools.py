@@ -118,7 +118,8 @@ async def test_demo_calls(mode: str) -> None:
         assert part in summary
     assert json.loads(text_of(result, 1)) == result.structured_content
     assert resource.contents[0].mime_type == "application/json"
-    assert json.loads(resource.contents[0].text) == result.structured_content  # type: ignore[union-attr]
+    read = json.loads(resource.contents[0].text)  # type: ignore[union-attr]
+    assert read["notice"].startswith("DEMO DATA") and read == result.structured_content
     assert not personal.is_error and "personal chat" in text_of(personal)
     assert personal.structured_content is not None and personal.structured_content["messageType"] == "P"
     assert denied.is_error and "ACCESS_DENIED" in text_of(denied)
@@ -223,6 +224,11 @@ async def test_configuration_error_is_reported_by_the_tool(mode: str) -> None:
     assert result.is_error
     text = text_of(result)
     assert "not configured" in text and "B24_WEBHOOK_URL must use https://" in text and "restart" in text
+    with pytest.raises(ConfigError) as example:  # a problem that ends without a full stop still reads as a sentence
+        config.load(webhook_vars("https://your-portal.bitrix24.com/rest/1/x/"))
+    async with Client(build_server(example.value), mode=mode) as client:
+        result = await client.call_tool("get_chat", {"dialogId": "chat5"})
+    assert "replace it with your own. Then restart the MCP server." in text_of(result)
 
 
 async def test_unexpected_failure_is_not_a_traceback() -> None:

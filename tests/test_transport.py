@@ -141,7 +141,7 @@ def test_refused(bind: str, allowed: list[str], says: str) -> None:
 @pytest.mark.e2e
 def test_http_beyond_loopback_without_allowed_host_is_refused_before_serving(tmp_path: Path) -> None:
     # Should the check ever be skipped, the server must not bind 0.0.0.0: hold the port on loopback so the bind
-    # fails (uvicorn's exit 3, not our 2) instead of exposing anything.
+    # fails (a port in use exits 1, not 2) instead of exposing anything.
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
@@ -157,5 +157,6 @@ def test_http_beyond_loopback_without_allowed_host_is_refused_before_serving(tmp
         )
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
-    (line,) = done.stderr.splitlines()
-    assert "--allowed-host mcp.example.com" in line and "Traceback" not in done.stderr
+    allowed, auth = done.stderr.splitlines()  # every reason at once: no allowed host, no authentication
+    assert "--allowed-host mcp.example.com" in allowed and "no authentication is configured" in auth
+    assert "Traceback" not in done.stderr
