@@ -101,7 +101,10 @@ def test_valid_dialog_ids(value: str) -> None:
         ("chat5; DROP", "is not valid"),
         ("chat" + "9" * 40, "is not valid"),
         ("-1", "is not valid"),
-        ("chat5\n", "is not valid"),
+        ("chat5\n", "Remove the line breaks"),
+        ("chat\t5", "Remove the line breaks and tabs"),
+        ("chat-5", 'Write it as "chat5"'),
+        ("chat_5", 'Write it as "chat5"'),
     ],
 )
 def test_invalid_dialog_ids_say_the_accepted_form(value: object, fragment: str) -> None:

@@ -108,9 +108,11 @@ def check_dialog_id(value: object) -> str:
         link = re.search(r"IM_DIALOG=((?:chat)?([1-9][0-9]{0,9}))(?![0-9])", value)
         if link and int(link.group(2)) <= MAX_ID:
             hint = f' It looks like a chat link: pass "{link.group(1)}".'
-        elif value.strip() != value or " " in value:
-            hint = " Remove the spaces."
-        elif re.fullmatch(r"(?i)chat ?#?[0-9]+", value):
+        elif re.search(r"\s", value):
+            hint = (
+                " Remove the spaces." if set(re.findall(r"\s", value)) == {" "} else " Remove the line breaks and tabs."
+            )
+        elif re.fullmatch(r"(?i)chat[-_#:]?[0-9]+", value):
             digits = re.sub(r"[^0-9]", "", value).lstrip("0")
             if digits and len(digits) <= 10 and int(digits) <= MAX_ID:
                 hint = f' Write it as "chat{digits}".'
