@@ -369,7 +369,7 @@ def check_ca(env: Mapping[str, str], *, load: bool = False) -> None:
 
 def token_file_of(auth: OAuthConfig) -> Path:
     """Where the OAuth token pair lives: B24_TOKEN_FILE, or the default file in the user's data directory."""
-    from .oauth import default_token_file  # only OAuth users import it
+    from .token_file import default_token_file  # only OAuth users import it
 
     return auth.token_file or default_token_file(auth.host, auth.client_id)
 
@@ -409,7 +409,7 @@ def check_token_file(path: Path, *, explicit: bool) -> None:
                 f"{name} cannot be created: this user may not write to {existing}; create the directory, or choose "
                 "a file in a directory you own"
             )
-    from .oauth import check_token_path
+    from .token_file import check_token_path
 
     check_token_path(path)
 

@@ -127,6 +127,12 @@ def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSe
             if self.started:  # bound: a port already in use gets uvicorn's error line instead
                 print(line, file=sys.stderr, flush=True)
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            oauth = sys.modules.get("b24_mcp.oauth")  # loaded only if an OAuth session was made
+            if oauth is not None:
+                await oauth.RENEWALS.settle()  # a rotated pair on its way is saved before the loop ends
+
     # Stateless with JSON answers: any instance can serve any request, so several can sit behind a load
     # balancer, and no session state is lost when one restarts.
     app = server.streamable_http_app(

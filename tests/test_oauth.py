@@ -24,14 +24,8 @@ import pytest
 from b24_mcp import settings as config
 from b24_mcp.errors import AuthError, ConfigError
 from b24_mcp.logs import redact
-from b24_mcp.oauth import (
-    OAuthSession,
-    TokenPair,
-    check_token_path,
-    default_token_file,
-    fingerprint,
-    lock_file_of,
-)
+from b24_mcp.oauth import OAuthSession, Stored, TokenPair, fingerprint
+from b24_mcp.token_file import TokenFile, check_token_path, default_token_file, lock_file_of
 from b24_mcp.wire import make_http
 from tests.portal import OAuthSettings, StandInPortal
 from tests.values import OAUTH_ACCESS, OAUTH_CLIENT_SECRET, OAUTH_REFRESH
@@ -87,7 +81,7 @@ def session(portal: StandInPortal | str, file: Path, http: httpx.AsyncClient, se
         client_id="local.test.app",
         client_secret=SECRET,
         seed=seed,
-        token_file=file,
+        store=TokenFile(file),
     )
 
 
@@ -182,11 +176,14 @@ async def test_crash_before_saving_keeps_the_old_file(
         portal.expire_access_token()
         crashing = session(portal, file, http)
 
-        def crash(seed: str, pair: TokenPair) -> None:
-            raise KeyboardInterrupt  # the process dies between receiving the pair and saving it
+        class Died(Exception):
+            pass
 
-        monkeypatch.setattr(crashing, "_write", crash)
-        with pytest.raises(KeyboardInterrupt):
+        def crash(new: Stored) -> None:
+            raise Died  # the process dies between receiving the pair and saving it
+
+        monkeypatch.setattr(crashing.store, "_write", crash)
+        with pytest.raises(Died):
             await crashing.recover(await crashing.access_token(), soon())
         assert file.read_text() == before  # intact and readable, never half-written
         # Bitrix24 has already killed that refresh token: the next process gets a clear, actionable error.
@@ -256,7 +253,7 @@ async def test_unreachable_token_endpoint(tmp_path: Path) -> None:
         (lambda: httpx.Response(200, content=b"[" * 60_000), "something other than a JSON object"),
         (
             lambda: httpx.Response(200, content=b'{"access_token": NaN, "refresh_token": "r"}'),
-            "other than a JSON object",
+            "without a new token pair",
         ),
         (
             lambda: httpx.Response(
