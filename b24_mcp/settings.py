@@ -398,6 +398,11 @@ def check_token_file(path: Path, *, explicit: bool) -> None:
             raise ConfigError(f"{name} is not a regular file; expected a file path")
         if not os.access(path, os.R_OK | os.W_OK):
             raise ConfigError(f"{name} cannot be read and written by this user; fix its permissions or choose another")
+        if not os.access(path.parent, os.W_OK | os.X_OK):  # a renewed pair is saved by a rename in the directory
+            raise ConfigError(
+                f"{name} is in a directory this user may not write to ({path.parent}), so a renewed token pair "
+                "could not be saved; make the directory writable, or choose a file in a directory you own"
+            )
     else:
         existing = path.parent
         while not existing.exists() and existing.parent != existing:
