@@ -108,7 +108,7 @@ class Redis:
     def __init__(self, config: RedisConfig) -> None:
         self.config = config
         self._client: redis.asyncio.Redis | None = None
-        redact.add([config.password])
+        redact.add(config.secrets)
 
     @property
     def client(self) -> redis.asyncio.Redis:

@@ -561,8 +561,8 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         from .team import load as load_team  # only a team deployment imports it
 
         team = problems.take(lambda: load_team(values))
-        if team is not None and team.redis is not None and team.redis.password:
-            secrets = (*secrets, team.redis.password)  # masked wherever the URL might be quoted
+        if team is not None and team.redis is not None:
+            secrets = (*secrets, *team.redis.secrets)  # masked wherever the URL might be quoted
     if problems.lines or auth is None or timeout is None or rate is None or burst is None or budget is None:
         raise ConfigProblems(sorted(problems.lines or ["the configuration could not be read"], key=_table_order))
     return Settings(
