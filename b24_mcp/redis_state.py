@@ -21,6 +21,7 @@ and a password, off public networks (README, "Run it for a team").
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,26 +45,34 @@ if TYPE_CHECKING:
 log = logging.getLogger("b24_mcp.redis")
 
 T = TypeVar("T")
-REDIS_TIMEOUT = 2.0  # seconds one Redis command may take (connecting included)
+REDIS_TIMEOUT = 2.0  # seconds one Redis reply (or connecting) may take
+REDIS_OP = 2 * REDIS_TIMEOUT  # seconds one operation may take: a script's first run is three round trips
 OVERLOAD_HOLD = 60.0  # seconds replicas stop calling a portal that answered OVERLOAD_LIMIT
 LOCK_POLL = 0.05  # seconds between two tries of the refresh lock
 LOCK_MARGIN = 0.5  # a refresh lock's TTL is B24_TIMEOUT plus twice this, extended while it is held
 
 # GCRA, as pacing.LeakyBucket: KEYS[1] holds the theoretical arrival time (TAT) on Redis's clock.
 # ARGV: op, interval, tolerance, max_wait (-1: no limit). Returns the wait as a string ("-1": too far, nothing
-# taken); numbers leave Lua as strings, since Redis would truncate a Lua number to an integer.
+# taken), "!"-prefixed when the stored TAT was unreadable and replaced; numbers leave Lua as strings, since Redis
+# would truncate a Lua number to an integer.
 _BUCKET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval, tolerance = tonumber(ARGV[2]), tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local raw = redis.call('GET', KEYS[1])
+local tat = tonumber(raw or '0')
+local unreadable = ''
+if tat == nil or tat ~= tat or tat < 0 or tat > now + 10 * (tolerance + interval) + 60 then
+  if raw then unreadable = '!' end  -- no replica sets that: shared state not to be trusted, taken as absent
+  tat = 0
+end
 local result = 0
 if ARGV[1] == 'reserve' then
   tat = math.max(tat, now)
   local send_at = math.max(now, tat - tolerance)
   local max_wait = tonumber(ARGV[4])
   if send_at > now and max_wait >= 0 and send_at - now > max_wait then
-    return '-1'
+    return unreadable .. '-1'
   end
   tat = tat + interval
   result = send_at - now
@@ -73,7 +82,7 @@ else
   tat = math.max(tat, now + tolerance + interval)
 end
 redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
-return string.format('%.6f', result)
+return unreadable .. string.format('%.6f', result)
 """
 
 # The pair's first writer seeds it from the environment; everyone reads what is there.
@@ -124,6 +133,7 @@ class Redis:
                 socket_timeout=REDIS_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),  # the caller's error names Redis at once; the call's own rules retry
                 health_check_interval=0,
+                driver_info=None,  # no CLIENT SETINFO: two round trips more on each new connection
             )
         return self._client
 
@@ -133,10 +143,10 @@ class Redis:
             await client.aclose()
 
     async def run(self, op: Callable[[redis.asyncio.Redis], Awaitable[T]], deadline: float | None = None) -> T:
-        """`op` on Redis within REDIS_TIMEOUT (and the call's deadline); `unreachable` if it cannot be done."""
+        """`op` on Redis within REDIS_OP (and the call's deadline); `unreachable` if it cannot be done."""
         from redis.exceptions import RedisError
 
-        limit = REDIS_TIMEOUT if deadline is None else min(REDIS_TIMEOUT, deadline - time.monotonic())
+        limit = REDIS_OP if deadline is None else min(REDIS_OP, deadline - time.monotonic())
         limit = max(limit, 0.05)
         try:
             with anyio.fail_after(limit):
@@ -169,7 +179,10 @@ class RedisBucket:
 
     async def _run(self, op: str, max_wait: float = -1.0) -> float:
         args = [op, repr(self._interval), repr(self._tolerance), repr(max_wait)]
-        answer = await self._redis.run(lambda _: self._script(keys=[self._key], args=args))
+        answer = str(await self._redis.run(lambda _: self._script(keys=[self._key], args=args)))
+        if answer.startswith("!"):
+            unreadable(self._key)
+            answer = answer[1:]
         return float(answer)
 
     async def reserve(self, max_wait: float = float("inf")) -> float | None:
@@ -211,10 +224,11 @@ class SharedPortal:
     async def check(self, method: str, deadline: float, on_wait: OnWait | None) -> None:
         """Before a call: wait out another replica's OPERATION_TIME_LIMIT if it fits the deadline, else raise."""
         keys = [self._block_key(method), self._overload_key]
-        blocked_until, overloaded_at = await self.redis.run(lambda r: r.mget(keys), deadline)
+        stored = await self.redis.run(lambda r: r.mget(keys), deadline)
+        blocked_until, overloaded_at = (_number(raw, key) for raw, key in zip(stored, keys, strict=True))
         call: dict[str, object] = {"method": method}
         if overloaded_at is not None:
-            ago = max(0.0, time.time() - float(overloaded_at))
+            ago = max(0.0, time.time() - overloaded_at)
             raise portal_error(
                 "OVERLOAD_LIMIT",
                 f"another b24-mcp replica was refused {ago:.0f} s ago; none asks again for {OVERLOAD_HOLD:.0f} s",
@@ -224,7 +238,7 @@ class SharedPortal:
             )
         if blocked_until is None:
             return
-        wait = float(blocked_until) - time.time()
+        wait = blocked_until - time.time()
         if wait <= 0:
             return
         if wait >= deadline - time.monotonic():
@@ -256,6 +270,30 @@ class SharedPortal:
                 await self.redis.run(lambda r: r.set(key, repr(reset_at), px=left_ms))
         elif err.code == "OVERLOAD_LIMIT":
             await self.redis.run(lambda r: r.set(self._overload_key, repr(time.time()), px=int(OVERLOAD_HOLD * 1000)))
+
+
+_told: set[str] = set()
+
+
+def unreadable(key: str) -> None:
+    """Shared state no replica would write (another program's, or a corrupt value): taken as absent, said once."""
+    if key not in _told:
+        _told.add(key)
+        log.warning("Redis key %s holds a value b24-mcp cannot read; it is taken as absent (and replaced)", key)
+
+
+def _number(raw: Any, key: str) -> float | None:
+    """A stored time (time.time()), or None: absent, or unreadable (told once)."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        unreadable(key)
+        return None
+    return value
 
 
 def _fields(seed: str, pair: TokenPair) -> list[str]:

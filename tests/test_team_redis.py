@@ -26,7 +26,7 @@ from b24_mcp.team import parse_redis_url
 from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.wire import make_http
 from tests.portal import Fault, OAuthSettings, StandInPortal, rotated
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, SlowProxy, free_port
 from tests.values import webhook_vars
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]  # e2e: a real redis-server process
@@ -285,3 +285,33 @@ async def test_a_renewal_slower_than_the_lock_ttl_keeps_its_lock(redis_url: str)
                 await rotated(portal)
                 assert (await read_chat(b, "chat5")).name == "Support Chat"
         assert (portal.refresh_count, portal.invalid_grants) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "value"), [("overload", "garbage"), ("overload", "inf"), ("pace", "inf"), ("pace", "garbage")]
+)
+async def test_unreadable_shared_state_is_taken_as_absent_and_said(
+    http_portal: StandInPortal, redis_url: str, suffix: str, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A value no replica writes (another program's, a typo at redis-cli) neither breaks each call nor blocks the
+    portal until a TTL nobody set: it is ignored, replaced where it is ours, and named in the log once."""
+    env = webhook_vars(http_portal.webhook_url, B24_REDIS_URL=redis_url)
+    async with replicas(http_portal, 1, **env) as (client,):
+        key = f"b24-mcp:{client.host}:{suffix}"
+        redis.Redis.from_url(redis_url).set(key, value)  # no TTL
+        assert (await read_chat(client, "chat5")).name == "Support Chat"
+        assert (await read_chat(client, "chat5")).name == "Support Chat"
+    assert f"Redis key {key} holds a value b24-mcp cannot read" in caplog.text
+    redis.Redis.from_url(redis_url).delete(key)
+
+
+async def test_a_slow_redis_is_slow_not_unreachable(http_portal: StandInPortal, redis_server: RedisServer) -> None:
+    """Each Redis reply held 0.5 s: the first command (connecting included) fits, the pool stays warm."""
+    proxy = SlowProxy(redis_server.port, 0.5)
+    try:
+        env = webhook_vars(http_portal.webhook_url, B24_REDIS_URL=proxy.url)
+        async with replicas(http_portal, 1, **env) as (client,):
+            for _ in range(2):
+                assert (await read_chat(client, "chat5")).name == "Support Chat"
+    finally:
+        proxy.close()
