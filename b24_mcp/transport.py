@@ -22,6 +22,7 @@ only once the port is really bound.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -34,12 +35,16 @@ from .errors import ConfigError
 from .settings import is_loopback
 
 if TYPE_CHECKING:  # importing the SDK takes about a second: a refused start should not wait for it
+    import uvicorn
     from mcp.server.mcpserver import MCPServer
     from mcp.server.transport_security import TransportSecuritySettings
 
     from .team import HttpAuthConfig
 
 PATH = "/mcp"
+HEADER_TIMEOUT = 10.0  # seconds a client may take to send a request's head (the proxy in front should be stricter)
+IDLE_TIMEOUT = 5  # seconds a kept-alive connection may stay idle
+MAX_CONNECTIONS = 1000  # connections and requests at once; beyond, uvicorn answers 503
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 EXAMPLE = "--allowed-host mcp.example.com"
 
@@ -102,6 +107,18 @@ def server_auth(
 
 def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSecuritySettings) -> None:
     """Streamable HTTP at `PATH`, stateless with JSON answers, refusing Hosts and Origins outside `security`."""
+    http_server(server, host=host, port=port, security=security).run()
+
+
+def http_server(
+    server: MCPServer,
+    *,
+    host: str,
+    port: int,
+    security: TransportSecuritySettings,
+    header_timeout: float = HEADER_TIMEOUT,
+) -> uvicorn.Server:
+    """The uvicorn server `serve_http` runs."""
     import uvicorn
 
     authenticated = server.settings.auth is not None
@@ -140,7 +157,51 @@ def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSe
     )
     # log_config=None: uvicorn keeps its hands off logging, so its records (access lines at INFO) go to the
     # root handler on stderr at B24_LOG_LEVEL, never to stdout as its default config would send them.
-    Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=None)).run()
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=None,
+        http=_timed_protocol(header_timeout),
+        timeout_keep_alive=IDLE_TIMEOUT,
+        limit_concurrency=MAX_CONNECTIONS,
+    )
+    return Server(config)
+
+
+def _timed_protocol(header_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request head is not whole within `header_timeout`:
+    uvicorn has no such limit, so half-sent requests would each hold a descriptor, before any authentication."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(header_timeout, self._head_late)
+
+        def _head_late(self) -> None:
+            if self.conn.their_state in (h11.IDLE, h11.DONE) and self.conn.our_state in (h11.IDLE, h11.DONE):
+                self.transport.close()  # no request under way: its head did not come in time
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return TimedH11
 
 
 def _allowed_host(raw: str) -> str:
