@@ -23,13 +23,15 @@ only once the port is really bound.
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
+import json
 import logging
 import re
 import socket
 import sys
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import ConfigError
 from .settings import is_loopback
@@ -57,7 +59,43 @@ _FORM = "HOST or HOST:PORT, e.g. " + EXAMPLE
 
 def serve_stdio(server: MCPServer) -> None:
     """JSON-RPC on stdin/stdout: what desktop hosts launch. Nothing else may write to stdout."""
+    # The SDK serves a sys.stdin not backed by fd 0 as it is: ours drops `params` that are not an object, which
+    # the SDK's reader would otherwise discard with the whole request, leaving the client waiting for an answer.
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(_ParamsGuard(sys.stdin.buffer)), encoding="utf-8")
     server.run()
+
+
+class _ParamsGuard(io.RawIOBase):
+    """stdin, line by line, with a request's non-object `params` removed (the SDK then answers -32602)."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending:
+            self._pending = guard_params(self._source.readline())
+        size = min(len(buffer), len(self._pending))
+        buffer[:size], self._pending = self._pending[:size], self._pending[size:]
+        return size
+
+
+def guard_params(line: bytes) -> bytes:
+    """One JSON-RPC line; a request whose `params` is not an object loses it, to be answered as invalid."""
+    if b'"params"' not in line:
+        return line
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return line
+    if isinstance(message, dict) and "id" in message and "params" in message:
+        if not isinstance(message["params"], dict):
+            del message["params"]
+            return json.dumps(message).encode() + b"\n"
+    return line
 
 
 def transport_security(bind_host: str, allowed_hosts: Iterable[str] = ()) -> TransportSecuritySettings:

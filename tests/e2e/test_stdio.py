@@ -162,3 +162,33 @@ def test_console_script_and_module_agree() -> None:
     b = subprocess.run([sys.executable, "-m", "b24_mcp", "--version"], capture_output=True, text=True, timeout=30)
     assert a.returncode == b.returncode == 0
     assert a.stdout == b.stdout and a.stdout.startswith("b24-mcp ")
+
+
+def test_a_request_whose_params_are_not_an_object_is_answered() -> None:
+    """The SDK's stdio reader drops a message it cannot validate, id and all: `tools/call` with `params` [] or "x"
+    got no answer, and the host waited for one. Now each is answered as invalid, and the session goes on."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "b24_mcp", "--demo"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
+        cwd=ROOT,
+    )
+    messages = [
+        initialize("params-test"),
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": []},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": "x"},
+        {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "get_chat", "arguments": {}}},
+    ]
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        proc.stdin.flush()
+        answers = {a["id"]: a for a in map(json.loads, read_lines(proc.stdout, 4, timeout=60))}
+    finally:
+        kill_left([proc])
+    assert answers[2]["error"]["code"] == answers[3]["error"]["code"] == -32602
+    assert answers[4]["result"]["isError"]  # the session goes on: a later call is answered (dialogId missing)
