@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -154,34 +155,44 @@ CALL_AFTER_EXPIRY = [
 ]
 
 
-@pytest.mark.parametrize("end", ["stdin closed", "SIGTERM", "SIGINT"])
-def test_a_server_ended_mid_renewal_saves_the_rotated_pair_first(tmp_path: Path, end: str) -> None:
-    """The host ends the server while the token server has rotated the pair and not yet answered: the process
-    waits for the answer and saves it before it exits, so the next start goes on without a re-authorisation."""
-    file = tmp_path / "t.json"
-    with StandInPortal(oauth=OAuthSettings()) as portal:
-        portal.after_rotation, portal.rotated_delay = "late", 1.0
-        portal.expire_access_token()  # the first call is rejected and renews
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "b24_mcp"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "stderr").open("w"),
-            env=oauth_env(portal, file),
-            cwd=ROOT,
-        )
+def test_a_server_ended_mid_renewal_saves_the_rotated_pair_first(tmp_path: Path) -> None:
+    """The host ends the server (stdin closed, SIGTERM, SIGINT) while the token server has rotated the pair and not
+    yet answered: each process waits for the answer and saves it before it exits, so the next start goes on without
+    a re-authorisation. The three run side by side (each start-up is ~1 s of CPU)."""
+    ends = ["stdin closed", "SIGTERM", "SIGINT"]
+    with ExitStack() as stack:
+        portals = [stack.enter_context(StandInPortal(oauth=OAuthSettings())) for _ in ends]
+        procs = []
+        for i, portal in enumerate(portals):
+            portal.after_rotation, portal.rotated_delay = "late", 0.5
+            portal.expire_access_token()  # the first call is rejected and renews
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "b24_mcp"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stack.enter_context((tmp_path / f"stderr{i}").open("w")),
+                    env=oauth_env(portal, tmp_path / f"t{i}.json"),
+                    cwd=ROOT,
+                )
+            )
         try:
-            assert proc.stdin is not None
-            proc.stdin.write("".join(json.dumps(m) + "\n" for m in CALL_AFTER_EXPIRY).encode())
-            proc.stdin.flush()
-            assert portal.rotated.wait(60), (tmp_path / "stderr").read_text()
-            if end == "stdin closed":
-                proc.stdin.close()
-            else:
-                proc.send_signal(getattr(signal, end))
-            proc.wait(30)
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("".join(json.dumps(m) + "\n" for m in CALL_AFTER_EXPIRY).encode())
+                proc.stdin.flush()
+            for i, (end, portal, proc) in enumerate(zip(ends, portals, procs, strict=True)):
+                assert portal.rotated.wait(60), (tmp_path / f"stderr{i}").read_text()
+                if end == "stdin closed":
+                    assert proc.stdin is not None
+                    proc.stdin.close()
+                else:
+                    proc.send_signal(getattr(signal, end))
+            for proc in procs:
+                proc.wait(30)
         finally:
-            kill_left([proc])
-        saved = json.loads(file.read_text())
-        assert saved["refresh_token"] in portal.standin.refresh_tokens, (tmp_path / "stderr").read_text()
-        assert portal.invalid_grants == 0
+            kill_left(procs)
+        for i, (end, portal) in enumerate(zip(ends, portals, strict=True)):
+            saved = json.loads((tmp_path / f"t{i}.json").read_text())
+            assert saved["refresh_token"] in portal.standin.refresh_tokens, (end, (tmp_path / f"stderr{i}").read_text())
+            assert portal.invalid_grants == 0
