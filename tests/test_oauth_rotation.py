@@ -70,7 +70,7 @@ async def test_a_call_cancelled_by_the_client_mid_renewal_keeps_the_rotated_pair
     """The SDK client gives up on a call (`notifications/cancelled`) after the token server rotated and before it
     answered: the renewal goes on, its pair is saved, and the next call needs no refresh."""
     file = tmp_path / "t.json"
-    portal.after_rotation, portal.rotated_delay = "late", 0.5
+    portal.after_rotation, portal.rotated_delay = "late", 0.3
     server = build_server(config.load(oauth_vars(portal.base_url, B24_TOKEN_FILE=str(file))))
     async with Client(server, mode="legacy") as client:
         first = await client.call_tool("get_chat", {"dialogId": "chat5"})
@@ -90,8 +90,8 @@ async def test_a_call_cancelled_by_the_client_mid_renewal_keeps_the_rotated_pair
 async def test_an_answer_slower_than_b24_timeout_is_kept(portal: StandInPortal, tmp_path: Path) -> None:
     """httpx bounds each phase by B24_TIMEOUT; a token answer slower than that still carries the rotated pair."""
     file = tmp_path / "t.json"
-    portal.after_rotation, portal.rotated_delay = "late", 0.6
-    async with make_http(0.2) as http:  # B24_TIMEOUT=0.2: one read phase is shorter than the answer takes
+    portal.after_rotation, portal.rotated_delay = "late", 0.3
+    async with make_http(0.1) as http:  # B24_TIMEOUT=0.1: one read phase is shorter than the answer takes
         s = session(portal, file, http, limit=5.0)
         assert await s.recover(SEED.access_token, time.monotonic() + 5) in portal.current_access_tokens
     assert saved_refresh(file) in portal.standin.refresh_tokens
@@ -102,11 +102,11 @@ async def test_a_caller_out_of_time_leaves_the_renewal_to_finish_and_save(
     portal: StandInPortal, tmp_path: Path
 ) -> None:
     file = tmp_path / "t.json"
-    portal.after_rotation, portal.rotated_delay = "late", 0.5
+    portal.after_rotation, portal.rotated_delay = "late", 0.3
     async with make_http(5.0) as http:
         s = session(portal, file, http)
         with pytest.raises(AuthError) as info:
-            await s.recover(SEED.access_token, time.monotonic() + 0.2)
+            await s.recover(SEED.access_token, time.monotonic() + 0.1)
         message = str(info.value)
         assert "goes on" in message and "try again in a few seconds" in message
         assert "Could not reach" not in message
