@@ -182,7 +182,7 @@ class OAuthSession:
         """The token to send. A renewed pair the store could not take is stored now, if it can be."""
         current = await self._live()
         if self._pending is not None and not self._renewing():
-            await self._flush(None)
+            await self._flush()
         return current.pair.access_token
 
     async def recover(self, rejected_access_token: str, deadline: float) -> str:
@@ -233,7 +233,7 @@ class OAuthSession:
 
     async def _recover(self, rejected: str, deadline: float) -> str:
         """The renewal task: the lock and the re-reads by the first caller's deadline, the request by its own."""
-        await self._flush(deadline)
+        await self._flush()
         current = await self._live()
         if current.pair.access_token != rejected:
             return current.pair.access_token
@@ -280,7 +280,7 @@ class OAuthSession:
         log.info("access token renewed")
         return pair.access_token
 
-    async def _flush(self, deadline: float | None) -> None:
+    async def _flush(self) -> None:
         """Retry storing a renewed pair that could not be stored before."""
         if self._pending is not None:
             async with self._lock:

@@ -166,4 +166,3 @@ def test_console_script_and_module_agree() -> None:
     b = subprocess.run([sys.executable, "-m", "b24_mcp", "--version"], capture_output=True, text=True, timeout=30)
     assert a.returncode == b.returncode == 0
     assert a.stdout == b.stdout and a.stdout.startswith("b24-mcp ")
-
