@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .settings import OAuthConfig, Settings, WebhookConfig
+from .settings import CALL_BUDGET, OAuthConfig, Settings, WebhookConfig, token_file_of
 
 if TYPE_CHECKING:
     import httpx
 
 
 class TokenSession(Protocol):
-    """Where the OAuth pair lives: a token file (`oauth.OAuthSession`) or Redis (`redis_state.RedisOAuthSession`)."""
+    """The live OAuth pair (`oauth.OAuthSession`, over the token file or Redis)."""
 
     async def access_token(self) -> str: ...
 
@@ -94,13 +94,30 @@ class OAuth(Auth):
 
 
 def for_settings(settings: Settings, http: httpx.AsyncClient) -> Auth:
-    """The auth object for the configured mode (OAuth's token file machinery is imported only when used)."""
+    """The auth object for the configured mode; for OAuth, the renewal algorithm over the store the settings pick
+    (Redis with B24_REDIS_URL, else the token file), imported only when used."""
     if isinstance(settings.auth, WebhookConfig):
         return Webhook(settings.auth)
+    from .oauth import OAuthSession, PairStore, TokenPair
+
+    auth = settings.auth
+    limit = CALL_BUDGET * settings.timeout  # a sent token request's own bound: longer than one HTTP phase
+    store: PairStore
     if settings.team is not None and settings.team.redis is not None:  # B24_REDIS_URL: replicas share the pair
-        from .redis_state import oauth_session
+        from .redis_state import pair_store
 
-        return OAuth(settings.auth, oauth_session(settings, http))
-    from .oauth import session_for
+        store = pair_store(settings)
+    else:
+        from .token_file import TokenFile
 
-    return OAuth(settings.auth, session_for(settings, http))
+        store = TokenFile(token_file_of(auth))
+    session = OAuthSession(
+        http=http,
+        token_url=auth.token_url,
+        client_id=auth.client_id,
+        client_secret=auth.client_secret,
+        seed=TokenPair(auth.access_token, auth.refresh_token),
+        store=store,
+        limit=limit,
+    )
+    return OAuth(auth, session)

@@ -167,9 +167,13 @@ def _version() -> str:
 
 
 def _quit_at_once(signum: int, frame: FrameType | None) -> None:
-    """Ctrl-C: end now. A stdio server blocked reading stdin would otherwise wait for a line that never comes,
-    and then print a traceback. Nothing is lost: the OAuth token file is only ever replaced atomically."""
-    os._exit(INTERRUPTED)
+    """Ctrl-C or SIGTERM: end now, or once an OAuth renewal under way is saved (Bitrix24 has rotated the pair,
+    and it dies with the process). A stdio server blocked reading stdin would otherwise wait for a line that never
+    comes, and then print a traceback."""
+    oauth = sys.modules.get("b24_mcp.oauth")  # loaded only if an OAuth session was made
+    if oauth is None:
+        os._exit(128 + signum)
+    oauth.RENEWALS.exit_when_settled(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -215,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.transport == "streamable-http":
         security, http_auth = _http_preflight(args)
     else:
-        signal.signal(signal.SIGINT, _quit_at_once)  # uvicorn (HTTP) shuts down gracefully on its own
+        for signum in (signal.SIGINT, signal.SIGTERM):  # uvicorn (HTTP) shuts down gracefully on its own
+            signal.signal(signum, _quit_at_once)
         if sys.stdin.isatty():
             print(TTY_NOTICE, file=sys.stderr, flush=True)
 

@@ -152,7 +152,7 @@ class B24Client:
             body, credential = await self._auth.sign(params)
             started = time.monotonic()
             try:
-                reply = await self._send(method, body, deadline)
+                reply = await self._send(method, body, deadline, waited)
                 read = self._read(method, reply, params, result, masked)
                 self._log(method, params, reply.status, started, waited, "ok")
                 return read
@@ -232,13 +232,22 @@ class B24Client:
             )
         return wait
 
-    async def _send(self, method: str, body: dict[str, Any], deadline: float) -> Reply:
+    async def _send(self, method: str, body: dict[str, Any], deadline: float, waited: float = 0.0) -> Reply:
         # httpx's timeout is per phase (connect, each read...): a trickling portal could outlast it many times
         # over. fail_after bounds the whole exchange.
+        bound = min(self.settings.timeout, _left(deadline))
         try:
-            with anyio.fail_after(min(self.settings.timeout, _left(deadline))):
+            with anyio.fail_after(bound):
                 return await exchange(self._http, self._auth.url(method), host=self.host, json=body)
         except TimeoutError:
+            if waited and bound < self.settings.timeout:  # the wait for its turn left the portal little time
+                raise UpstreamError(
+                    f"This call waited {waited:.1f} s for its turn under B24_RATE_LIMIT="
+                    f"{self.settings.rate_limit:g}/s, which left Bitrix24 at {self.host} only {bound:.2g} s of the "
+                    f"{CALL_BUDGET * self.settings.timeout:g} s a call may take; too many calls at once. Try again in "
+                    "a few seconds.",
+                    retryable=True,
+                ) from None
             raise UpstreamError(
                 f"Bitrix24 at {self.host} did not answer in time (B24_TIMEOUT={self.settings.timeout:g} s a request, "
                 f"{CALL_BUDGET * self.settings.timeout:g} s for the whole call); the portal may be overloaded or "

@@ -63,9 +63,10 @@ class UpstreamError(B24Error):
     timeouts, 5xx pages without a Bitrix24 code); every method b24-mcp calls only reads, so repeating is safe.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False, sent: bool = True) -> None:
         super().__init__(message, status=status)
         self.retryable = retryable
+        self.sent = sent  # False: the request never left (no connection); True: it may have been acted on
 
 
 class AnswerError(UpstreamError):

@@ -11,8 +11,9 @@ The SDK does the protocol: a request without a valid token gets 401 with
 - JWTs from the team's identity provider, with PyJWT (already a dependency of the SDK, imported only here):
   signature against the provider's JWKS, `iss`, `aud` and `exp` required and checked; only asymmetric
   algorithms (a JWKS holds public keys: `HS256` with a public key as the secret is the classic forgery, and
-  `none` is never accepted). The JWKS is fetched with a time and size bound, cached for `JWKS_TTL`, and fetched
-  again for an unknown `kid` (key rotation) at most once per `JWKS_MIN_REFETCH`, so forged `kid`s cannot make us
+  `none` is never accepted). The JWKS is fetched with a time, size and nesting bound, cached for `JWKS_TTL`, and
+  fetched again (one fetch at a time, at most once per `JWKS_MIN_REFETCH`, stale or not) for an unknown `kid` or
+  in the background once stale, so neither forged `kid`s nor a provider outage make requests wait in line or
   hammer the provider.
 
 The token itself is never logged, never kept (the AccessToken the SDK stores carries its fingerprint), and never
@@ -21,6 +22,7 @@ reaches Bitrix24: the REST client signs with its own webhook or OAuth credential
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -117,12 +119,16 @@ class JwtVerifier:
         self.config = config
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
-        self._keys: dict[str, Any] = {}  # kid -> PyJWK ("" for a key without kid)
+        self._keys: dict[str, dict[str, Any]] = {}  # kid -> the JWK as published ("" for a key without kid)
+        self._made: dict[tuple[str, str], Any] = {}  # (kid, alg) -> PyJWK
         self._fetched_at = -float("inf")
         self._tried_at = -float("inf")
-        self._lock = anyio.Lock()
+        self._fetching: asyncio.Task[None] | None = None
+        self._outage = False  # told once, until a fetch succeeds
 
     async def aclose(self) -> None:
+        if self._fetching is not None:
+            self._fetching.cancel()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -140,9 +146,9 @@ class JwtVerifier:
         if alg not in ALGORITHMS or (kid is not None and not isinstance(kid, str)):
             log.info("bearer JWT refused: algorithm %r is not accepted", alg if isinstance(alg, str) else "?")
             return None
-        key = await self._key(kid or "")
+        key = await self._key(kid or "", alg)
         if key is None:
-            log.info("bearer JWT refused: no key %r in %s", (kid or "")[:64], self.config.jwks_url)
+            log.info("bearer JWT refused: no %s key %r in %s", alg, (kid or "")[:64], self.config.jwks_url)
             return None
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -165,27 +171,56 @@ class JwtVerifier:
             token,
             client_id=str(client),
             scopes=scope.split() if isinstance(scope, str) else [],
-            expires_at=int(claims["exp"]),
+            expires_at=int(claims["exp"]) + LEEWAY,  # the SDK refuses past expires_at: the leeway holds there too
             subject=str(subject) if subject is not None else None,
             resource=self.config.audience,
             claims={"iss": claims.get("iss")},
         )
 
-    async def _key(self, kid: str) -> Any:
+    async def _key(self, kid: str, alg: str) -> Any:
+        """The key for `kid` and `alg`. A stale set keeps serving its keys while one fetch runs in the background;
+        a key not in the set waits for the fetch under way, or starts one at most once per JWKS_MIN_REFETCH."""
         now = time.monotonic()
-        if now - self._fetched_at > JWKS_TTL or (kid not in self._keys and now - self._tried_at > JWKS_MIN_REFETCH):
-            async with self._lock:
-                now = time.monotonic()
-                stale = now - self._fetched_at > JWKS_TTL
-                if stale or (kid not in self._keys and now - self._tried_at > JWKS_MIN_REFETCH):
-                    self._tried_at = now
-                    await self._fetch()
-        return self._keys.get(kid)
+        may_fetch = now - self._tried_at > JWKS_MIN_REFETCH
+        if kid in self._keys:
+            if now - self._fetched_at > JWKS_TTL and may_fetch and not self._busy():
+                self._start_fetch()
+            return self._made_key(kid, alg)
+        if not self._busy() and may_fetch:
+            self._start_fetch()
+        if self._busy():
+            assert self._fetching is not None
+            await asyncio.wait([self._fetching], timeout=JWKS_TIMEOUT)
+        return self._made_key(kid, alg) if kid in self._keys else None
+
+    def _busy(self) -> bool:
+        return self._fetching is not None and not self._fetching.done()
+
+    def _start_fetch(self) -> None:
+        self._tried_at = time.monotonic()
+        self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+
+    def _made_key(self, kid: str, alg: str) -> Any:
+        """The JWK as a key for `alg`: one published without `alg` serves any algorithm of its type (PS256 or
+        RS384 on an RSA key, say); one with `alg` serves that algorithm only."""
+        import jwt
+
+        made = self._made.get((kid, alg))
+        if made is None:
+            data = self._keys[kid]
+            if data.get("alg") not in (None, alg):
+                return None
+            try:
+                made = self._made[(kid, alg)] = jwt.PyJWK(data, algorithm=alg)
+            except jwt.PyJWTError:
+                return None
+        return made
 
     async def _fetch(self) -> None:
         """Fetch the key set; on failure the keys already known stay in use (a provider hiccup locks no one out)."""
         import httpx
         import jwt
+        from pydantic_core import from_json
 
         from b24_mcp.wire import trust
 
@@ -203,19 +238,37 @@ class JwtVerifier:
                             raise ValueError(f"larger than {JWKS_MAX_BYTES} bytes")
                     if response.status_code != 200:
                         raise ValueError(f"HTTP {response.status_code}")
-            keys: dict[str, Any] = {}
-            for key in jwt.PyJWKSet.from_json(body.decode()).keys:
-                if key.public_key_use in (None, "sig"):
-                    keys[key.key_id or ""] = key
-        except (TimeoutError, httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
-            log.warning(
-                "cannot fetch the JWKS at %s (B24_HTTP_JWKS_URL): %s; %s",
-                self.config.jwks_url,
-                str(exc) or type(exc).__name__,
-                "keeping the keys fetched before" if self._keys else "no JWT is accepted until it can be fetched",
-            )
+            data = from_json(body)  # nesting bounded: a 100k-deep document is a ValueError, not a RecursionError
+            listed = data.get("keys") if isinstance(data, dict) else None
+            if not isinstance(listed, list):
+                raise ValueError("no list of keys")
+            keys: dict[str, dict[str, Any]] = {}
+            for entry in listed:
+                if not isinstance(entry, dict) or entry.get("use") not in (None, "sig"):
+                    continue
+                kid = entry.get("kid")
+                try:
+                    jwt.PyJWK(entry, algorithm=entry.get("alg") or None)  # a key PyJWT can use at all
+                except jwt.PyJWTError:
+                    continue
+                keys[kid if isinstance(kid, str) else ""] = entry
+        except (TimeoutError, httpx.HTTPError, ValueError) as exc:
+            if not self._outage:
+                self._outage = True
+                log.warning(
+                    "cannot fetch the JWKS at %s (B24_HTTP_JWKS_URL): %s; %s. Tried again at most every %.0f s; "
+                    "said once until it works again",
+                    self.config.jwks_url,
+                    str(exc)[:200] or type(exc).__name__,
+                    "keeping the keys fetched before" if self._keys else "no JWT is accepted until it can be fetched",
+                    JWKS_MIN_REFETCH,
+                )
             return
+        if self._outage:
+            self._outage = False
+            log.warning("fetched the JWKS at %s again", self.config.jwks_url)
         self._keys = keys
+        self._made = {}
         self._fetched_at = time.monotonic()
 
 

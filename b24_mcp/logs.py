@@ -6,10 +6,10 @@ quote a token. So httpx's loggers are held at WARNING, and one filter on the han
 URLs and every secret the configuration knows of, whatever logger the record comes from.
 
 Secrets are matched as whole values (not inside longer words), whatever their length, so a short token is
-still masked and an ordinary word that happens to contain it is not garbled. Only letters, digits and `_` make
-a word: a secret followed by a full stop, a comma or `=` is still whole and still masked. The process-wide set holds the
-configuration's secrets and the few newest OAuth tokens; a caller's own `botToken` is masked in that call's
-output only (`redact(text, extra)`), so the set cannot grow with every call.
+still masked and an ordinary word that happens to contain it is not garbled. Only letters and digits make a
+word: a secret followed by `_`, a full stop, a comma or `=` is still whole and still masked. The process-wide
+set holds the configuration's secrets and the few newest OAuth tokens; a caller's own `botToken` is masked in
+that call's output only (`redact(text, extra)`), so the set cannot grow with every call.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from collections.abc import Iterable
 
 _WEBHOOK_CODE = re.compile(r"(/rest/[0-9]+/)[A-Za-z0-9_-]+")
 _QUERY_SECRET = re.compile(r"((?:auth|access_token|refresh_token|client_secret|botToken)=)[^&\s\"']+", re.IGNORECASE)
-_WORD_CHAR = re.compile(r"\w")
+_WORD_CHAR = re.compile(r"[^\W_]")  # letters and digits: a secret followed by `_` is still whole
 ROTATED_KEPT = 8  # OAuth tokens rotate hourly; the newest few stay masked, older ones are long dead
 
 
 def _whole(secret: str) -> str:
     """The secret as a pattern that does not match inside a longer word (checked only where it has a word edge)."""
-    head = r"(?<!\w)" if _WORD_CHAR.match(secret[0]) else ""
-    tail = r"(?!\w)" if _WORD_CHAR.match(secret[-1]) else ""
+    head = r"(?<![^\W_])" if _WORD_CHAR.match(secret[0]) else ""
+    tail = r"(?![^\W_])" if _WORD_CHAR.match(secret[-1]) else ""
     return head + re.escape(secret) + tail
 
 

@@ -8,40 +8,35 @@ budget and be refused. With `B24_REDIS_URL` set, three things live in Redis inst
 - portal-wide blocks (`SharedPortal`): `OPERATION_TIME_LIMIT` on a method until the portal's `operating_reset_at`,
   and `OVERLOAD_LIMIT` for `OVERLOAD_HOLD` seconds: once one replica is refused, the others wait or fail at once
   instead of spending requests on a portal that will refuse them;
-- the OAuth pair (`RedisOAuthSession`), with the token file's rules (refresh only after a rejection, a pair another
-  replica renewed is taken as it is) and a single-flight refresh across replicas: a Redis lock with a TTL
-  (`SET NX PX`), the pair re-read once it is held, and the new pair written with a compare-and-set on the refresh
-  token it replaces (Lua), so neither a replica that dies mid-refresh (its lock expires; the stored pair is still
-  the old, whole one) nor one whose lock ran out can overwrite a newer pair or fork the chain. The request to the
-  OAuth server is bounded to end before the lock expires. A pair that cannot be written is kept in memory and
-  written at the next use: a spent refresh token is never thrown away.
+- the OAuth pair (`RedisPairs`, the `oauth.PairStore` replicas share): a lock with a TTL (`SET NX PX`) and a
+  compare-and-set write on the refresh token the new pair replaces (Lua), so a replica whose lock ran out cannot
+  overwrite a newer pair or fork the chain. The lock's TTL is short and extended while it is held.
 
 Redis unreachable is an error for that call, naming B24_REDIS_URL (`unreachable`); there is no fallback to a
 per-process state, which would silently multiply the budget. Redis is imported only when configured.
-Durability: the pair is the one copy of a rotating secret, so run Redis with AOF persistence (README,
-"Run it for a team"); a Redis that loses it forces a re-authorisation, nothing worse.
+Durability: the pair is the one copy of a rotating secret, kept in plaintext, so run Redis with AOF persistence
+and a password, off public networks (README, "Run it for a team").
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from .errors import B24Error, PortalError, UpstreamError, portal_error
 from .logs import redact
-from .oauth import PairHolder, TokenPair, fingerprint, late_error, request_pair
+from .oauth import LockBusy, SaveFailed, Stored, TokenPair, fingerprint
 from .pacing import SharedBucket, gcra
 from .team import REDIS_URL, RedisConfig
 
 if TYPE_CHECKING:
-    import httpx
     import redis.asyncio
 
     from .client import OnWait
@@ -50,26 +45,34 @@ if TYPE_CHECKING:
 log = logging.getLogger("b24_mcp.redis")
 
 T = TypeVar("T")
-REDIS_TIMEOUT = 2.0  # seconds one Redis command may take (connecting included)
+REDIS_TIMEOUT = 2.0  # seconds one Redis reply (or connecting) may take
+REDIS_OP = 2 * REDIS_TIMEOUT  # seconds one operation may take: a script's first run is three round trips
 OVERLOAD_HOLD = 60.0  # seconds replicas stop calling a portal that answered OVERLOAD_LIMIT
 LOCK_POLL = 0.05  # seconds between two tries of the refresh lock
-LOCK_MARGIN = 0.5  # the refresh's request ends this long before its lock expires
+LOCK_MARGIN = 0.5  # a refresh lock's TTL is B24_TIMEOUT plus twice this, extended while it is held
 
 # GCRA, as pacing.LeakyBucket: KEYS[1] holds the theoretical arrival time (TAT) on Redis's clock.
 # ARGV: op, interval, tolerance, max_wait (-1: no limit). Returns the wait as a string ("-1": too far, nothing
-# taken); numbers leave Lua as strings, since Redis would truncate a Lua number to an integer.
+# taken), "!"-prefixed when the stored TAT was unreadable and replaced; numbers leave Lua as strings, since Redis
+# would truncate a Lua number to an integer.
 _BUCKET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval, tolerance = tonumber(ARGV[2]), tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local raw = redis.call('GET', KEYS[1])
+local tat = tonumber(raw or '0')
+local unreadable = ''
+if tat == nil or tat ~= tat or tat < 0 or tat > now + 10 * (tolerance + interval) + 60 then
+  if raw then unreadable = '!' end  -- no replica sets that: shared state not to be trusted, taken as absent
+  tat = 0
+end
 local result = 0
 if ARGV[1] == 'reserve' then
   tat = math.max(tat, now)
   local send_at = math.max(now, tat - tolerance)
   local max_wait = tonumber(ARGV[4])
   if send_at > now and max_wait >= 0 and send_at - now > max_wait then
-    return '-1'
+    return unreadable .. '-1'
   end
   tat = tat + interval
   result = send_at - now
@@ -79,7 +82,7 @@ else
   tat = math.max(tat, now + tolerance + interval)
 end
 redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
-return string.format('%.6f', result)
+return unreadable .. string.format('%.6f', result)
 """
 
 # The pair's first writer seeds it from the environment; everyone reads what is there.
@@ -97,6 +100,11 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
 
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -109,7 +117,7 @@ class Redis:
     def __init__(self, config: RedisConfig) -> None:
         self.config = config
         self._client: redis.asyncio.Redis | None = None
-        redact.add([config.password])
+        redact.add(config.secrets)
 
     @property
     def client(self) -> redis.asyncio.Redis:
@@ -125,6 +133,7 @@ class Redis:
                 socket_timeout=REDIS_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),  # the caller's error names Redis at once; the call's own rules retry
                 health_check_interval=0,
+                driver_info=None,  # no CLIENT SETINFO: two round trips more on each new connection
             )
         return self._client
 
@@ -134,10 +143,10 @@ class Redis:
             await client.aclose()
 
     async def run(self, op: Callable[[redis.asyncio.Redis], Awaitable[T]], deadline: float | None = None) -> T:
-        """`op` on Redis within REDIS_TIMEOUT (and the call's deadline); `unreachable` if it cannot be done."""
+        """`op` on Redis within REDIS_OP (and the call's deadline); `unreachable` if it cannot be done."""
         from redis.exceptions import RedisError
 
-        limit = REDIS_TIMEOUT if deadline is None else min(REDIS_TIMEOUT, deadline - time.monotonic())
+        limit = REDIS_OP if deadline is None else min(REDIS_OP, deadline - time.monotonic())
         limit = max(limit, 0.05)
         try:
             with anyio.fail_after(limit):
@@ -174,7 +183,10 @@ class RedisBucket:
 
     async def _run(self, op: str, max_wait: float = -1.0) -> float:
         args = [op, repr(self._interval), repr(self._tolerance), repr(max_wait)]
-        answer = await self._redis.run(lambda _: self._script(keys=[self._key], args=args))
+        answer = str(await self._redis.run(lambda _: self._script(keys=[self._key], args=args)))
+        if answer.startswith("!"):
+            unreadable(self._key)
+            answer = answer[1:]
         return float(answer)
 
     async def reserve(self, max_wait: float = float("inf")) -> float | None:
@@ -216,10 +228,11 @@ class SharedPortal:
     async def check(self, method: str, deadline: float, on_wait: OnWait | None) -> None:
         """Before a call: wait out another replica's OPERATION_TIME_LIMIT if it fits the deadline, else raise."""
         keys = [self._block_key(method), self._overload_key]
-        blocked_until, overloaded_at = await self.redis.run(lambda r: r.mget(keys), deadline)
+        stored = await self.redis.run(lambda r: r.mget(keys), deadline)
+        blocked_until, overloaded_at = (_number(raw, key) for raw, key in zip(stored, keys, strict=True))
         call: dict[str, object] = {"method": method}
         if overloaded_at is not None:
-            ago = max(0.0, time.time() - float(overloaded_at))
+            ago = max(0.0, time.time() - overloaded_at)
             raise portal_error(
                 "OVERLOAD_LIMIT",
                 f"another b24-mcp replica was refused {ago:.0f} s ago; none asks again for {OVERLOAD_HOLD:.0f} s",
@@ -229,7 +242,7 @@ class SharedPortal:
             )
         if blocked_until is None:
             return
-        wait = float(blocked_until) - time.time()
+        wait = blocked_until - time.time()
         if wait <= 0:
             return
         if wait >= deadline - time.monotonic():
@@ -263,6 +276,30 @@ class SharedPortal:
             await self.redis.run(lambda r: r.set(self._overload_key, repr(time.time()), px=int(OVERLOAD_HOLD * 1000)))
 
 
+_told: set[str] = set()
+
+
+def unreadable(key: str) -> None:
+    """Shared state no replica would write (another program's, or a corrupt value): taken as absent, said once."""
+    if key not in _told:
+        _told.add(key)
+        log.warning("Redis key %s holds a value b24-mcp cannot read; it is taken as absent (and replaced)", key)
+
+
+def _number(raw: Any, key: str) -> float | None:
+    """A stored time (time.time()), or None: absent, or unreadable (told once)."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        unreadable(key)
+        return None
+    return value
+
+
 def _fields(seed: str, pair: TokenPair) -> list[str]:
     return [
         "seed",
@@ -278,13 +315,7 @@ def _fields(seed: str, pair: TokenPair) -> list[str]:
     ]
 
 
-@dataclass(frozen=True)
-class _Stored:
-    seed: str
-    pair: TokenPair
-
-
-def _stored(flat: Any) -> _Stored | None:
+def _stored(flat: Any) -> Stored | None:
     """A pair from HGETALL (a dict) or a script's flat [field, value, ...] list; None if absent or not a pair."""
     data = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=False)) if flat else {}
     access, refresh = data.get("access_token"), data.get("refresh_token")
@@ -295,174 +326,86 @@ def _stored(flat: Any) -> _Stored | None:
         obtained = float(data.get("obtained_at") or 0.0)
     except ValueError:
         expires, obtained = None, 0.0
-    return _Stored(str(data.get("seed", "")), TokenPair(str(access), str(refresh), expires, obtained))
+    return Stored(str(data.get("seed", "")), TokenPair(str(access), str(refresh), expires, obtained))
 
 
-@dataclass(frozen=True)
-class _Pending:
-    expected: str  # the stored refresh token the pair replaces ('' = none was stored)
-    seed: str
-    pair: TokenPair
+class RedisPairs:
+    """The OAuth pair in a Redis hash, shared by replicas (`oauth.PairStore`): a lock with a TTL (SET NX PX) and a
+    compare-and-set write (Lua), so a replica whose lock ran out cannot overwrite a newer pair or fork the chain."""
 
-
-class RedisOAuthSession(PairHolder):
-    """The OAuth pair of one application on one portal, shared by replicas through Redis (`auth.TokenSession`)."""
-
-    def __init__(
-        self,
-        *,
-        redis: Redis,
-        key: str,
-        http: httpx.AsyncClient,
-        token_url: str,
-        client_id: str,
-        client_secret: str,
-        seed: TokenPair,
-        lock_ttl: float,
-    ) -> None:
-        super().__init__(http=http, token_url=token_url, client_id=client_id, client_secret=client_secret, seed=seed)
+    def __init__(self, redis: Redis, key: str, lock_ttl: float) -> None:
         self._redis = redis
-        self._key = key
-        self._lock_key = f"{key}:lock"
-        self._lock_ttl = lock_ttl
-        self._pending: _Pending | None = None
-        self._warned_store = False
+        self.key = key
+        self.lock_key = f"{key}:lock"
+        self.lock_ttl = lock_ttl
         self._seed_script = redis.client.register_script(_SEED)
         self._cas_script = redis.client.register_script(_CAS)
         self._unlock_script = redis.client.register_script(_UNLOCK)
+        self._extend_script = redis.client.register_script(_EXTEND)
 
-    async def access_token(self) -> str:
-        """The token to send: the stored pair of our seed (seeded from the environment if none is stored)."""
-        if self._current is None:
-            flat = await self._redis.run(
-                lambda _: self._seed_script(keys=[self._key], args=_fields(self._seed_fp, self._seed))
-            )
-            if self._current is None:
-                stored = _stored(flat)
-                # The stored pair descends from this seed: it is newer. Another seed means fresh tokens were
-                # pasted into this replica's environment (a re-authorisation): they win until rejected.
-                if stored is not None and stored.seed == self._seed_fp:
-                    self._use(stored.pair, stored.seed)
-                else:
-                    self._use(self._seed, self._seed_fp)
-        if self._pending is not None:  # a renewed pair Redis could not take: store it now, unless a recovery is
-            try:  # under way (it stores it itself)
-                self._lock.acquire_nowait()
-            except anyio.WouldBlock:
-                pass
-            else:
-                try:
-                    await self._flush(None)
-                finally:
-                    self._lock.release()
-        assert self._current is not None
-        return self._current.access_token
+    async def first(self, seed: Stored) -> Stored | None:
+        """The stored pair; the environment's seeds it when Redis holds none."""
+        args = _fields(seed.seed, seed.pair)
+        return _stored(await self._redis.run(lambda _: self._seed_script(keys=[self.key], args=args)))
 
-    async def recover(self, rejected_access_token: str, deadline: float) -> str:
-        """As `oauth.OAuthSession.recover`, across replicas: a pair another replica stored, or one refresh."""
+    async def read(self, deadline: float) -> Stored | None:
+        return _stored(await self._redis.run(lambda r: r.hgetall(self.key), deadline))
+
+    async def write(self, new: Stored, replaces: str, *, locked: bool) -> bool | None:
+        args = [replaces, *_fields(new.seed, new.pair)]
         try:
-            with anyio.fail_after(max(0.0, deadline - time.monotonic())):
-                await self._lock.acquire()
-        except TimeoutError:
-            raise late_error(self._token_host, "another request of this replica is still renewing it") from None
-        try:
-            await self._flush(deadline)
-            current = self._current or self._seed
-            if current.access_token != rejected_access_token:
-                return current.access_token
-            if (newer := self._take_newer(await self._read(deadline), rejected_access_token)) is not None:
-                return newer
-            async with self._locked(deadline) as lock_expires:
-                stored = await self._read(deadline)  # again: renewed while we waited for the lock?
-                if (newer := self._take_newer(stored, rejected_access_token)) is not None:
-                    return newer
-                return await self._refresh(current, stored, min(deadline, lock_expires - LOCK_MARGIN))
-        finally:
-            self._lock.release()
-
-    def _take_newer(self, stored: _Stored | None, rejected: str) -> str | None:
-        if stored is None or not self._adoptable(stored.pair, stored.seed, rejected):
-            return None
-        log.info("using the token pair another b24-mcp replica renewed")
-        return self._use(stored.pair, stored.seed).access_token
-
-    async def _read(self, deadline: float) -> _Stored | None:
-        return _stored(await self._redis.run(lambda r: r.hgetall(self._key), deadline))
-
-    async def _refresh(self, current: TokenPair, stored: _Stored | None, until: float) -> str:
-        pair = await request_pair(
-            self._http, self._token_url, self._client_id, self._client_secret, current.refresh_token, until
-        )
-        # No await until the pair is live and pending: a cancellation must not lose it.
-        self._spent.add(fingerprint(current.refresh_token))
-        self._pending = _Pending(stored.pair.refresh_token if stored is not None else "", self._lineage, pair)
-        self._use(pair, self._lineage)
-        with anyio.CancelScope(shield=True):
-            await self._flush(None)
-        log.info("access token renewed")
-        return pair.access_token
-
-    async def _flush(self, deadline: float | None) -> None:
-        """Store the pending pair with a compare-and-set; on failure it stays pending (and live), said once."""
-        pending = self._pending
-        if pending is None:
-            return
-        args = [pending.expected, *_fields(pending.seed, pending.pair)]
-        try:
-            stored = await self._redis.run(lambda _: self._cas_script(keys=[self._key], args=args), deadline)
+            return bool(await self._redis.run(lambda _: self._cas_script(keys=[self.key], args=args)))
         except UpstreamError as err:
-            if not self._warned_store:
-                self._warned_store = True
-                log.warning("%s The renewed OAuth pair is kept in memory and stored at the next call.", err)
-            return
-        self._pending = None
-        self._warned_store = False
-        if not stored:
-            log.warning(
-                "not storing the renewed OAuth pair: another replica stored a pair since this one took the refresh "
-                "lock (its lock expired first); this replica goes on with its own pair until it is rejected"
-            )
+            raise SaveFailed(str(err)) from None
 
     @asynccontextmanager
-    async def _locked(self, deadline: float) -> AsyncIterator[float]:
-        """Hold the refresh lock (SET NX PX); yields when it expires (time.monotonic). AuthError past `deadline`."""
+    async def lock(self, deadline: float) -> AsyncIterator[float]:
+        """Hold the refresh lock, its TTL renewed while held: a replica that dies holding it (nothing can save the
+        pair that dies with it) keeps the others waiting for one short TTL, not for a whole renewal's limit."""
         token = secrets.token_hex(16)
-        ttl_ms = int(self._lock_ttl * 1000)
+        ttl_ms = int(self.lock_ttl * 1000)
         while True:
-            taken_at = time.monotonic()
-            got = await self._redis.run(lambda r: r.set(self._lock_key, token, nx=True, px=ttl_ms), deadline)
+            got = await self._redis.run(lambda r: r.set(self.lock_key, token, nx=True, px=ttl_ms), deadline)
             if got:
                 break
             if time.monotonic() + LOCK_POLL >= deadline:
-                raise late_error(
-                    self._token_host,
+                raise LockBusy(
                     "another b24-mcp replica sharing B24_REDIS_URL is renewing it, or stopped while renewing it",
-                    f"Try again: a stopped replica's lock expires within {self._lock_ttl:.0f} s.",
+                    f"Try again: a stopped replica's lock expires within {self.lock_ttl:.0f} s.",
                 )
             await anyio.sleep(LOCK_POLL)
         try:
-            yield taken_at + self._lock_ttl
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._keep, token, ttl_ms)
+                try:
+                    yield float("inf")
+                finally:
+                    tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._redis.run(lambda _: self._unlock_script(keys=[self._lock_key], args=[token]))
+                    await self._redis.run(lambda _: self._unlock_script(keys=[self.lock_key], args=[token]))
                 except UpstreamError:
                     log.warning("could not release the refresh lock in Redis; it expires by itself")
 
+    async def _keep(self, token: str, ttl_ms: int) -> None:
+        """Extend the lock's TTL while it is held (the compare-and-set still guards the pair if this fails)."""
+        while True:
+            await anyio.sleep(self.lock_ttl / 3)
+            try:
+                await self._redis.run(lambda _: self._extend_script(keys=[self.lock_key], args=[token, ttl_ms]))
+            except UpstreamError:
+                log.warning("could not extend the refresh lock in Redis; it may expire before the renewal ends")
 
-def oauth_session(settings: Settings, http: httpx.AsyncClient) -> RedisOAuthSession:
-    """The Redis-backed session for the configured application, seeded from the environment."""
+
+def pair_store(settings: Settings) -> RedisPairs:
+    """The configured application's pair in Redis."""
     from .settings import OAuthConfig
 
     auth = settings.auth
     assert isinstance(auth, OAuthConfig) and settings.team is not None and settings.team.redis is not None
-    return RedisOAuthSession(
-        redis=Redis(settings.team.redis),
-        key=f"b24-mcp:{auth.host}:oauth:{fingerprint(auth.client_id)}",
-        http=http,
-        token_url=auth.token_url,
-        client_id=auth.client_id,
-        client_secret=auth.client_secret,
-        seed=TokenPair(auth.access_token, auth.refresh_token),
+    return RedisPairs(
+        Redis(settings.team.redis),
+        f"b24-mcp:{auth.host}:oauth:{fingerprint(auth.client_id)}",
         lock_ttl=settings.timeout + 2 * LOCK_MARGIN,
     )

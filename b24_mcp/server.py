@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -152,6 +153,9 @@ class Connection:
         # Forget the client too: should a transport run the lifespan again, the next call builds a fresh one.
         http, self._http, self._client = self._http, None, None
         if http is not None:
+            oauth = sys.modules.get("b24_mcp.oauth")  # loaded only if an OAuth session was made
+            if oauth is not None:
+                await oauth.RENEWALS.settle()  # a rotated pair on its way is saved before its client closes
             await http.aclose()
 
 

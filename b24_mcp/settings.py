@@ -365,7 +365,7 @@ def check_ca(env: Mapping[str, str], *, load: bool = False) -> None:
 
 def token_file_of(auth: OAuthConfig) -> Path:
     """Where the OAuth token pair lives: B24_TOKEN_FILE, or the default file in the user's data directory."""
-    from .oauth import default_token_file  # only OAuth users import it
+    from .token_file import default_token_file  # only OAuth users import it
 
     return auth.token_file or default_token_file(auth.host, auth.client_id)
 
@@ -394,6 +394,11 @@ def check_token_file(path: Path, *, explicit: bool) -> None:
             raise ConfigError(f"{name} is not a regular file; expected a file path")
         if not os.access(path, os.R_OK | os.W_OK):
             raise ConfigError(f"{name} cannot be read and written by this user; fix its permissions or choose another")
+        if not os.access(path.parent, os.W_OK | os.X_OK):  # a renewed pair is saved by a rename in the directory
+            raise ConfigError(
+                f"{name} is in a directory this user may not write to ({path.parent}), so a renewed token pair "
+                "could not be saved; make the directory writable, or choose a file in a directory you own"
+            )
     else:
         existing = path.parent
         while not existing.exists() and existing.parent != existing:
@@ -405,7 +410,7 @@ def check_token_file(path: Path, *, explicit: bool) -> None:
                 f"{name} cannot be created: this user may not write to {existing}; create the directory, or choose "
                 "a file in a directory you own"
             )
-    from .oauth import check_token_path
+    from .token_file import check_token_path
 
     check_token_path(path)
 
@@ -568,8 +573,8 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         from .team import load as load_team  # only a team deployment imports it
 
         team = problems.take(lambda: load_team(values))
-        if team is not None and team.redis is not None and team.redis.password:
-            secrets = (*secrets, team.redis.password)  # masked wherever the URL might be quoted
+        if team is not None and team.redis is not None:
+            secrets = (*secrets, *team.redis.secrets)  # masked wherever the URL might be quoted
     if problems.lines or auth is None or timeout is None or rate is None or burst is None or budget is None:
         raise ConfigProblems(sorted(problems.lines or ["the configuration could not be read"], key=_table_order))
     return Settings(

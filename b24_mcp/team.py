@@ -49,6 +49,12 @@ class RedisConfig:
     url: str = field(repr=False)  # may hold a password
     where: str  # host:port/db, safe to show
     password: str | None = field(default=None, repr=False)
+    quoted: str | None = field(default=None, repr=False)  # the password as the URL spells it (%-encoded)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The password in both spellings: the URL may be quoted as it was written."""
+        return tuple(s for s in (self.password, self.quoted) if s)
 
 
 @dataclass(frozen=True)
@@ -211,7 +217,7 @@ def parse_redis_url(raw: str) -> RedisConfig:
         raise ConfigError(f"{REDIS_URL} must end with a database number and nothing else; expected {form}")
     password = unquote(parts.password) if parts.password else None
     shown = f"[{host}]" if ":" in host else host
-    return RedisConfig(url=raw, where=f"{shown}:{port or 6379}/{int(db)}", password=password)
+    return RedisConfig(url=raw, where=f"{shown}:{port or 6379}/{int(db)}", password=password, quoted=parts.password)
 
 
 def _http_url(var: str, raw: str, example: str) -> str:

@@ -23,7 +23,9 @@ answers the SDK's app lacks at /mcp: 405 for GET, and a 401 that says what to se
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import io
 import ipaddress
 import json
 import logging
@@ -31,12 +33,13 @@ import re
 import socket
 import sys
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import ConfigError
 from .settings import is_loopback
 
 if TYPE_CHECKING:  # importing the SDK takes about a second: a refused start should not wait for it
+    import uvicorn
     from mcp.server.auth.settings import AuthSettings
     from mcp.server.mcpserver import MCPServer
     from mcp.server.transport_security import TransportSecuritySettings
@@ -48,6 +51,9 @@ if TYPE_CHECKING:  # importing the SDK takes about a second: a refused start sho
 PATH = "/mcp"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 EXAMPLE = "--allowed-host mcp.example.com"
+HEADER_TIMEOUT = 10.0  # seconds a client may take to send a request's head (the proxy in front should be stricter)
+IDLE_TIMEOUT = 5  # seconds a kept-alive connection may stay idle
+MAX_CONNECTIONS = 1000  # connections and requests at once; beyond, uvicorn answers 503
 
 log = logging.getLogger("b24_mcp")
 
@@ -58,7 +64,43 @@ _FORM = "HOST or HOST:PORT, e.g. " + EXAMPLE
 
 def serve_stdio(server: MCPServer) -> None:
     """JSON-RPC on stdin/stdout: what desktop hosts launch. Nothing else may write to stdout."""
+    # The SDK serves a sys.stdin not backed by fd 0 as it is: ours drops `params` that are not an object, which
+    # the SDK's reader would otherwise discard with the whole request, leaving the client waiting for an answer.
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(_ParamsGuard(sys.stdin.buffer)), encoding="utf-8")
     server.run()
+
+
+class _ParamsGuard(io.RawIOBase):
+    """stdin, line by line, with a request's non-object `params` removed (the SDK then answers -32602)."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending:
+            self._pending = guard_params(self._source.readline())
+        size = min(len(buffer), len(self._pending))
+        buffer[:size], self._pending = self._pending[:size], self._pending[size:]
+        return size
+
+
+def guard_params(line: bytes) -> bytes:
+    """One JSON-RPC line; a request whose `params` is not an object loses it, to be answered as invalid."""
+    if b'"params"' not in line:
+        return line
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return line
+    if isinstance(message, dict) and "id" in message and "params" in message:
+        if not isinstance(message["params"], dict):
+            del message["params"]
+            return json.dumps(message).encode() + b"\n"
+    return line
 
 
 def transport_security(bind_host: str, allowed_hosts: Iterable[str] = ()) -> TransportSecuritySettings:
@@ -108,6 +150,19 @@ def server_auth(
 
 def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSecuritySettings) -> None:
     """Streamable HTTP at `PATH`, stateless with JSON answers, refusing Hosts and Origins outside `security`."""
+    bound = _bind(host, port)  # here, not in uvicorn: a port in use is one line naming --port, not a raw errno
+    http_server(server, host=host, port=port, security=security).run(sockets=[bound])
+
+
+def http_server(
+    server: MCPServer,
+    *,
+    host: str,
+    port: int,
+    security: TransportSecuritySettings,
+    header_timeout: float = HEADER_TIMEOUT,
+) -> uvicorn.Server:
+    """The uvicorn server `serve_http` runs."""
     import uvicorn
 
     authenticated = server.settings.auth is not None
@@ -133,11 +188,25 @@ def serve_http(server: MCPServer, *, host: str, port: int, security: TransportSe
             if self.started:
                 print(line, file=sys.stderr, flush=True)
 
-    bound = _bind(host, port)  # here, not in uvicorn: a port in use is one line naming --port, not a raw errno
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            oauth = sys.modules.get("b24_mcp.oauth")  # loaded only if an OAuth session was made
+            if oauth is not None:
+                await oauth.RENEWALS.settle()  # a rotated pair on its way is saved before the loop ends
+
     # log_config=None: uvicorn keeps its hands off logging, so its records (access lines at INFO) go to the
     # root handler on stderr at B24_LOG_LEVEL, never to stdout as its default config would send them.
-    config = uvicorn.Config(http_app(server, host, security), host=host, port=port, log_config=None, log_level=None)
-    Server(config).run(sockets=[bound])
+    config = uvicorn.Config(
+        http_app(server, host, security),
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=None,
+        http=_timed_protocol(header_timeout),
+        timeout_keep_alive=IDLE_TIMEOUT,
+        limit_concurrency=MAX_CONNECTIONS,
+    )
+    return Server(config)
 
 
 def http_app(server: MCPServer, host: str, security: TransportSecuritySettings) -> Starlette:
@@ -297,3 +366,37 @@ def _has_port(name: str) -> bool:
 
 def _hostname(host: str) -> str:
     return host.rpartition(":")[0] if _has_port(host) else host
+
+
+def _timed_protocol(header_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request head is not whole within `header_timeout`:
+    uvicorn has no such limit, so half-sent requests would each hold a descriptor, before any authentication."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(header_timeout, self._head_late)
+
+        def _head_late(self) -> None:
+            if self.conn.their_state in (h11.IDLE, h11.DONE) and self.conn.our_state in (h11.IDLE, h11.DONE):
+                self.transport.close()  # no request under way: its head did not come in time
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return TimedH11

@@ -83,11 +83,14 @@ async def exchange(
     json: Any = None,
     data: dict[str, str] | None = None,
     limit: int = MAX_ANSWER_BYTES,
+    timeout: float | None = None,
 ) -> Reply:
-    """POST and read the answer, at most `limit` bytes once decompressed. Raises UpstreamError/ConfigError."""
+    """POST and read the answer, at most `limit` bytes once decompressed (each phase within `timeout` seconds, if
+    given, else the client's). Raises UpstreamError/ConfigError."""
     headers = {"Accept-Encoding": ACCEPT_ENCODING}
+    phases = httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(timeout)
     try:
-        async with http.stream("POST", url, json=json, data=data, headers=headers) as response:
+        async with http.stream("POST", url, json=json, data=data, headers=headers, timeout=phases) as response:
             if response.is_redirect:
                 return Reply(response.status_code, b"", response.headers.get("location", ""))
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
@@ -151,11 +154,13 @@ def network_error(host: str, exc: httpx.HTTPError) -> UpstreamError:
             f"Could not reach Bitrix24 at {host} through the proxy {proxy} (set by HTTPS_PROXY/ALL_PROXY): "
             f"{reason}. Fix or unset the proxy variable, or add the host to NO_PROXY.",
             retryable=True,
+            sent=False,
         )
     if isinstance(exc, httpx.ConnectError):
-        return UpstreamError(f"Could not connect to {host} ({reason}); check the address.", retryable=True)
+        return UpstreamError(f"Could not connect to {host} ({reason}); check the address.", retryable=True, sent=False)
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError(f"{host} timed out ({reason}).", retryable=True)
+        unsent = isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+        return UpstreamError(f"{host} timed out ({reason}).", retryable=True, sent=not unsent)
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and _scheme(exc) == "http":
         # Allowed on loopback only; a portal speaking TLS drops a plain request, which read as a flaky network.
         return UpstreamError(

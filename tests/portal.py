@@ -169,6 +169,12 @@ class StandInPortal:
         # mid-refresh, tests/e2e/test_team.py): an OAuth server that rotated anyway would leave the new pair with
         # a dead process, lost to any client design. Off by default: every request received is carried out.
         self.drop_abandoned_refresh = False
+        # What the token endpoint does once it has rotated the pair (the new pair is then live at the server):
+        # "late" answers after `rotated_delay` seconds, "drop" hangs up without answering, "half" sends the headers
+        # and half the body, then hangs up. `rotated` is set the moment a pair was rotated.
+        self.after_rotation: str | None = None
+        self.rotated_delay = 0.0
+        self.rotated = threading.Event()
         self._tls_ca = tls_ca
         self._tmp = tempfile.TemporaryDirectory(prefix="b24-portal-")
         self.ca_pem_path: Path | None = None
@@ -368,6 +374,10 @@ class _Handler(BaseHTTPRequestHandler):
                         return
                 status, payload = portal.standin.token({**query, **{k: str(v) for k, v in body.items()}})
                 record.status = status
+                if status == 200:
+                    portal.rotated.set()
+                    if self._after_rotation(json.dumps(payload).encode()):
+                        return
                 self._send_json(status, payload)
                 return
             fault = portal._next_fault()
@@ -388,6 +398,28 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with st.lock:
                 st.in_flight -= 1
+
+    def _after_rotation(self, body: bytes) -> bool:
+        """Play `after_rotation` on a rotated pair's answer; True if the answer was not sent whole."""
+        portal = self.portal
+        if portal.after_rotation == "late":
+            self._sleep(portal.rotated_delay)
+            return False
+        if portal.after_rotation == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if portal.after_rotation == "half":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        return False
 
     def _hung_up(self) -> bool:
         """Whether the client closed its end (a killed process's socket reads as end of file)."""
@@ -455,3 +487,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return 200
         raise AssertionError(f"unknown fault {fault.kind}")
+
+
+async def rotated(portal: StandInPortal, within: float = 10.0) -> None:
+    """Until the token endpoint has rotated a pair (polled: the portal answers in its own threads)."""
+    import anyio
+
+    with anyio.fail_after(within):
+        while not portal.rotated.is_set():  # noqa: ASYNC110 - set by the portal's thread
+            await anyio.sleep(0.005)

@@ -89,3 +89,45 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis(port=redis_server.port, socket_timeout=5) as client:
         client.flushall()
     return redis_server.url
+
+
+class SlowProxy:
+    """A loopback TCP proxy to Redis that holds each of Redis's replies for `delay` seconds: a far or loaded Redis."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        import threading
+
+        self.target, self.delay = port, delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._threads = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._threads.Thread(target=self._pipe, args=(client, upstream, 0.0), daemon=True).start()
+            self._threads.Thread(target=self._pipe, args=(upstream, client, self.delay), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, delay: float) -> None:
+        try:
+            while data := source.recv(65536):
+                time.sleep(delay)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()
+
+    def close(self) -> None:
+        self.listener.close()

@@ -162,6 +162,17 @@ def test_oauth_check_says_where_the_token_file_lives(tmp_path: Path, monkeypatch
         assert secret not in out
 
 
+def test_check_refuses_a_token_file_in_a_read_only_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    chosen = tmp_path / "tokens.json"
+    chosen.write_text("{}")
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # root ignores modes: as EROFS
+    code, out = run(env=oauth_vars("https://acme.bitrix24.com", B24_TOKEN_FILE=str(chosen)))
+    assert code == 2, out
+    assert f"in a directory this user may not write to ({tmp_path})" in out
+
+
 # -- what it prints about the settings ---------------------------------------------------------------------------
 
 

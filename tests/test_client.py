@@ -487,3 +487,29 @@ async def test_no_error_ever_contains_a_secret(fast_backoff: None) -> None:
         with pytest.raises(B24Error) as info:
             await read_chat(make(Portal(answer)), "chat5")
         assert CODE not in str(info.value) and TOKEN not in str(info.value)
+
+
+async def test_a_rate_limit_wait_that_uses_up_the_deadline_says_so() -> None:
+    """The second call waits most of its 3 x B24_TIMEOUT (0.56 of 0.6 s) for its turn, and the portal cannot answer
+    in what is left: the message names the wait and B24_RATE_LIMIT, not the portal as too slow."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(0.1)
+        return ok({"chat": CHAT})
+
+    b24 = make(Portal(ok({"chat": CHAT}), slow), B24_TIMEOUT="0.2", B24_RATE_LIMIT="1.8", B24_RATE_BURST="1")
+    results: list[BaseException | None] = []
+
+    async def one() -> None:
+        try:
+            await read_chat(b24, "chat5")
+            results.append(None)
+        except UpstreamError as exc:
+            results.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one)
+        tg.start_soon(one)
+    (failure,) = [r for r in results if r is not None]
+    assert "waited" in str(failure) and "B24_RATE_LIMIT=1.8/s" in str(failure)
+    assert "did not answer in time" not in str(failure)

@@ -130,3 +130,20 @@ def test_links_between_the_readme_and_its_pages_resolve() -> None:
     readme = (ROOT / "README.md").read_text()
     assert all(f"](docs/{page.name})" in readme for page in pages[1:]), "every page is linked from the README"
     assert seen > 10
+
+
+def test_the_team_section_says_what_redis_holds_and_what_a_killed_replica_costs() -> None:
+    """What the README promises about Redis and renewals is what the code does, and its numbers are the code's."""
+    from b24_mcp.http_auth import LEEWAY
+    from b24_mcp.oauth import SETTLE_LIMIT
+    from b24_mcp.redis_state import LOCK_MARGIN
+    from b24_mcp.transport import HEADER_TIMEOUT, IDLE_TIMEOUT
+
+    team = " ".join(section("## Run it for a team").split())
+    assert "loses nothing" not in team
+    assert "tokens in plaintext" in team
+    assert f"at most `B24_TIMEOUT` + {2 * LOCK_MARGIN:g} s" in team
+    assert f"within {HEADER_TIMEOUT:g} s" in team and f"idle {IDLE_TIMEOUT:g} s" in team
+    assert f"({LEEWAY} s of clock skew allowed, on `exp` too)" in team
+    oauth = " ".join(section("# With an OAuth application instead of a webhook").split())
+    assert f"waits up to {SETTLE_LIMIT:g} s for a renewal under way" in oauth

@@ -24,14 +24,8 @@ import pytest
 from b24_mcp import settings as config
 from b24_mcp.errors import AuthError, ConfigError
 from b24_mcp.logs import redact
-from b24_mcp.oauth import (
-    OAuthSession,
-    TokenPair,
-    check_token_path,
-    default_token_file,
-    fingerprint,
-    lock_file_of,
-)
+from b24_mcp.oauth import OAuthSession, Stored, TokenPair, fingerprint
+from b24_mcp.token_file import TokenFile, check_token_path, default_token_file, lock_file_of
 from b24_mcp.wire import make_http
 from tests.portal import OAuthSettings, StandInPortal
 from tests.values import OAUTH_ACCESS, OAUTH_CLIENT_SECRET, OAUTH_REFRESH
@@ -87,7 +81,7 @@ def session(portal: StandInPortal | str, file: Path, http: httpx.AsyncClient, se
         client_id="local.test.app",
         client_secret=SECRET,
         seed=seed,
-        token_file=file,
+        store=TokenFile(file),
     )
 
 
@@ -182,11 +176,14 @@ async def test_crash_before_saving_keeps_the_old_file(
         portal.expire_access_token()
         crashing = session(portal, file, http)
 
-        def crash(seed: str, pair: TokenPair) -> None:
-            raise KeyboardInterrupt  # the process dies between receiving the pair and saving it
+        class Died(Exception):
+            pass
 
-        monkeypatch.setattr(crashing, "_write", crash)
-        with pytest.raises(KeyboardInterrupt):
+        def crash(new: Stored) -> None:
+            raise Died  # the process dies between receiving the pair and saving it
+
+        monkeypatch.setattr(crashing.store, "_write", crash)
+        with pytest.raises(Died):
             await crashing.recover(await crashing.access_token(), soon())
         assert file.read_text() == before  # intact and readable, never half-written
         # Bitrix24 has already killed that refresh token: the next process gets a clear, actionable error.
@@ -256,7 +253,7 @@ async def test_unreachable_token_endpoint(tmp_path: Path) -> None:
         (lambda: httpx.Response(200, content=b"[" * 60_000), "something other than a JSON object"),
         (
             lambda: httpx.Response(200, content=b'{"access_token": NaN, "refresh_token": "r"}'),
-            "other than a JSON object",
+            "without a new token pair",
         ),
         (
             lambda: httpx.Response(
@@ -549,3 +546,65 @@ async def test_a_caller_waiting_for_another_renewal_keeps_its_own_deadline(tmp_p
                 await s.recover(SEED.access_token, time.monotonic() + 0.05)
             assert "patient" not in results  # it gave up at its own deadline, while the renewal went on
     assert results["patient"] == "accessMOCK0001" and server.requests == 1
+
+
+# -- a rotated pair is kept, whatever else the answer says --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"access_token": "accessNEW", "refresh_token": "refreshNEW", "expires_in": NaN}',
+        b'{"access_token": "accessNEW", "refresh_token": "refreshNEW", "expires": Infinity, "expires_in": "soon"}',
+        b'{"error": "server_error", "access_token": "accessNEW", "refresh_token": "refreshNEW", "expires_in": 3600}',
+    ],
+    ids=["NaN expires_in", "bad expiries", "error beside tokens"],
+)
+async def test_a_pair_in_an_odd_answer_is_kept(tmp_path: Path, body: bytes) -> None:
+    """The server has rotated: throwing its pair away for a bad expiry or a stray `error` would lock the user out."""
+    file = tmp_path / "t.json"
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200, content=body))) as h:
+        assert await session(TOKEN_URL, file, h).recover(SEED.access_token, soon()) == "accessNEW"
+    saved = json.loads(file.read_text())
+    assert saved["refresh_token"] == "refreshNEW"
+    assert saved["expires_at"] is None or (isinstance(saved["expires_at"], float) and saved["expires_at"] > time.time())
+
+
+async def test_null_tokens_in_the_file_are_no_pair(tmp_path: Path) -> None:
+    """A file with `null` tokens is unreadable, not a pair whose tokens are the string "None"."""
+    file = tmp_path / "t.json"
+    file.write_text(json.dumps({"seed": fingerprint(SEED.refresh_token), "access_token": None, "refresh_token": None}))
+    async with httpx.AsyncClient() as http:
+        assert await session(TOKEN_URL, file, http).access_token() == SEED.access_token
+
+
+async def test_an_error_description_is_masked_before_it_is_cut(tmp_path: Path) -> None:
+    """The client secret quoted at the 200-character cut is masked whole, not shown in part."""
+    said = "x" * 180 + " " + SECRET + " and more"
+    answer = httpx.Response(400, json={"error": "server_error", "error_description": said})
+    redact.add([SECRET])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: answer)) as http:
+        with pytest.raises(AuthError) as info:
+            await session(TOKEN_URL, tmp_path / "t.json", http).recover(SEED.access_token, soon())
+    assert SECRET[:8] not in str(info.value)
+
+
+async def test_the_lock_file_is_private_and_a_busy_lock_names_its_owner(tmp_path: Path) -> None:
+    """0600: another user cannot open it, so cannot hold it. An older 0644 lock file is made 0600 at first use."""
+    from filelock import FileLock
+
+    file, server = tmp_path / "t.json", Rotating()
+    lock = lock_file_of(file)
+    lock.touch(mode=0o644)
+    lock.chmod(0o644)
+    async with server.client() as http:
+        await session(TOKEN_URL, file, http).recover(SEED.access_token, soon())
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+        held = FileLock(lock, thread_local=False)
+        held.acquire()
+        try:
+            with pytest.raises(AuthError) as info:
+                await session(TOKEN_URL, file, http).recover("accessMOCK0001", time.monotonic() + 0.1)
+        finally:
+            held.release()
+    assert "the file is yours, mode 0600" in str(info.value) and "another b24-mcp process" not in str(info.value)

@@ -37,7 +37,8 @@ from b24_mcp.tools.arguments import BOT, DIALOG_ID, MESSAGE_ID, RANGE, parse
     [
         ("abc", "abcdef", "abcdef"),  # inside an ordinary word: left alone
         ("abc", "xabc", "xabc"),
-        ("abc", "abc_1", "abc_1"),
+        ("abc", "abc_1", "***_1"),  # `_` ends the value too (a secret in a snake_case name)
+        ("abc", "x_abc_", "x_***_"),
         ("abc", "token abc.", "token ***."),  # a full stop ends the value
         ("abc", "token abc", "token ***"),
         ("abc", "(abc), abc; abc!", "(***), ***; ***!"),
@@ -59,6 +60,18 @@ def test_a_calls_own_secret_is_masked_in_that_call_only() -> None:
     redact.add(["fixed"])
     assert redact("fixed mine.", ["mine"]) == "*** ***."
     assert redact("fixed mine.") == "*** mine."  # not remembered afterwards
+
+
+def test_a_redis_password_is_masked_as_the_url_spells_it_too() -> None:
+    """`redis://:p%40ss@...`: the URL, quoted in an error, carries the %-encoded password, not the decoded one."""
+    from b24_mcp import settings as config
+
+    url = "redis://:p%40ssW0rd%2Fx@127.0.0.1:6379/0"
+    settings = config.load({"B24_WEBHOOK_URL": "https://acme.bitrix24.com/rest/1/abc123secret/", "B24_REDIS_URL": url})
+    redact = Redactor()
+    redact.add(settings.secrets)
+    shown = redact(f"could not connect to {url} (password p@ssW0rd/x)")
+    assert "p%40ssW0rd%2Fx" not in shown and "p@ssW0rd/x" not in shown
 
 
 def test_only_the_newest_rotated_tokens_are_kept() -> None:

@@ -305,6 +305,10 @@ def test_token_file_problems_are_caught_at_start_up(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != existing)
     with pytest.raises(ConfigError, match="cannot be read and written by this user"):
         config.load(oauth(B24_TOKEN_FILE=str(existing)))
+    # A writable file in a read-only directory: the renewed pair is saved by a rename there, which would fail.
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked)
+    with pytest.raises(ConfigError, match=f"in a directory this user may not write to \\({locked}\\)"):
+        config.load(oauth(B24_TOKEN_FILE=str(existing)))
 
 
 def test_default_token_file_is_checked_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

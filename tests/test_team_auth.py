@@ -29,7 +29,7 @@ from jwt.algorithms import RSAAlgorithm
 from b24_mcp import cli, team
 from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
-from b24_mcp.http_auth import JWKS_MIN_REFETCH, JwtVerifier, TokenFileVerifier
+from b24_mcp.http_auth import JWKS_MIN_REFETCH, JWKS_TTL, JwtVerifier, TokenFileVerifier
 from b24_mcp.server import build_server
 from b24_mcp.transport import http_app, server_auth, transport_security
 from tests.portal import StandInPortal
@@ -263,13 +263,18 @@ class Jwks:
     def __init__(self, keys: list[dict[str, Any]]) -> None:
         self.keys = keys
         self.fetches = 0
+        self.status = 200
+        self.body: bytes | None = None  # sent instead of the key set
+        self.hold = threading.Event()  # cleared: each fetch waits (at most 10 s) until the test sets it
+        self.hold.set()
         jwks = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 jwks.fetches += 1
-                body = json.dumps({"keys": jwks.keys}).encode()
-                self.send_response(200)
+                jwks.hold.wait(10)
+                body = jwks.body if jwks.body is not None else json.dumps({"keys": jwks.keys}).encode()
+                self.send_response(jwks.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -391,3 +396,124 @@ async def test_unreachable_jwks_refuses_tokens_without_failing(
         assert await verifier.verify_token(token(keys[0])) is None
     finally:
         await verifier.aclose()
+
+
+def verifier_of(jwks: Jwks) -> JwtVerifier:
+    return JwtVerifier(team.JwtConfig(jwks.url, ISSUER, AUDIENCE))
+
+
+@pytest.mark.anyio
+async def test_a_stale_key_set_serves_its_keys_while_one_refetch_runs(
+    jwks: Jwks, keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
+) -> None:
+    """Past its lifetime, with the provider hanging: valid tokens are answered from the cached keys at once (the
+    fetch is held until they are), and only one fetch is made for all of them."""
+    verifier = verifier_of(jwks)
+    try:
+        assert await verifier.verify_token(token(keys[0])) is not None
+        verifier._fetched_at -= JWKS_TTL + 1
+        verifier._tried_at -= JWKS_MIN_REFETCH + 1
+        jwks.hold.clear()  # the provider hangs from now on
+        results = []
+
+        async def one() -> None:
+            results.append(await verifier.verify_token(token(keys[0])))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(one)
+        assert len(results) == 6 and all(r is not None for r in results)
+        refetch = verifier._fetching
+        assert refetch is not None and not refetch.done()  # answered while the one refetch is still held
+        jwks.hold.set()
+        await refetch
+        assert jwks.fetches == 2  # the first, and one refetch for all six
+    finally:
+        await verifier.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_refusing_jwks_is_fetched_once_per_interval_and_logged_once(
+    jwks: Jwks, keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey], caplog: pytest.LogCaptureFixture
+) -> None:
+    jwks.status = 503
+    verifier = verifier_of(jwks)
+    try:
+        for _ in range(50):
+            assert await verifier.verify_token(token(keys[0])) is None
+        assert jwks.fetches == 1
+        verifier._tried_at -= JWKS_MIN_REFETCH + 1  # the interval has passed: one more try, not logged again
+        assert await verifier.verify_token(token(keys[0])) is None
+        assert jwks.fetches == 2
+        jwks.status = 200
+        verifier._tried_at -= JWKS_MIN_REFETCH + 1
+        assert await verifier.verify_token(token(keys[0])) is not None
+    finally:
+        await verifier.aclose()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([w for w in warnings if "cannot fetch the JWKS" in w]) == 1 and "fetched the JWKS" in warnings[-1]
+
+
+@pytest.mark.anyio
+async def test_unknown_kids_wait_for_the_one_fetch_under_way(
+    jwks: Jwks, keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
+) -> None:
+    jwks.hold.clear()
+    verifier = verifier_of(jwks)
+    try:
+        results = []
+
+        async def one(kid: str) -> None:
+            results.append(await verifier.verify_token(token(keys[0], kid=kid)))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(one, f"forged{i}")
+            tg.start_soon(one, "k1")
+            await anyio.sleep(0.05)
+            jwks.hold.set()
+        assert jwks.fetches == 1 and sum(r is not None for r in results) == 1
+    finally:
+        await verifier.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_deeply_nested_jwks_is_refused_like_any_bad_one(
+    jwks: Jwks, keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey], caplog: pytest.LogCaptureFixture
+) -> None:
+    jwks.body = b'{"keys": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    verifier = verifier_of(jwks)
+    try:
+        assert await verifier.verify_token(token(keys[0])) is None
+    finally:
+        await verifier.aclose()
+    assert "cannot fetch the JWKS" in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("alg", ["PS256", "RS384", "RS512"])
+async def test_a_key_published_without_alg_serves_any_rsa_algorithm(
+    jwks: Jwks, keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey], alg: str
+) -> None:
+    jwks.keys = [{k: v for k, v in public_jwk(keys[0], "k1").items() if k != "alg"}]
+    verifier = verifier_of(jwks)
+    try:
+        assert await verifier.verify_token(token(keys[0], alg=alg)) is not None
+        jwks.keys = [public_jwk(keys[0], "k1")]  # published for RS256 only: another algorithm is refused
+        verifier._tried_at -= JWKS_MIN_REFETCH + 1
+        verifier._fetched_at -= JWKS_TTL + 1
+        await verifier.verify_token(token(keys[0]))  # starts the refetch
+        assert verifier._fetching is not None
+        await verifier._fetching
+        assert await verifier.verify_token(token(keys[0], alg=alg)) is None
+    finally:
+        await verifier.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_30_s_leeway_holds_for_exp_through_the_sdk(
+    http_portal: StandInPortal, jwks: Jwks, keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
+) -> None:
+    async with served(http_portal, **jwt_env(jwks)) as http:
+        assert_works(await call(http, token(keys[0], exp=int(time.time()) - 10)))  # 10 s past: within the leeway
+        assert_refused(await call(http, token(keys[0], exp=int(time.time()) - 60)))

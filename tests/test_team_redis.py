@@ -19,14 +19,14 @@ from b24_mcp import settings as config
 from b24_mcp.auth import for_settings
 from b24_mcp.client import B24Client
 from b24_mcp.errors import PortalError, UpstreamError
-from b24_mcp.oauth import TokenPair, fingerprint
+from b24_mcp.oauth import OAuthSession, Stored, TokenPair, fingerprint
 from b24_mcp.pacing import LeakyBucket
-from b24_mcp.redis_state import Redis, RedisBucket, RedisOAuthSession, _Pending
+from b24_mcp.redis_state import Redis, RedisBucket, RedisPairs
 from b24_mcp.team import parse_redis_url
 from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.wire import make_http
-from tests.portal import Fault, OAuthSettings, StandInPortal
-from tests.redis_server import free_port
+from tests.portal import Fault, OAuthSettings, StandInPortal, rotated
+from tests.redis_server import RedisServer, SlowProxy, free_port
 from tests.values import webhook_vars
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]  # e2e: a real redis-server process
@@ -85,7 +85,8 @@ async def replicas(portal: StandInPortal, n: int, **env: str) -> AsyncIterator[l
             client = B24Client(settings, http, for_settings(settings, http))
             assert client._shared is not None
             stack.push_async_callback(client._shared.redis.aclose)
-            auth_redis = getattr(getattr(client._auth, "session", None), "_redis", None)
+            store = getattr(getattr(client._auth, "session", None), "store", None)
+            auth_redis = getattr(store, "_redis", None)
             if auth_redis is not None:
                 stack.push_async_callback(auth_redis.aclose)
             clients.append(client)
@@ -201,9 +202,9 @@ async def test_a_dead_replicas_lock_expires_and_the_next_call_refreshes(redis_ur
         async with replicas(portal, 1, **oauth_env(portal, redis_url)) as (client,):
             await read_chat(client, "chat5")
             session = client._auth.session  # type: ignore[attr-defined]
-            assert isinstance(session, RedisOAuthSession)
+            assert isinstance(session, OAuthSession) and isinstance(session.store, RedisPairs)
             # A replica took the lock and died mid-refresh: its lock stays until its TTL.
-            redis.Redis.from_url(redis_url).set(session._lock_key, "dead-replica", px=200)
+            redis.Redis.from_url(redis_url).set(session.store.lock_key, "dead-replica", px=200)
             portal.expire_access_token()
             assert (await read_chat(client, "chat5")).name == "Support Chat"
         assert (portal.refresh_count, portal.invalid_grants) == (1, 0)
@@ -214,14 +215,102 @@ async def test_the_pair_is_written_only_over_the_one_it_replaces(redis_url: str)
     with StandInPortal(oauth=OAuthSettings()) as portal:
         async with replicas(portal, 1, **oauth_env(portal, redis_url)) as (client,):
             await read_chat(client, "chat5")
-            session = client._auth.session  # type: ignore[attr-defined]
+            store = client._auth.session.store  # type: ignore[attr-defined]
             direct = redis.Redis.from_url(redis_url, decode_responses=True)
-            direct.hset(session._key, mapping={"refresh_token": "newerREFRESH", "access_token": "newerACCESS"})
-            session._pending = _Pending(APP.refresh_token, session._seed_fp, TokenPair("lateACCESS", "lateREFRESH"))
-            await session._flush(None)
-            assert direct.hget(session._key, "refresh_token") == "newerREFRESH"  # kept, not forked
-            assert session._pending is None  # told once, not retried forever
+            direct.hset(store.key, mapping={"refresh_token": "newerREFRESH", "access_token": "newerACCESS"})
+            seed = fingerprint(APP.refresh_token)
+            late = Stored(seed, TokenPair("lateACCESS", "lateREFRESH"))
+            assert await store.write(late, APP.refresh_token, locked=True) is False
+            assert direct.hget(store.key, "refresh_token") == "newerREFRESH"  # kept, not forked
 
-            session._pending = _Pending("newerREFRESH", session._seed_fp, TokenPair("nextACCESS", "nextREFRESH"))
-            await session._flush(None)
-            assert direct.hget(session._key, "refresh_token") == "nextREFRESH"  # replaces exactly the one it read
+            following = Stored(seed, TokenPair("nextACCESS", "nextREFRESH"))
+            assert await store.write(following, "newerREFRESH", locked=True) is True
+            assert direct.hget(store.key, "refresh_token") == "nextREFRESH"  # replaces exactly the one it read
+
+
+def stored_pair(redis_url: str, portal: StandInPortal) -> dict[str, str]:
+    key = f"b24-mcp:{portal.standin.portal_url.split('//')[1]}:oauth:{fingerprint(APP.client_id)}"
+    stored: dict[str, str] = redis.Redis.from_url(redis_url, decode_responses=True).hgetall(key)  # type: ignore[assignment]
+    return stored
+
+
+async def test_a_call_cancelled_mid_renewal_still_stores_the_rotated_pair(redis_url: str) -> None:
+    with StandInPortal(oauth=OAuthSettings()) as portal:
+        async with replicas(portal, 1, **oauth_env(portal, redis_url)) as (client,):
+            await read_chat(client, "chat5")
+            portal.after_rotation, portal.rotated_delay = "late", 0.5
+            portal.expire_access_token()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_chat, client, "chat5")
+                await rotated(portal)
+                tg.cancel_scope.cancel()  # the caller is gone; Bitrix24 has rotated the pair
+            with anyio.fail_after(10):
+                while stored_pair(redis_url, portal).get("refresh_token") not in portal.standin.refresh_tokens:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            portal.after_rotation = None
+            assert (await read_chat(client, "chat5")).name == "Support Chat"
+        assert (portal.refresh_count, portal.invalid_grants) == (1, 0)
+
+
+async def test_a_redis_that_lost_its_data_does_not_make_a_replica_drop_its_live_pair(redis_url: str) -> None:
+    """Redis restarted empty; a new replica seeds it with the environment's pair, long dead. A replica holding a
+    newer pair of the same seed never takes that older one: it renews its own at the next expiry."""
+    with StandInPortal(oauth=OAuthSettings()) as portal:
+        env = oauth_env(portal, redis_url)
+        async with replicas(portal, 2, **env) as (renewer, holder):
+            portal.expire_access_token()
+            await read_chat(renewer, "chat5")  # renewed
+            await read_chat(holder, "chat5")  # took the renewed pair: newer than the environment's, never spent here
+            redis.Redis.from_url(redis_url).flushdb()  # Redis lost its data
+            async with replicas(portal, 1, **env) as (newcomer,):
+                await newcomer._auth.sign({})  # seeds Redis with the dead pair
+            portal.expire_access_token()
+            assert (await read_chat(holder, "chat5")).name == "Support Chat"
+        assert (portal.refresh_count, portal.invalid_grants) == (2, 0)
+        assert stored_pair(redis_url, portal)["access_token"] in portal.current_access_tokens
+
+
+async def test_a_renewal_slower_than_the_lock_ttl_keeps_its_lock(redis_url: str) -> None:
+    """The lock's TTL is short (a dead replica's lock is soon gone) and extended while its renewal runs: a slow
+    token server does not let a second replica take the lock and spend the token the first is renewing."""
+    with StandInPortal(oauth=OAuthSettings()) as portal:
+        async with replicas(portal, 2, **oauth_env(portal, redis_url, B24_TIMEOUT="1")) as (a, b):
+            await calls([a, b], 1)
+            store = a._auth.session.store  # type: ignore[attr-defined]
+            assert store.lock_ttl == 2.0
+            portal.after_rotation, portal.rotated_delay = "late", 2.5  # longer than the TTL, within the call
+            portal.expire_access_token()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_chat, a, "chat5")
+                await rotated(portal)
+                assert (await read_chat(b, "chat5")).name == "Support Chat"
+        assert (portal.refresh_count, portal.invalid_grants) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "value"), [("overload", "garbage"), ("overload", "inf"), ("pace", "inf"), ("pace", "garbage")]
+)
+async def test_unreadable_shared_state_is_taken_as_absent_and_said(
+    http_portal: StandInPortal, redis_url: str, suffix: str, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A value no replica writes (another program's, a typo at redis-cli) neither breaks each call nor blocks the
+    portal until a TTL nobody set: it is ignored, replaced where it is ours, and named in the log once."""
+    env = webhook_vars(http_portal.webhook_url, B24_REDIS_URL=redis_url)
+    async with replicas(http_portal, 1, **env) as (client,):
+        key = f"b24-mcp:{client.host}:{suffix}"
+        redis.Redis.from_url(redis_url).set(key, value)  # no TTL
+        assert (await read_chat(client, "chat5")).name == "Support Chat"
+        assert (await read_chat(client, "chat5")).name == "Support Chat"
+    assert f"Redis key {key} holds a value b24-mcp cannot read" in caplog.text
+    redis.Redis.from_url(redis_url).delete(key)
+
+
+async def test_a_slow_redis_is_slow_not_unreachable(http_portal: StandInPortal, redis_server: RedisServer) -> None:
+    """Each Redis reply held 0.5 s: a new connection's first script call (its NOSCRIPT round trip included) fits."""
+    proxy = SlowProxy(redis_server.port, 0.5)
+    try:
+        env = webhook_vars(http_portal.webhook_url, B24_REDIS_URL=proxy.url)
+        async with replicas(http_portal, 1, **env) as (client,):
+            assert (await read_chat(client, "chat5")).name == "Support Chat"
+    finally:
+        proxy.close()

@@ -160,3 +160,47 @@ def test_http_beyond_loopback_without_allowed_host_is_refused_before_serving(tmp
     allowed, auth = done.stderr.splitlines()  # every reason at once: no allowed host, no authentication
     assert "--allowed-host mcp.example.com" in allowed and "no authentication is configured" in auth
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.anyio
+async def test_half_sent_requests_are_closed_and_whole_ones_served() -> None:
+    """uvicorn has no request-head timeout: without one, each half-sent request held a descriptor for good."""
+    import httpx
+
+    from b24_mcp import settings as config
+    from b24_mcp.server import build_server
+    from b24_mcp.transport import http_server
+    from tests.redis_server import free_port
+
+    port = free_port()
+    uv = http_server(
+        build_server(config.load({}, demo=True)),
+        host="127.0.0.1",
+        port=port,
+        security=transport_security("127.0.0.1"),
+        header_timeout=0.3,
+    )
+
+    def half_sent() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl")  # and nothing more
+            return conn.recv(1024)  # b"" once the server closes it; a socket timeout fails the test
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(uv.serve)
+        with anyio.fail_after(10):
+            while not uv.started:  # noqa: ASYNC110 - uvicorn's flag
+                await anyio.sleep(0.01)
+        closed: list[bytes] = []
+
+        async def one() -> None:
+            closed.append(await anyio.to_thread.run_sync(half_sent))
+
+        async with anyio.create_task_group() as clients:
+            for _ in range(20):
+                clients.start_soon(one)
+        async with httpx.AsyncClient() as http:
+            whole = await http.get(f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp")
+        uv.should_exit = True
+    assert closed == [b""] * 20
+    assert whole.status_code in (200, 404)  # answered: the limit is on slow heads, not on requests

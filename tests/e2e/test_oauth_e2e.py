@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 
 from tests.e2e.helpers import kill_left, oauth_env, spawned_together, text_of
 from tests.portal import OAuthSettings, StandInPortal
-from tests.values import ROOT
+from tests.values import ROOT, initialize
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -33,13 +35,14 @@ WORKER = textwrap.dedent(
     import sys, time, anyio, httpx
     from pathlib import Path
     from b24_mcp.oauth import OAuthSession, TokenPair
+    from b24_mcp.token_file import TokenFile
     from tests.values import OAUTH_ACCESS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH  # not tests.portal: TLS
 
     async def main() -> None:
         async with httpx.AsyncClient() as http:
             s = OAuthSession(http=http, token_url=sys.argv[1], client_id=OAUTH_CLIENT_ID,
                              client_secret=OAUTH_CLIENT_SECRET, seed=TokenPair(OAUTH_ACCESS, OAUTH_REFRESH),
-                             token_file=Path(sys.argv[2]))
+                             store=TokenFile(Path(sys.argv[2])))
             stale = await s.access_token()
             Path(sys.argv[3]).touch()            # ready
             while not Path(sys.argv[4]).exists():  # wait for the start signal, so both refresh at once
@@ -137,3 +140,59 @@ async def test_two_server_processes_sharing_a_token_file(portal: StandInPortal, 
     assert "imbot.v2.Chat.get" in logged  # DEBUG did log each call...
     for secret in secrets_of(portal):  # ...and no secret
         assert secret not in logged
+
+
+CHAT = "chat5"
+CALL_AFTER_EXPIRY = [
+    initialize("rotation-test"),
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "get_chat", "arguments": {"dialogId": "chat5"}},
+    },
+]
+
+
+def test_a_server_ended_mid_renewal_saves_the_rotated_pair_first(tmp_path: Path) -> None:
+    """The host ends the server (stdin closed, SIGTERM, SIGINT) while the token server has rotated the pair and not
+    yet answered: each process waits for the answer and saves it before it exits, so the next start goes on without
+    a re-authorisation. The three run side by side (each start-up is ~1 s of CPU)."""
+    ends = ["stdin closed", "SIGTERM", "SIGINT"]
+    with ExitStack() as stack:
+        portals = [stack.enter_context(StandInPortal(oauth=OAuthSettings())) for _ in ends]
+        procs = []
+        for i, portal in enumerate(portals):
+            portal.after_rotation, portal.rotated_delay = "late", 0.5
+            portal.expire_access_token()  # the first call is rejected and renews
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "b24_mcp"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stack.enter_context((tmp_path / f"stderr{i}").open("w")),
+                    env=oauth_env(portal, tmp_path / f"t{i}.json"),
+                    cwd=ROOT,
+                )
+            )
+        try:
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("".join(json.dumps(m) + "\n" for m in CALL_AFTER_EXPIRY).encode())
+                proc.stdin.flush()
+            for i, (end, portal, proc) in enumerate(zip(ends, portals, procs, strict=True)):
+                assert portal.rotated.wait(60), (tmp_path / f"stderr{i}").read_text()
+                if end == "stdin closed":
+                    assert proc.stdin is not None
+                    proc.stdin.close()
+                else:
+                    proc.send_signal(getattr(signal, end))
+            for proc in procs:
+                proc.wait(30)
+        finally:
+            kill_left(procs)
+        for i, (end, portal) in enumerate(zip(ends, portals, strict=True)):
+            saved = json.loads((tmp_path / f"t{i}.json").read_text())
+            assert saved["refresh_token"] in portal.standin.refresh_tokens, (end, (tmp_path / f"stderr{i}").read_text())
+            assert portal.invalid_grants == 0

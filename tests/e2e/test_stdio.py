@@ -95,6 +95,9 @@ RAW_SESSION = [
         }
         for i, d in ((3, "chat5"), (4, "bad id"))
     ),
+    # The SDK's stdio reader dropped a message it could not validate, id and all: no answer, a host left waiting.
+    {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": []},
+    {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": "x"},
 ]
 
 
@@ -127,7 +130,7 @@ def raw_sessions() -> dict[str, tuple[list[str], str, str]]:
             proc.stdin.write("".join(json.dumps(m) + "\n" for m in RAW_SESSION))
             proc.stdin.flush()
         for setup, proc in started.items():
-            lines = read_lines(proc.stdout, 4, timeout=60)  # stdin stays open meanwhile: EOF ends the session
+            lines = read_lines(proc.stdout, 6, timeout=60)  # stdin stays open meanwhile: EOF ends the session
             rest, stderr = proc.communicate(timeout=30)
             sessions[setup] = (lines, rest, stderr)
     finally:
@@ -142,9 +145,10 @@ def test_stdout_carries_only_json_rpc(raw_sessions: dict[str, tuple[list[str], s
     A bad configuration still starts (hosts show a server that fails to start with no reason): it is logged
     once on stderr, without a traceback or the secret in the bad URL, and every call reports it."""
     lines, rest, stderr = raw_sessions[setup]
-    assert len(lines) == 4 and all(lines), stderr
+    assert len(lines) == 6 and all(lines), stderr
     answers = {a["id"]: a for a in map(json.loads, lines)}  # each line parses: nothing else was printed
-    assert set(answers) == {1, 2, 3, 4} and all(a["jsonrpc"] == "2.0" for a in answers.values())
+    assert set(answers) == {1, 2, 3, 4, 5, 6} and all(a["jsonrpc"] == "2.0" for a in answers.values())
+    assert answers[5]["error"]["code"] == answers[6]["error"]["code"] == -32602  # params not an object: answered
     assert rest == ""
     call = answers[3]["result"]
     if setup == "demo":

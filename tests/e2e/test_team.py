@@ -3,7 +3,8 @@
 The processes share nothing but a real `redis-server` (tests/redis_server.py) and the loopback stand-in portal,
 whose leaky bucket is on (20/s, 10 at once). Requests carry a bearer token from a B24_HTTP_TOKENS_FILE. What is
 shown: a burst spread over the replicas is never refused by the portal; an expiry under load costs one refresh
-across all of them; a replica killed mid-refresh loses nothing. Time ratios are bench/team.py's, not asserted.
+across all of them; a replica killed mid-refresh, before the OAuth server rotated, loses nothing. Time ratios are
+bench/team.py's, not asserted.
 The tests run in order on the same replicas (the last one kills one).
 """
 
@@ -159,7 +160,9 @@ async def test_an_expiry_under_load_costs_one_refresh_across_replicas(
     assert portal.refusals == 0
 
 
-async def test_a_replica_killed_mid_refresh_loses_nothing(portal: StandInPortal, replicas: list[Replica]) -> None:
+async def test_a_replica_killed_before_the_rotation_loses_nothing(
+    portal: StandInPortal, replicas: list[Replica]
+) -> None:
     before = portal.refresh_count
     asked = sum(1 for r in portal.requests if r.path.startswith("/oauth/token"))
     portal.refresh_delay = 0.5  # the OAuth server is slow: the kill lands while the refresh is under way
