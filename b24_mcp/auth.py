@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .settings import CALL_BUDGET, OAuthConfig, Settings, WebhookConfig, token_file_of
+from .settings import OAuthConfig, WebhookConfig
 
 if TYPE_CHECKING:
-    import httpx
+    pass
 
 
 class TokenSession(Protocol):
@@ -91,33 +91,3 @@ class OAuth(Auth):
     async def recover(self, used: str | None, deadline: float) -> None:
         assert used is not None
         await self.session.recover(used, deadline)
-
-
-def for_settings(settings: Settings, http: httpx.AsyncClient) -> Auth:
-    """The auth object for the configured mode; for OAuth, the renewal algorithm over the store the settings pick
-    (Redis with B24_REDIS_URL, else the token file), imported only when used."""
-    if isinstance(settings.auth, WebhookConfig):
-        return Webhook(settings.auth)
-    from .oauth import OAuthSession, PairStore, TokenPair
-
-    auth = settings.auth
-    limit = CALL_BUDGET * settings.timeout  # a sent token request's own bound: longer than one HTTP phase
-    store: PairStore
-    if settings.team is not None and settings.team.redis is not None:  # B24_REDIS_URL: replicas share the pair
-        from .redis_state import pair_store
-
-        store = pair_store(settings)
-    else:
-        from .token_file import TokenFile
-
-        store = TokenFile(token_file_of(auth))
-    session = OAuthSession(
-        http=http,
-        token_url=auth.token_url,
-        client_id=auth.client_id,
-        client_secret=auth.client_secret,
-        seed=TokenPair(auth.access_token, auth.refresh_token),
-        store=store,
-        limit=limit,
-    )
-    return OAuth(auth, session)

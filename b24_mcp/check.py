@@ -262,8 +262,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
 
 async def _prove(settings: config.Settings, report: Report) -> int | None:
     """Prove the credentials (`scope`) and the bot (`imbot.v2.Bot.get`); an exit status if either fails."""
-    from .auth import for_settings
-    from .client import B24Client
+    from .app import make_client
     from .errors import B24Error
     from .wire import make_http
 
@@ -274,7 +273,7 @@ async def _prove(settings: config.Settings, report: Report) -> int | None:
         transport = demo.transport()
     try:
         async with make_http(settings.timeout, transport) as http:
-            client = B24Client(settings, http, for_settings(settings, http))
+            client = make_client(settings, http)
             label = "proving the credentials (scope)"
             try:
                 scopes = await report.step(label, client.scopes)

@@ -14,8 +14,8 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import httpx
@@ -38,20 +38,26 @@ from .errors import (
 from .logs import redact
 from .mismatches import Unusable, accept
 from .models import Answer, Bot, BotResult, Mismatch, reported
-from .pacing import LeakyBucket, LocalBucket, SharedBucket
+from .pacing import LeakyBucket, LocalBucket, OnWait, SharedBucket
 from .settings import CALL_BUDGET, Settings
 from .wire import MAX_JSON_VALUES, Reply, exchange, redirect_error, too_many_values
-
-if TYPE_CHECKING:
-    from .redis_state import SharedPortal
 
 log = logging.getLogger("b24_mcp.client")
 
 GET_BOT = "imbot.v2.Bot.get"
 SCOPE = "scope"
 
-OnWait = Callable[[float, str], Awaitable[None]]
-"""Told (seconds, why) before each wait, so the tool layer can report progress."""
+
+class SharedPortal(Protocol):
+    """What replicas share of the portal (B24_REDIS_URL; `redis_state.SharedPortal`): its bucket, and the
+    portal-wide blocks one replica was told about, so that every replica waits them out."""
+
+    bucket: SharedBucket
+
+    async def check(self, method: str, deadline: float, on_wait: OnWait | None) -> None: ...
+
+    async def note(self, method: str, err: B24Error, reset_at: float | None) -> None: ...
+
 
 R = TypeVar("R")
 Report = list[Mismatch]
@@ -67,20 +73,19 @@ def _adapter(result: Any) -> TypeAdapter[Any]:
 class B24Client:
     """Calls REST methods on one portal as one bot: `call` any of them; `get_bot` and `scopes` for `check`."""
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient, auth: Auth) -> None:
+    def __init__(
+        self, settings: Settings, http: httpx.AsyncClient, auth: Auth, shared: SharedPortal | None = None
+    ) -> None:
         self.settings = settings
         self._http = http
         self._auth = auth
         self._reset_at: dict[str, float] = {}  # method -> unix time its time budget resets
-        # B24_REDIS_URL: replicas share the bucket and the portal-wide blocks (redis_state.py). Never a local
-        # fallback: with it set, a Redis failure fails the call.
-        self._shared: SharedPortal | None = None
-        self._bucket: SharedBucket = LocalBucket(LeakyBucket(settings.rate_limit, settings.rate_burst))
-        if settings.team is not None and settings.team.redis is not None:
-            from .redis_state import SharedPortal
-
-            self._shared = SharedPortal(settings)
-            self._bucket = self._shared.bucket
+        # Replicas share the bucket and the portal-wide blocks. Never a local fallback: with shared state, a
+        # failure to reach it fails the call.
+        self._shared = shared
+        self._bucket: SharedBucket = (
+            shared.bucket if shared is not None else LocalBucket(LeakyBucket(settings.rate_limit, settings.rate_burst))
+        )
         redact.add(settings.secrets)
 
     @property

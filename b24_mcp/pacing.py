@@ -19,7 +19,7 @@ Replicas that share one portal share one bucket: `SharedBucket` is the same inte
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 
@@ -30,6 +30,10 @@ def gcra(rate: float, burst: int) -> tuple[float, int, float]:
     interval = 1.0 / rate
     capacity = max(1, burst - 1)
     return interval, capacity, (capacity - 1) * interval
+
+
+OnWait = Callable[[float, str], Awaitable[None]]
+"""Told (seconds, why) before each wait, so the tool layer can report progress."""
 
 
 class SharedBucket(Protocol):

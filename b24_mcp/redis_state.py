@@ -33,13 +33,12 @@ import anyio
 from .errors import B24Error, PortalError, UpstreamError, portal_error
 from .logs import redact
 from .oauth import LockBusy, SaveFailed, Stored, TokenPair, fingerprint
-from .pacing import SharedBucket, gcra
+from .pacing import OnWait, SharedBucket, gcra
 from .team import REDIS_URL, RedisConfig
 
 if TYPE_CHECKING:
     import redis.asyncio
 
-    from .client import OnWait
     from .settings import Settings
 
 log = logging.getLogger("b24_mcp.redis")

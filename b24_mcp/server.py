@@ -126,8 +126,7 @@ class Connection:
             said += "" if said.endswith((".", "!", "?")) else "."
             raise ConfigError(f"b24-mcp is not configured: {said} Then restart the MCP server.")
         if self._client is None:
-            from .auth import for_settings
-            from .client import B24Client
+            from .app import make_client
             from .wire import make_http
 
             transport = self.transport
@@ -137,7 +136,7 @@ class Connection:
                 transport = demo.transport()
             http = make_http(self.settings.timeout, transport)
             self._http = http
-            self._client = B24Client(self.settings, http, for_settings(self.settings, http))
+            self._client = make_client(self.settings, http)
         return self._client
 
     async def warm(self) -> None:

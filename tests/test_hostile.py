@@ -31,7 +31,8 @@ import httpx
 import pytest
 import trustme
 
-from b24_mcp import auth, settings, wire
+from b24_mcp import settings, wire
+from b24_mcp.app import make_client
 from b24_mcp.client import B24Client
 from b24_mcp.errors import AnswerError, B24Error, ConfigError, PortalError, UpstreamError
 from b24_mcp.tools.get_chat import read_chat
@@ -135,7 +136,7 @@ async def client_for(base: str, **env: str) -> AsyncIterator[B24Client]:
         }
     )
     async with wire.make_http(s.timeout) as http:
-        yield B24Client(s, http, auth.for_settings(s, http))
+        yield make_client(s, http)
 
 
 @pytest.fixture(autouse=True)
@@ -522,7 +523,7 @@ async def mocked(transport: httpx.MockTransport, **env: str) -> AsyncIterator[B2
         {"B24_WEBHOOK_URL": f"https://portal.test/rest/1/{CODE}/", "B24_BOT_ID": "456", "B24_BOT_TOKEN": TOKEN, **env}
     )
     async with wire.make_http(s.timeout, transport) as http:
-        yield B24Client(s, http, auth.for_settings(s, http))
+        yield make_client(s, http)
 
 
 async def test_a_burst_of_impatient_calls_leaves_an_idle_bucket_idle() -> None:

@@ -20,7 +20,7 @@ from mcp import Client
 
 from b24_mcp import client as client_module
 from b24_mcp import settings as config
-from b24_mcp.auth import for_settings
+from b24_mcp.app import make_client
 from b24_mcp.client import B24Client
 from b24_mcp.errors import B24Error, PortalError, UpstreamError
 from b24_mcp.server import build_server
@@ -43,7 +43,7 @@ async def connected(portal: StandInPortal, **env: str) -> AsyncIterator[B24Clien
     """The client as the server makes it (make_http: SSL_CERT_FILE is read here), against `portal`."""
     settings = settings_for(portal, **env)
     async with make_http(settings.timeout) as http:
-        yield B24Client(settings, http, for_settings(settings, http))
+        yield make_client(settings, http)
 
 
 async def get_chats(b24: B24Client, n: int) -> list[Any]:
@@ -116,7 +116,7 @@ async def test_wrong_webhook_code(https_portal: StandInPortal, caplog: pytest.Lo
     settings = config.load(webhook_vars(url))
     async with make_http(settings.timeout) as http:
         with pytest.raises(PortalError, match=r"NO_AUTH_FOUND.*B24_WEBHOOK_URL") as info:
-            await read_chat(B24Client(settings, http, for_settings(settings, http)), "chat5")
+            await read_chat(make_client(settings, http), "chat5")
     assert "wrongCODE9876" not in str(info.value)
     assert "imbot.v2.Chat.get" in caplog.text and "wrongCODE9876" not in caplog.text
 
@@ -222,7 +222,7 @@ async def test_plain_http_to_an_https_portal_says_to_use_https(https_portal: Sta
     """Allowed on loopback, http:// to a portal that speaks only TLS read as a dropped answer ("try again")."""
     settings = config.load(webhook_vars(https_portal.webhook_url.replace("https://", "http://", 1)))
     async with make_http(settings.timeout) as http:
-        b24 = B24Client(settings, http, for_settings(settings, http))
+        b24 = make_client(settings, http)
         with pytest.raises(UpstreamError) as info:
             await read_chat(b24, "chat5")
     message = str(info.value)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from b24_mcp import settings
-from b24_mcp.auth import for_settings
+from b24_mcp.app import make_auth
 from b24_mcp.client import B24Client
 from b24_mcp.errors import PortalError
 from b24_mcp.oauth import TokenPair
@@ -66,7 +66,7 @@ def client(tmp_path: Path, portal: Portal) -> tuple[B24Client, Any]:
         }
     )
     http = make_http(s.timeout, httpx.MockTransport(portal))
-    auth = for_settings(s, http)
+    auth = make_auth(s, http)
     return B24Client(s, http, auth), auth
 
 

@@ -16,12 +16,12 @@ import pytest
 import redis
 
 from b24_mcp import settings as config
-from b24_mcp.auth import for_settings
+from b24_mcp.app import make_auth, shared_portal
 from b24_mcp.client import B24Client
 from b24_mcp.errors import PortalError, UpstreamError
 from b24_mcp.oauth import OAuthSession, Stored, TokenPair, fingerprint
 from b24_mcp.pacing import LeakyBucket
-from b24_mcp.redis_state import Redis, RedisBucket, RedisPairs
+from b24_mcp.redis_state import Redis, RedisBucket, RedisPairs, SharedPortal
 from b24_mcp.team import parse_redis_url
 from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.wire import make_http
@@ -82,10 +82,12 @@ async def replicas(portal: StandInPortal, n: int, **env: str) -> AsyncIterator[l
         clients = []
         for _ in range(n):
             http = await stack.enter_async_context(make_http(settings.timeout))
-            client = B24Client(settings, http, for_settings(settings, http))
-            assert client._shared is not None
-            stack.push_async_callback(client._shared.redis.aclose)
-            store = getattr(getattr(client._auth, "session", None), "store", None)
+            shared = shared_portal(settings)
+            assert isinstance(shared, SharedPortal)
+            stack.push_async_callback(shared.redis.aclose)
+            auth = make_auth(settings, http)
+            client = B24Client(settings, http, auth, shared)
+            store = getattr(getattr(auth, "session", None), "store", None)
             auth_redis = getattr(store, "_redis", None)
             if auth_redis is not None:
                 stack.push_async_callback(auth_redis.aclose)

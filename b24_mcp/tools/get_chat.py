@@ -9,11 +9,10 @@ from pydantic import BaseModel, ConfigDict
 from ..models import Chat, reported
 from . import arguments as args
 from .quoting import count, named, said
-from .spec import BOT_ARGS, ERRORS, Call, ChatResource, ToolSpec, Values
+from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Portal, PortalAnswer, ToolSpec, Values
 
 if TYPE_CHECKING:
     from ..client import B24Client, OnWait
-    from ..standin import StandIn
 
 
 class ChatResult(BaseModel):
@@ -23,7 +22,7 @@ class ChatResult(BaseModel):
     chat: Chat
 
 
-def _answer(portal: StandIn, params: dict[str, Any], oauth_call: bool) -> tuple[int, dict[str, Any]]:
+def _answer(portal: Portal, params: dict[str, Any], oauth_call: bool) -> PortalAnswer:
     dialog = portal.chat_of_call(params, oauth_call)
     if not isinstance(dialog, str):
         return dialog

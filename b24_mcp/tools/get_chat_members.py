@@ -10,11 +10,10 @@ from pydantic import BaseModel, Field
 from ..models import NotAsDocumented, Ours, User, not_as_documented, notice_field, reported, shaped
 from . import arguments as args
 from .quoting import count, person, said
-from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Fits, ToolSpec, Values, most_that_fit
+from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Fits, Portal, PortalAnswer, ToolSpec, Values, most_that_fit
 
 if TYPE_CHECKING:
     from ..client import B24Client, OnWait
-    from ..standin import StandIn
 
 
 class Members(BaseModel):
@@ -29,7 +28,7 @@ class Members(BaseModel):
     notAsDocumented: NotAsDocumented = not_as_documented()
 
 
-def _answer(portal: StandIn, params: dict[str, Any], oauth_call: bool) -> tuple[int, dict[str, Any]]:
+def _answer(portal: Portal, params: dict[str, Any], oauth_call: bool) -> PortalAnswer:
     dialog = portal.chat_of_call(params, oauth_call)
     if not isinstance(dialog, str):
         return dialog

@@ -10,11 +10,10 @@ from pydantic import BaseModel, Field
 from ..models import ABSENT, Message, NotAsDocumented, Ours, User, not_as_documented, notice_field, reported, shaped
 from . import arguments as args
 from .quoting import UNTRUSTED, quote
-from .spec import BOT_ARGS, ERRORS, READERS, Call, Fits, ToolSpec, Values, most_that_fit
+from .spec import BOT_ARGS, ERRORS, READERS, Call, Fits, Portal, PortalAnswer, ToolSpec, Values, most_that_fit
 
 if TYPE_CHECKING:
     from ..client import B24Client, OnWait
-    from ..standin import StandIn
 
 
 class OneMessage(BaseModel):
@@ -29,7 +28,7 @@ class OneMessage(BaseModel):
     notAsDocumented: NotAsDocumented = not_as_documented()
 
 
-def _answer(portal: StandIn, params: dict[str, Any], oauth_call: bool) -> tuple[int, dict[str, Any]]:
+def _answer(portal: Portal, params: dict[str, Any], oauth_call: bool) -> PortalAnswer:
     found = portal.readable_message(params, oauth_call)
     if isinstance(found, tuple):
         return found

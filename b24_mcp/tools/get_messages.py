@@ -13,17 +13,28 @@ from ..models import Message, MessageWindow, Mismatch, reported
 from . import arguments as args
 from .get_chat import CHAT_GET, read_chat
 from .quoting import UNTRUSTED, count, quote
-from .spec import BOT_ARGS, ERRORS, READERS, Call, ChatResource, Fits, ToolSpec, Values, most_that_fit
+from .spec import (
+    BOT_ARGS,
+    ERRORS,
+    READERS,
+    Call,
+    ChatResource,
+    Fits,
+    Portal,
+    PortalAnswer,
+    ToolSpec,
+    Values,
+    most_that_fit,
+)
 
 if TYPE_CHECKING:
     from ..client import B24Client, OnWait
-    from ..standin import StandIn
 
 ANCHORS = ("dialogId", "messageId", "beforeMessageId", "afterMessageId")  # exactly one says where to read
 TEXT_CUT = 2_000  # characters of a message's text kept when a window is over the budget
 
 
-def _answer(portal: StandIn, params: dict[str, Any], oauth_call: bool) -> tuple[int, dict[str, Any]]:
+def _answer(portal: Portal, params: dict[str, Any], oauth_call: bool) -> PortalAnswer:
     found = portal.readable_message(params, oauth_call)
     if isinstance(found, tuple):
         return found

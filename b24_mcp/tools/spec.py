@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, ContentBlock, Icon, ResourceLink, TextContent, ToolAnnotations
@@ -25,7 +25,6 @@ from .quoting import set_aside
 
 if TYPE_CHECKING:  # the client (and httpx) load after the first tools/list, off the start-up path
     from ..client import B24Client, OnWait
-    from ..standin import StandIn
 
 log = logging.getLogger("b24_mcp.tools")
 
@@ -77,7 +76,25 @@ Run = Callable[["B24Client", Values, "OnWait | None"], Awaitable[BaseModel]]
 Fits = Callable[[BaseModel], bool]  # whether a result, built whole, fits the budget
 Fit = Callable[[BaseModel, Values, Fits], tuple[BaseModel, str]]
 """A tool's way to make its result fit the budget: the smaller result and a sentence on what was left for later."""
-StandInAnswer = Callable[["StandIn", dict[str, Any], bool], tuple[int, dict[str, Any]]]
+PortalAnswer = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
+
+
+class Portal(Protocol):
+    """What a tool's stand-in answer reads of the stand-in portal (`standin.StandIn`): its data and its checks."""
+
+    chats: dict[str, dict[str, Any]]
+    members: dict[str, list[int]]
+    users: dict[int, dict[str, Any]]
+    messages: dict[int, dict[str, Any]]
+
+    def ok(self, result: Any) -> PortalAnswer: ...
+    def bounded(self, value: Any, low: int, high: int, default: int) -> int: ...
+    def chat_of_call(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer | str: ...
+    def readable_message(self, params: dict[str, Any], oauth_call: bool) -> dict[str, Any] | PortalAnswer: ...
+    def author_of(self, message: dict[str, Any]) -> dict[str, Any]: ...
+
+
+StandInAnswer = Callable[[Portal, dict[str, Any], bool], PortalAnswer]
 """How the stand-in portal answers a method: (portal, the request's parameters, whether by OAuth) -> answer."""
 
 

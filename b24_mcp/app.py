@@ -1,0 +1,65 @@
+"""The composition root: the parts a portal call is made of, picked once from the settings and handed in.
+
+The Bitrix24 client, its auth and its stores know no settings beyond their own: whether the OAuth pair lives in
+the token file or in Redis, and whether the bucket is this process's or the replicas', is decided here alone, so
+no lower module reaches up to choose. Redis-backed parts are imported only when B24_REDIS_URL is set.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .auth import OAuth, Webhook
+from .client import B24Client, SharedPortal
+from .settings import CALL_BUDGET, Settings, WebhookConfig, token_file_of
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .auth import Auth
+    from .oauth import PairStore
+
+
+def make_auth(settings: Settings, http: httpx.AsyncClient) -> Auth:
+    """The auth object for the configured mode; for OAuth, the renewal algorithm over the store the settings pick
+    (Redis with B24_REDIS_URL, else the token file)."""
+    if isinstance(settings.auth, WebhookConfig):
+        return Webhook(settings.auth)
+    from .oauth import OAuthSession, TokenPair
+
+    auth = settings.auth
+    session = OAuthSession(
+        http=http,
+        token_url=auth.token_url,
+        client_id=auth.client_id,
+        client_secret=auth.client_secret,
+        seed=TokenPair(auth.access_token, auth.refresh_token),
+        store=_pair_store(settings),
+        limit=CALL_BUDGET * settings.timeout,  # a sent token request's own bound: longer than one HTTP phase
+    )
+    return OAuth(auth, session)
+
+
+def _pair_store(settings: Settings) -> PairStore:
+    assert not isinstance(settings.auth, WebhookConfig)
+    if settings.team is not None and settings.team.redis is not None:  # B24_REDIS_URL: replicas share the pair
+        from .redis_state import pair_store
+
+        return pair_store(settings)
+    from .token_file import TokenFile
+
+    return TokenFile(token_file_of(settings.auth))
+
+
+def shared_portal(settings: Settings) -> SharedPortal | None:
+    """The replicas' shared bucket and blocks (B24_REDIS_URL), or None for a process on its own."""
+    if settings.team is None or settings.team.redis is None:
+        return None
+    from .redis_state import SharedPortal as RedisPortal
+
+    return RedisPortal(settings)
+
+
+def make_client(settings: Settings, http: httpx.AsyncClient) -> B24Client:
+    """The Bitrix24 client with its auth and, for replicas, their shared state."""
+    return B24Client(settings, http, make_auth(settings, http), shared_portal(settings))
