@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO, TypeVar
 import anyio
 
 from . import settings as config
-from .errors import ConfigError, printable
+from .errors import ConfigError, printable, problems_of
 from .tools import names as tool_names
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
         if not demo:
             config.check_ca(env, load=True)  # parsed as httpx will, which start-up skips for speed
     except ConfigError as err:
-        for problem in config.problems_of(err):
+        for problem in problems_of(err):
             report.line("✗", f"configuration: {problem}")
         report.line(
             "→", "Verdict: fix the settings above in the MCP server's env block (see the README), then run again."

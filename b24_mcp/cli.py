@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import logs
 from . import settings as config
-from .errors import ConfigError
+from .errors import ConfigError, Problems, problems_of
 
 if TYPE_CHECKING:
     from mcp.server.transport_security import TransportSecuritySettings
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = config.load(os.environ, demo=args.demo, tools=tool_names())
     except ConfigError as err:
-        for problem in config.problems_of(err):
+        for problem in problems_of(err):
             log.error("configuration problem: %s (the tools report it until fixed)", problem)
         settings = err
     log.info("starting over %s: %s", args.transport, _describe(settings))
@@ -273,7 +273,7 @@ def _http_preflight(args: argparse.Namespace) -> tuple[TransportSecuritySettings
     Checked before logging and settings, so the refusal lines are the only ones: nothing is served."""
     from . import transport
 
-    problems = config.Problems()
+    problems = Problems()
     security = problems.take(lambda: transport.transport_security(args.host, args.allowed_host))
     http_auth = problems.take(lambda: transport.http_auth(args.host, args.no_auth, os.environ))
     redis_url = os.environ.get("B24_REDIS_URL", "").strip()

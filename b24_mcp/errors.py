@@ -13,9 +13,9 @@ neither steer the model with a long speech nor repaint the terminal of someone r
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from .logs import redact
 
@@ -40,6 +40,49 @@ class B24Error(Exception):
 
 class ConfigError(B24Error):
     """A setting (environment variable or command-line option) is missing or malformed."""
+
+
+class ConfigProblems(ConfigError):
+    """Every bad setting found at once; `problems` holds one line for each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            numbered = "; ".join(f"({i}) {p}" for i, p in enumerate(self.problems, 1))
+            message = f"{len(self.problems)} settings need fixing: {numbered}"
+        super().__init__(message)
+
+
+def problems_of(err: ConfigError) -> tuple[str, ...]:
+    """One line for each bad setting an error carries."""
+    return err.problems if isinstance(err, ConfigProblems) else (str(err),)
+
+
+T = TypeVar("T")
+
+
+class Problems:
+    """Every problem of a group of settings, collected so that all are reported at once (`raise_any`)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def take(self, check: Callable[[], T]) -> T | None:
+        """The check's value, or None with its problems noted."""
+        try:
+            return check()
+        except ConfigError as err:
+            self.lines.extend(problems_of(err))
+            return None
+
+    def raise_any(self) -> None:
+        if self.lines:
+            raise ConfigProblems(self.lines)
 
 
 class InputError(B24Error):

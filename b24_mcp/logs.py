@@ -14,6 +14,7 @@ that call's output only (`redact(text, extra)`), so the set cannot grow with eve
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import sys
@@ -94,3 +95,8 @@ def setup(level: str) -> None:
     # B24_LOG_LEVEL=DEBUG means b24-mcp's own lines (one per portal request), not the libraries' internals.
     for library in ("mcp", "asyncio", "filelock", "redis", "anyio", "uvicorn", "jwt"):
         logging.getLogger(library).setLevel(max(logging.getLevelName(level), logging.INFO))
+
+
+def fingerprint(token: str) -> str:
+    """Identifies a token without revealing it: which seed a saved pair descends from."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]

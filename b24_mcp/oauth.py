@@ -12,7 +12,6 @@ and stores its pair the moment it arrives: a caller cancelled, out of time or sh
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import os
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from .errors import AuthError, B24Error, UpstreamError, clean_code, clean_text
-from .logs import redact
+from .logs import fingerprint, redact
 from .settings import CALL_BUDGET
 
 if TYPE_CHECKING:
@@ -95,11 +94,6 @@ class PairStore(Protocol):
         """Store `new` if the stored refresh token is still `replaces` ('': none stored): True; False if another
         pair was stored since; None if the lock is busy now (`locked`: held already). Raises SaveFailed."""
         ...
-
-
-def fingerprint(token: str) -> str:
-    """Identifies a token without revealing it: which seed a saved pair descends from."""
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 class Renewals:

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .errors import B24Error, PortalError, UpstreamError, portal_error
-from .logs import redact
-from .oauth import LockBusy, SaveFailed, Stored, TokenPair, fingerprint
+from .logs import fingerprint, redact
+from .oauth import LockBusy, SaveFailed, Stored, TokenPair
 from .pacing import OnWait, SharedBucket, gcra
 from .team import REDIS_URL, RedisConfig
 

@@ -12,18 +12,18 @@ meanings: `check`, the help text and the unknown-variable warning ("did you mean
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import Literal
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .team import TeamConfig
+from .errors import ConfigError, ConfigProblems, Problems
+from .forms import check_base_url
+from .paths import check_token_path, default_token_file
+from .team import TeamConfig
+from .team import load as load_team
 
 DEMO_HOST = "demo.b24-mcp.invalid"
 DEMO_WEBHOOK_URL = f"https://{DEMO_HOST}/rest/1/demo0webhook0code/"
@@ -82,6 +82,7 @@ VARIABLES: tuple[Variable, ...] = (
 KNOWN = {v.name: v for v in VARIABLES}
 SECRET_VARS = tuple(v.name for v in VARIABLES if v.shown == "secret")
 OAUTH_VARS = tuple(v.name for v in VARIABLES if v.group == "oauth")
+TEAM_VARS = tuple(v.name for v in VARIABLES if v.group == "team")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>[0-9]+)/(?P<code>[A-Za-z0-9_-]+)/?$")
@@ -165,16 +166,6 @@ def mask_webhook_url(url: str) -> str:
     return re.sub(r"(/rest/[0-9]+/)[^/?#\s]+", r"\1***", url)
 
 
-def is_loopback(host: str) -> bool:
-    """Loopback hosts may use plain http: they are local stand-ins, nothing crosses a network."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 # --- what is refused before a value is parsed: quotes, and the examples from the README --------------------------
 
 WEBHOOK_FORM = "https://your-portal.bitrix24.com/rest/{user_id}/{webhook_code}/"  # {...}: never masked as a code
@@ -205,27 +196,6 @@ def _copied_wrong(var: Variable, value: str) -> str | None:
 
 
 # --- each value -----------------------------------------------------------------------------------------------
-
-
-def check_base_url(var: str, raw: str, form: str, *, query: bool = False) -> tuple[str, str, str]:
-    """Common checks for a URL setting: scheme, host, https unless loopback, no credentials or fragment (and no
-    query unless `query`). Returns (scheme, netloc, path)."""
-    try:
-        parts = urlsplit(raw)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        raise ConfigError(f"{var} is not a valid URL; expected {form}") from None
-    if parts.scheme not in ("http", "https") or not hostname:
-        raise ConfigError(f"{var} must be an absolute http(s) URL; expected {form}")
-    if parts.scheme == "http" and not is_loopback(hostname):
-        raise ConfigError(
-            f"{var} must use https:// (Bitrix24 refuses plain http); plain http is allowed only for "
-            f"localhost/127.0.0.1 stand-ins; expected {form}"
-        )
-    if (parts.query and not query) or parts.fragment or parts.username or parts.password:
-        raise ConfigError(f"{var} must not contain a query string, fragment or user:password; expected {form}")
-    return parts.scheme, parts.netloc, parts.path
 
 
 def parse_webhook_url(raw: str) -> WebhookConfig:
@@ -365,7 +335,6 @@ def check_ca(env: Mapping[str, str], *, load: bool = False) -> None:
 
 def token_file_of(auth: OAuthConfig) -> Path:
     """Where the OAuth token pair lives: B24_TOKEN_FILE, or the default file in the user's data directory."""
-    from .token_file import default_token_file  # only OAuth users import it
 
     return auth.token_file or default_token_file(auth.host, auth.client_id)
 
@@ -410,55 +379,11 @@ def check_token_file(path: Path, *, explicit: bool) -> None:
                 f"{name} cannot be created: this user may not write to {existing}; create the directory, or choose "
                 "a file in a directory you own"
             )
-    from .token_file import check_token_path
 
     check_token_path(path)
 
 
 # --- all of it at once ------------------------------------------------------------------------------------------
-
-
-class ConfigProblems(ConfigError):
-    """Every bad setting found by one `load()`; `problems` holds one line for each."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = tuple(problems)
-        if len(self.problems) == 1:
-            message = self.problems[0]
-        else:
-            numbered = "; ".join(f"({i}) {p}" for i, p in enumerate(self.problems, 1))
-            message = f"{len(self.problems)} settings need fixing: {numbered}"
-        super().__init__(message)
-
-
-def problems_of(err: ConfigError) -> tuple[str, ...]:
-    """One line for each bad setting an error carries."""
-    return err.problems if isinstance(err, ConfigProblems) else (str(err),)
-
-
-T = TypeVar("T")
-
-
-class Problems:
-    """Every problem of a group of settings, collected so that all are reported at once (`raise_any`)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def add(self, line: str) -> None:
-        self.lines.append(line)
-
-    def take(self, check: Callable[[], T]) -> T | None:
-        """The check's value, or None with its problems noted."""
-        try:
-            return check()
-        except ConfigError as err:
-            self.lines.extend(problems_of(err))
-            return None
-
-    def raise_any(self) -> None:
-        if self.lines:
-            raise ConfigProblems(self.lines)
 
 
 _NEAR_PREFIX = re.compile(r"(BITRIX24|BITRIX|B24)_?")  # BITRIX24_WEBHOOK_URL, B24WEBHOOK_URL: near misses
@@ -570,8 +495,6 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
             problems.take(lambda: check_ca(env))
     team = None
     if any(v.group == "team" and v.name in values for v in VARIABLES):
-        from .team import load as load_team  # only a team deployment imports it
-
         team = problems.take(lambda: load_team(values))
         if team is not None and team.redis is not None:
             secrets = (*secrets, *team.redis.secrets)  # masked wherever the URL might be quoted

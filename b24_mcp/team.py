@@ -1,10 +1,9 @@
 """The team deployment's settings: who may call the HTTP endpoint, and where replicas share their state.
 
-Stdlib only, and imported only when one of `TEAM_VARS` is set (or on the HTTP transport), so the desktop
-default (stdio, no Redis) loads nothing new. Each problem is a one-line `ConfigError` naming the variable and
-never echoing a secret (a Redis password, a token). What uses these settings lives elsewhere: `http_auth`
-(bearer tokens on Streamable HTTP, on the SDK's TokenVerifier) and `redis_state` (the shared pacing bucket,
-portal-wide blocks and OAuth pair).
+Stdlib only: the desktop default loads it with the settings, and nothing new with it. Each problem is a
+one-line `ConfigError` naming the variable and never echoing a secret (a Redis password, a token). What uses
+these settings lives elsewhere: `http_auth` (bearer tokens on Streamable HTTP, on the SDK's TokenVerifier) and
+`redis_state` (the shared pacing bucket, portal-wide blocks and OAuth pair).
 
 - `B24_HTTP_TOKENS_FILE`: SHA-256 hex digests of accepted bearer tokens, one a line (`#` comments and blank lines
   allowed); `b24-mcp token` makes a token and its line. Read at start (a bad file refuses to start) and again
@@ -28,8 +27,8 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConfigError
-from .settings import VARIABLES, Problems, check_base_url, is_loopback
+from .errors import ConfigError, Problems
+from .forms import check_base_url, is_loopback
 
 TOKENS_FILE = "B24_HTTP_TOKENS_FILE"
 JWKS_URL = "B24_HTTP_JWKS_URL"
@@ -38,7 +37,6 @@ AUDIENCE = "B24_HTTP_AUDIENCE"
 RESOURCE_URL = "B24_HTTP_RESOURCE_URL"
 REDIS_URL = "B24_REDIS_URL"
 JWT_VARS = (JWKS_URL, ISSUER, AUDIENCE)
-TEAM_VARS = tuple(v.name for v in VARIABLES if v.group == "team")  # the table in settings.py is their home
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 TOKENS_FILE_MAX = 1 << 20  # a megabyte holds ~15,000 digests: far more than a team

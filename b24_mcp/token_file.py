@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import os
-import re
 import stat
 import tempfile
 import time
@@ -23,77 +22,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .errors import ConfigError
-from .oauth import LockBusy, SaveFailed, Stored, TokenPair, fingerprint
+from .oauth import LockBusy, SaveFailed, Stored, TokenPair
+from .paths import lock_file_of, os_reason
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
 
 log = logging.getLogger("b24_mcp.oauth")
 LOCK_POLL = 0.05  # seconds between two tries of the token file's lock
-
-
-def default_token_file(portal_host: str, client_id: str) -> Path:
-    """One file per portal and application, in the user's data directory."""
-    import platformdirs  # only OAuth users pay for it, and only on first use
-
-    safe_host = re.sub(r"[^A-Za-z0-9.-]", "_", portal_host)
-    return platformdirs.user_data_path("b24-mcp") / f"oauth-{safe_host}-{fingerprint(client_id)[:12]}.json"
-
-
-def lock_file_of(token_file: Path) -> Path:
-    """The lock beside the token file. An OS lock on it is what counts, not its existence: it stays in place."""
-    return token_file.with_name(f"{token_file.name}.lock")
-
-
-def check_token_path(path: Path) -> None:
-    """Refuse, in one ConfigError line, a token file that other users could swap: ssh's rule for keys.
-
-    Whoever can replace the file or its lock can feed b24-mcp tokens of their choosing, or hold the lock forever;
-    whoever owns it reads the refresh token. So the file's directory (or, before it exists, its nearest existing
-    ancestor, under which it will be made 0700) must not be writable by group or others unless the sticky bit is
-    set, and the directory, an existing token file and an existing lock file must belong to this user.
-    """
-    getuid = getattr(os, "getuid", None)
-    if getuid is None:  # Windows: access is a matter of ACLs, not of mode bits and owners
-        return
-    uid = getuid()
-    path = path.absolute()
-
-    def refused(why: str, fix: str = "set") -> ConfigError:
-        return ConfigError(
-            f"B24_TOKEN_FILE {path} is not in a safe place: {why}; {fix} B24_TOKEN_FILE to a file in a directory "
-            "that only you can write to"
-        )
-
-    directory = existing = path.parent
-    while True:
-        try:
-            st = existing.stat()
-            break
-        except FileNotFoundError:
-            if existing.parent == existing:
-                return
-            existing = existing.parent
-        except OSError as exc:
-            raise refused(f"{existing} cannot be checked ({_why(exc)})") from None
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
-        raise refused(
-            f"other users can write to {existing} (mode {mode:04o}, no sticky bit) and could replace the file",
-            f"run chmod go-w {existing}, or set",
-        )
-    if existing == directory and st.st_uid != uid:
-        raise refused(f"the directory belongs to another user (uid {st.st_uid}; this is uid {uid})")
-    for what, file in (("the token file", path), ("its lock file", lock_file_of(path))):
-        try:
-            owner = file.stat().st_uid
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise refused(f"{what} {file} cannot be checked ({_why(exc)})") from None
-        if owner != uid:
-            raise refused(f"{what} {file} belongs to another user (uid {owner}; this is uid {uid})")
 
 
 class TokenFile:
@@ -180,7 +116,7 @@ class TokenFile:
                 "Cannot lock %s (%s): renewing the OAuth token without the lock that keeps b24-mcp processes "
                 "sharing B24_TOKEN_FILE from renewing it at the same time. Make its directory writable.",
                 self.lock_file,
-                _why(exc),
+                os_reason(exc),
             )
 
     async def write(self, new: Stored, replaces: str, *, locked: bool) -> bool | None:
@@ -209,7 +145,7 @@ class TokenFile:
                 self._write(new)
             except OSError as exc:
                 raise SaveFailed(
-                    f"Could not save the renewed OAuth tokens to {self.path} (B24_TOKEN_FILE): {_why(exc)}. Free "
+                    f"Could not save the renewed OAuth tokens to {self.path} (B24_TOKEN_FILE): {os_reason(exc)}. Free "
                     "space on its disk or make the file and its directory writable."
                 ) from None
             return True
@@ -234,7 +170,7 @@ class TokenFile:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            reason = _why(exc) if isinstance(exc, OSError) else "it does not hold a b24-mcp token pair"
+            reason = os_reason(exc) if isinstance(exc, OSError) else "it does not hold a b24-mcp token pair"
             if self._warned_read != reason:
                 self._warned_read = reason
                 # Kept as it is: it may be the only copy of a live pair. The next successful renewal replaces it.
@@ -279,8 +215,3 @@ class TokenFile:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-
-
-def _why(exc: BaseException) -> str:
-    """An OS error in words, without its filename (the caller names the file)."""
-    return (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__

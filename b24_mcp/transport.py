@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import ConfigError
-from .settings import is_loopback
+from .forms import is_loopback
 
 if TYPE_CHECKING:  # importing the SDK takes about a second: a refused start should not wait for it
     import uvicorn

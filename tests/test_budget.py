@@ -12,7 +12,7 @@ from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
 from b24_mcp import demo, settings
-from b24_mcp.errors import ConfigError
+from b24_mcp.errors import ConfigError, problems_of
 from b24_mcp.server import build_server
 from b24_mcp.standin import MESSAGES, USERS, StandIn
 from b24_mcp.tools import names
@@ -117,7 +117,7 @@ async def test_b24_tools_lists_only_the_chosen_tools_and_their_resources() -> No
 def test_an_unknown_tool_name_is_a_problem_that_names_the_tools(value: str) -> None:
     with pytest.raises(ConfigError) as info:
         settings.load(webhook_vars(B24_TOOLS=value), tools=names())
-    (problem,) = settings.problems_of(info.value)
+    (problem,) = problems_of(info.value)
     assert problem.startswith("B24_TOOLS names") and ", ".join(names()) in problem and len(problem) < 400
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from b24_mcp import settings as config
-from b24_mcp.errors import ConfigError
-from b24_mcp.team import TEAM_VARS
+from b24_mcp.errors import ConfigError, problems_of
+from b24_mcp.settings import TEAM_VARS
 from tests.readme import README, code_blocks, section
 from tests.values import ROOT
 
@@ -46,7 +46,7 @@ def test_example_config_is_refused_as_examples_and_covers_every_variable() -> No
             continue
         with pytest.raises(ConfigError) as info:
             config.load(env)
-        problems = config.problems_of(info.value)
+        problems = problems_of(info.value)
         assert problems and all("still holds an example value" in p for p in problems), problems
     # The team deployment's variables belong to an HTTP server, not to a desktop host's entry (README, "Run it
     # for a team", documents them).

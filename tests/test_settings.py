@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from b24_mcp import settings as config
-from b24_mcp.errors import ConfigError
+from b24_mcp.errors import ConfigError, problems_of
 from tests.values import CODE, HOOK, HOST, TOKEN
 
 
@@ -144,7 +144,7 @@ def test_reprs_hide_every_secret() -> None:
 def test_every_bad_setting_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as info:
         load(B24_WEBHOOK_URL=f"http://acme.bitrix24.com/rest/1/{CODE}/", B24_BOT_ID="abc", B24_TIMEOUT="soon")
-    problems = config.problems_of(info.value)
+    problems = problems_of(info.value)
     assert [p.split(" ", 1)[0] for p in problems] == ["B24_WEBHOOK_URL", "B24_BOT_ID", "B24_TIMEOUT='soon'"]
     assert all("\n" not in p for p in problems)
     assert str(info.value).startswith("3 settings need fixing: (1) B24_WEBHOOK_URL must use https://")
@@ -154,14 +154,14 @@ def test_every_bad_setting_is_reported_at_once() -> None:
 def test_one_bad_setting_reads_as_before() -> None:
     with pytest.raises(ConfigError) as info:
         load(B24_WEBHOOK_URL=HOOK, B24_TIMEOUT="soon")
-    assert config.problems_of(info.value) == (str(info.value),)
+    assert problems_of(info.value) == (str(info.value),)
     assert str(info.value).startswith("B24_TIMEOUT='soon' is not a number")
 
 
 def test_every_bad_oauth_setting_is_reported_with_what_is_missing() -> None:
     with pytest.raises(ConfigError) as info:
         load(B24_PORTAL_URL="https://acme.bitrix24.com/some/path", B24_ACCESS_TOKEN="has space", B24_CLIENT_ID="x")
-    problems = config.problems_of(info.value)
+    problems = problems_of(info.value)
     assert len(problems) == 3
     assert "missing: B24_REFRESH_TOKEN, B24_CLIENT_SECRET" in problems[0]
     assert problems[1].startswith("B24_PORTAL_URL must be the portal's address only")
@@ -197,7 +197,7 @@ def test_example_values_are_refused_in_one_line(name: str, value: str, example: 
         }
     with pytest.raises(ConfigError) as info:
         config.load({**env, name: value})
-    (problem,) = config.problems_of(info.value)
+    (problem,) = problems_of(info.value)
     assert problem == (
         f"{name} still holds an example value ('{example}') from the README or claude_config.example.json: "
         "replace it with your own"
@@ -209,7 +209,7 @@ def test_a_quoted_url_is_told_to_lose_its_quotes(quote: str) -> None:
     closing = "”" if quote == "“" else quote
     with pytest.raises(ConfigError) as info:
         load(B24_WEBHOOK_URL=f"{quote}{HOOK}{closing}")
-    (problem,) = config.problems_of(info.value)
+    (problem,) = problems_of(info.value)
     assert problem == "B24_WEBHOOK_URL is wrapped in quotes, which became part of the value: remove them"
     assert CODE not in problem
 
@@ -292,7 +292,7 @@ def test_token_file_problems_are_caught_at_start_up(tmp_path: Path, monkeypatch:
     for value, why in cases:
         with pytest.raises(ConfigError) as info:
             config.load(oauth(B24_TOKEN_FILE=value))
-        (problem,) = config.problems_of(info.value)
+        (problem,) = problems_of(info.value)
         assert problem.startswith("B24_TOKEN_FILE=") and why in problem, problem
     # Not writable by this user (os.access answers for the user, even for root, who may write anywhere).
     locked = tmp_path / "locked"

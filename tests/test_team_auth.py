@@ -148,7 +148,7 @@ def test_team_settings_load() -> None:
 def test_non_loopback_without_auth_refuses_to_start(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    for name in team.TEAM_VARS:
+    for name in config.TEAM_VARS:
         monkeypatch.delenv(name, raising=False)
     args = ["--demo", "--transport", "streamable-http", "--host", "0.0.0.0", "--allowed-host", "mcp.example.com"]
     with pytest.raises(SystemExit) as exited:

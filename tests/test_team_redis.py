@@ -19,7 +19,8 @@ from b24_mcp import settings as config
 from b24_mcp.app import make_auth, shared_portal
 from b24_mcp.client import B24Client
 from b24_mcp.errors import PortalError, UpstreamError
-from b24_mcp.oauth import OAuthSession, Stored, TokenPair, fingerprint
+from b24_mcp.logs import fingerprint
+from b24_mcp.oauth import OAuthSession, Stored, TokenPair
 from b24_mcp.pacing import LeakyBucket
 from b24_mcp.redis_state import Redis, RedisBucket, RedisPairs, SharedPortal
 from b24_mcp.team import parse_redis_url

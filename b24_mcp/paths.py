@@ -1,0 +1,80 @@
+"""Where b24-mcp keeps its files (the OAuth token file and its lock), and the check that no other user could
+swap them: ssh's rule for keys, applied before the first token is ever written."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+from .errors import ConfigError
+from .logs import fingerprint
+
+
+def default_token_file(portal_host: str, client_id: str) -> Path:
+    """One file per portal and application, in the user's data directory."""
+    import platformdirs  # only OAuth users pay for it, and only on first use
+
+    safe_host = re.sub(r"[^A-Za-z0-9.-]", "_", portal_host)
+    return platformdirs.user_data_path("b24-mcp") / f"oauth-{safe_host}-{fingerprint(client_id)[:12]}.json"
+
+
+def lock_file_of(token_file: Path) -> Path:
+    """The lock beside the token file. An OS lock on it is what counts, not its existence: it stays in place."""
+    return token_file.with_name(f"{token_file.name}.lock")
+
+
+def check_token_path(path: Path) -> None:
+    """Refuse, in one ConfigError line, a token file that other users could swap: ssh's rule for keys.
+
+    Whoever can replace the file or its lock can feed b24-mcp tokens of their choosing, or hold the lock forever;
+    whoever owns it reads the refresh token. So the file's directory (or, before it exists, its nearest existing
+    ancestor, under which it will be made 0700) must not be writable by group or others unless the sticky bit is
+    set, and the directory, an existing token file and an existing lock file must belong to this user.
+    """
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:  # Windows: access is a matter of ACLs, not of mode bits and owners
+        return
+    uid = getuid()
+    path = path.absolute()
+
+    def refused(why: str, fix: str = "set") -> ConfigError:
+        return ConfigError(
+            f"B24_TOKEN_FILE {path} is not in a safe place: {why}; {fix} B24_TOKEN_FILE to a file in a directory "
+            "that only you can write to"
+        )
+
+    directory = existing = path.parent
+    while True:
+        try:
+            st = existing.stat()
+            break
+        except FileNotFoundError:
+            if existing.parent == existing:
+                return
+            existing = existing.parent
+        except OSError as exc:
+            raise refused(f"{existing} cannot be checked ({os_reason(exc)})") from None
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        raise refused(
+            f"other users can write to {existing} (mode {mode:04o}, no sticky bit) and could replace the file",
+            f"run chmod go-w {existing}, or set",
+        )
+    if existing == directory and st.st_uid != uid:
+        raise refused(f"the directory belongs to another user (uid {st.st_uid}; this is uid {uid})")
+    for what, file in (("the token file", path), ("its lock file", lock_file_of(path))):
+        try:
+            owner = file.stat().st_uid
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise refused(f"{what} {file} cannot be checked ({os_reason(exc)})") from None
+        if owner != uid:
+            raise refused(f"{what} {file} belongs to another user (uid {owner}; this is uid {uid})")
+
+
+def os_reason(exc: BaseException) -> str:
+    """An OS error in words, without its filename (the caller names the file)."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
