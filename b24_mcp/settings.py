@@ -31,6 +31,8 @@ DEMO_BOT_ID = 456
 DEMO_NOTICE = "DEMO DATA from the built-in demo portal (b24-mcp --demo), not a real Bitrix24 account."
 DEMO_BOT_TOKEN = "demo-bot-token"  # noqa: S105 - the demo portal's published sample token, not a secret
 
+FILE_MAX_BYTES = 5 * 1024 * 1024  # B24_FILE_MAX_BYTES' default: a screenshot or a spec, not a video
+FILE_MAX_BYTES_LIMIT = 100 * 1024 * 1024  # the most it may be set to: a file is read into memory whole
 CALL_BUDGET = 3  # a get_chat call ends within 3 x B24_TIMEOUT, whatever the portal does
 MAX_ID = 2**31 - 1  # Bitrix24 ids are signed 32-bit integers.
 BOT_TOKEN_MAX = 40  # imbot.v2.Bot.register: fields.botToken is at most 40 characters.
@@ -64,6 +66,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("B24_TIMEOUT", "seconds one request to the portal may take"),
     Variable("B24_RATE_LIMIT", "requests per second b24-mcp allows itself"),
     Variable("B24_RATE_BURST", "requests b24-mcp may send at once"),
+    Variable("B24_FILE_MAX_BYTES", "the most bytes get_file reads of one file (once decompressed)"),
     Variable("B24_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR; logs go to stderr"),
     Variable("SSL_CERT_FILE", "a CA bundle (PEM) for a portal with an internal CA", "value", "tls"),
     Variable("SSL_CERT_DIR", "a directory of CA certificates (used when SSL_CERT_FILE is unset)", "value", "tls"),
@@ -143,6 +146,7 @@ class Settings:
     timeout: float = 10.0  # one request; a whole call, retries and waits included, ends within CALL_BUDGET x this
     rate_limit: float = 2.0
     rate_burst: int = 10
+    file_max_bytes: int = FILE_MAX_BYTES  # get_file reads at most this much of a file, decompressed
     demo: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
     team: TeamConfig | None = None  # B24_REDIS_URL and the HTTP auth variables (team.py)
@@ -312,6 +316,14 @@ def _burst(raw: str) -> int:
     value = _number(raw, "B24_RATE_BURST", 10, 0, 10_000, "a whole number of requests, e.g. 10 (Enterprise: 250)")
     if value != int(value):
         raise ConfigError(f"B24_RATE_BURST={raw!r} must be a whole number, e.g. 10")
+    return int(value)
+
+
+def _file_max_bytes(raw: str) -> int:
+    form = f"a whole number of bytes from 1024 to {FILE_MAX_BYTES_LIMIT} (100 MiB), e.g. {FILE_MAX_BYTES} (5 MiB)"
+    value = _number(raw, "B24_FILE_MAX_BYTES", FILE_MAX_BYTES, 1023, FILE_MAX_BYTES_LIMIT, form)
+    if value != int(value):
+        raise ConfigError(f"B24_FILE_MAX_BYTES={raw!r} must be {form}")
     return int(value)
 
 
@@ -507,6 +519,7 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         )
     )
     burst = problems.take(lambda: _burst(get("B24_RATE_BURST")))
+    file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")))
     if demo:
         auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
         bot_id: int | None = DEMO_BOT_ID
@@ -523,7 +536,7 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         team = problems.take(lambda: load_team(values))
         if team is not None and team.redis is not None and team.redis.password:
             secrets = (*secrets, team.redis.password)  # masked wherever the URL might be quoted
-    if problems.lines or auth is None or timeout is None or rate is None or burst is None:
+    if problems.lines or auth is None or timeout is None or rate is None or burst is None or file_max is None:
         raise ConfigProblems(sorted(problems.lines or ["the configuration could not be read"], key=_table_order))
     return Settings(
         auth=auth,
@@ -532,6 +545,7 @@ def load(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         timeout=timeout,
         rate_limit=rate,
         rate_burst=burst,
+        file_max_bytes=file_max,
         demo=demo,
         secrets=secrets,
         team=team,

@@ -60,6 +60,7 @@ def secret_variables(tmp_path: Path) -> set[str]:
         "B24_TIMEOUT": "10",
         "B24_RATE_LIMIT": "2",
         "B24_RATE_BURST": "10",
+        "B24_FILE_MAX_BYTES": "5242880",
         "B24_LOG_LEVEL": "WARNING",
         # the team deployment's (parsed by b24_mcp.team)
         "B24_HTTP_TOKENS_FILE": str(tokens),

@@ -68,5 +68,10 @@ def quote(message: dict[str, Any], users: dict[Any, dict[str, Any]]) -> str:
         header += ", forwarded"
     text = str(message.get("text") or "")
     shown = text if len(text) <= QUOTED_TEXT_MAX else text[:QUOTED_TEXT_MAX] + f" […{len(text) - QUOTED_TEXT_MAX} more]"
-    lines = [clean_text(line, QUOTED_TEXT_MAX + 40) for line in shown.splitlines()] or [""]
-    return header + ":\n" + "\n".join(f"> {line}" for line in lines)
+    return header + ":\n" + blockquote(shown, QUOTED_TEXT_MAX + 40)
+
+
+def blockquote(text: str, width: int) -> str:
+    """Text a person wrote as a quotation: every line behind "> ", each cleaned and at most `width` characters."""
+    lines = [clean_text(line, width) for line in text.splitlines()] or [""]
+    return "\n".join(f"> {line}" for line in lines)

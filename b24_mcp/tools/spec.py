@@ -116,6 +116,7 @@ class ToolSpec:
     calls: list[Call] = field(default_factory=list)
     json_block: bool = False  # also the JSON as text, for hosts that ignore structuredContent (small results only)
     resource: ChatResource | None = None  # the same data as a resource: results with a dialogId link to it
+    blocks: Callable[[BaseModel], list[ContentBlock]] | None = None  # content beyond text (get_file's image)
 
 
 def tool_error(err: B24Error | str, extra_secrets: Iterable[str] = ()) -> CallToolResult:
@@ -195,4 +196,6 @@ async def handle(
         content.append(TextContent(type="text", text=json_showable(model.model_dump_json(exclude_unset=True))))
     if spec.resource is not None and dialog_id is not None:
         content.append(spec.resource.link(dialog_id))
+    if spec.blocks is not None:
+        content.extend(spec.blocks(model))
     return CallToolResult(content=content, structured_content=data)
