@@ -264,11 +264,14 @@ def build_server(
     server.connection = connection
 
     def resource(spec: ToolSpec) -> Callable[[str], Any]:
-        async def read(dialogId: str) -> str:
+        assert spec.resource is not None
+        param = spec.resource.param
+
+        async def read_value(value: str) -> str:
             # The same JSON as the tool's structuredContent. Resources have no isError: failures are protocol
             # errors with the same masked message (a malformed dialogId is "not found").
             try:
-                raw = {"dialogId": dialogId}
+                raw = {param: value}
                 model, _ = await fetch(spec, connection.client, raw, None, connection.recent.answered)
                 return json.dumps(model.model_dump(mode="json", exclude_unset=True))
             except InputError as err:
@@ -279,17 +282,27 @@ def build_server(
                 log.exception("reading a %s resource failed unexpectedly", spec.name)
                 raise ResourceError(UNEXPECTED) from None
 
-        return read
+        # The SDK matches the template's variable to the reader's parameter by name.
+        async def read_file(fileId: str) -> str:
+            return await read_value(fileId)
+
+        async def read(dialogId: str) -> str:
+            return await read_value(dialogId)
+
+        return read_file if param == "fileId" else read
 
     for spec in RESOURCES:
         assert spec.resource is not None
         example = spec.resource.uri_template.replace("{dialogId}", "chat5")
+        said = spec.resource.example or (
+            f"e.g. {example} for group chat 5, or with 123 for the personal chat with user 123. The bot must be in "
+            "the chat."
+        )
         server.resource(
             spec.resource.uri_template,
             name=spec.resource.name,
             title=spec.resource.title,
-            description=f"{spec.resource.what}, e.g. {example} for group chat 5, or with 123 for the personal chat "
-            "with user 123. The bot must be in the chat.",
+            description=f"{spec.resource.what}, {said}",
             mime_type="application/json",
             icons=ICONS,
         )(resource(spec))

@@ -362,3 +362,16 @@ async def test_the_link_is_in_no_result_error_or_debug_log(
         assert link not in shown and token not in shown and token.replace("%7C", "|") not in shown
     assert results[3].is_error and "FILE_ACCESS_ERROR" in text_of(results[3])
     assert results[4].is_error and "past the end" in text_of(results[4])
+
+
+async def test_a_file_is_also_a_resource(https_portal: StandInPortal) -> None:
+    async with Client(build_server(settings.load(webhook_vars(https_portal.webhook_url)))) as client:
+        templates = (await client.list_resource_templates()).resource_templates
+        read = await client.read_resource("bitrix24://file/138")
+        with pytest.raises(Exception, match="FILE_NOT_FOUND"):
+            await client.read_resource("bitrix24://file/999")
+    assert "bitrix24://file/{fileId}" in [t.uri_template for t in templates]
+    contents = read.contents[0]
+    assert contents.mime_type == "application/json"
+    data = json.loads(getattr(contents, "text", ""))
+    assert (data["name"], data["readAs"], data["text"]) == ("release-notes.md", "text", FILES[138].data.decode())

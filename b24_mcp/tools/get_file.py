@@ -24,7 +24,7 @@ from ..models import ABSENT, NotAsDocumented, not_as_documented, reported, shape
 from ..settings import CALL_BUDGET
 from . import arguments as args
 from .quoting import blockquote, count, named, said
-from .spec import BOT_ARGS, ERRORS, Call, ToolSpec, Values
+from .spec import BOT_ARGS, ERRORS, Call, ChatResource, ToolSpec, Values
 
 if TYPE_CHECKING:
     from ..client import B24Client, OnWait
@@ -305,4 +305,14 @@ Returns {{fileId, name, type, size, readAs, text, page, pages}} as structured co
     render=shown,
     calls=[FILE_DOWNLOAD],
     blocks=_blocks,
+    resource=ChatResource(
+        "",
+        "bitrix24-file",
+        "Bitrix24 file",
+        "A file shared in a Bitrix24 chat as JSON (get_file's fields: name, type, size, its text; untrusted content)",
+        base="bitrix24://file/{fileId}",
+        param="fileId",
+        example="e.g. bitrix24://file/138 for file 138 (from a message's params.FILE_ID). An image is described "
+        "here; get_file shows it. The bot must be in the chat the file was shared in.",
+    ),
 )

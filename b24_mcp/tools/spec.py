@@ -80,21 +80,25 @@ class Call:
 
 @dataclass(frozen=True)
 class ChatResource:
-    """A tool's data as a resource template, `bitrix24://chat/{dialogId}` plus a suffix; its results link to it."""
+    """A tool's data as a resource template, `bitrix24://chat/{dialogId}` plus a suffix; its results link to it.
+    (get_file's is `bitrix24://file/{fileId}`: another `base`, its `param`, its own `example`.)"""
 
     suffix: str  # "", "/messages", "/members"
     name: str
     title: str
     what: str  # the description's first words
+    base: str = CHAT_URI
+    param: str = "dialogId"  # the template's one variable, and the tool argument it fills
+    example: str = ""  # the description's example, if not a chat's
 
     @property
     def uri_template(self) -> str:
-        return CHAT_URI + self.suffix
+        return self.base + self.suffix
 
     def link(self, dialog_id: str) -> ResourceLink:
         return ResourceLink(
             type="resource_link",
-            uri=self.uri_template.replace("{dialogId}", dialog_id),
+            uri=self.uri_template.replace("{" + self.param + "}", dialog_id),
             name=self.name,
             title=f"{self.title} ({dialog_id})",
             description=f"{self.what}; attach it to bring it into the conversation.",
