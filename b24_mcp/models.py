@@ -245,7 +245,7 @@ class MessageParams(BaseModel):
         "methods); open one with get_file(fileId=138)",
     )
     ATTACH: list[Attach] | Attach = Field(default=ABSENT, description="Attachments: blocks of text, links, grid rows")
-    KEYBOARD: list[Any] | dict[str, Any] = Field(default=ABSENT, description="Buttons under the message")
+    KEYBOARD: list[dict[str, Any]] | dict[str, Any] = Field(default=ABSENT, description="Buttons under the message")
     IS_DELETED: YesNo = Field(default=ABSENT, description='"Y" when the message was deleted')
     IS_EDITED: YesNo = Field(default=ABSENT, description='"Y" when the message was edited')
     REPLY_ID: Id = Field(default=ABSENT, description="The message this one replies to")
