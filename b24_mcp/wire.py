@@ -220,10 +220,12 @@ def _follow(url: str, location: str, host: str, status: int) -> str:
         target = urljoin(url, location.strip())
     except ValueError:
         target = ""
-    where, scheme = _where(target) if target else ("nowhere", "")
-    if not location.strip() or scheme != "https":
+    if not location.strip() or not target:
+        raise UpstreamError(f"{host} answered the download with HTTP {status}, a redirect to nowhere; nothing to show.")
+    where, scheme = _where(target)
+    if scheme != "https":
         raise UpstreamError(
-            f"{host} answered the download with HTTP {status}, a redirect to {scheme or 'an address'}://{where}, "
+            f"{host} answered the download with HTTP {status}, a redirect to {clean_text(scheme, 20)}://{where}, "
             "which b24-mcp does not follow: downloads go to https addresses only.",
             status=status,
         )

@@ -324,6 +324,11 @@ async def test_redirects_are_followed_a_bounded_number_of_times(https_portal: St
 # --- the link is a secret -------------------------------------------------------------------------------------------
 
 
+def test_a_download_link_in_a_log_line_is_masked() -> None:
+    line = logs.redact("GET https://portal.example.com/rest/download.json?token=imbot%7CaWxsZWdhbA&x=1")
+    assert "aWxsZWdhbA" not in line and "token=***&x=1" in line
+
+
 def test_a_download_link_works_once() -> None:
     store = FileStore("https://portal.example.com")
     url = store.link(138)
