@@ -92,6 +92,11 @@ class B24Client:
     def host(self) -> str:
         return self._auth.host
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The process's HTTP client, for what is fetched beyond REST calls (get_file's one-time download)."""
+        return self._http
+
     async def warm(self, connect: bool, results: Iterable[Any] = ()) -> None:
         """Before the first call: build the parsers of these result types and, if `connect`, open a kept-alive
         (TLS) connection to the portal with a HEAD of its home page (not a REST call: nothing is counted)."""
@@ -364,7 +369,10 @@ class B24Client:
             description,
             status=status,
             host=self.host,
-            call={**{k: v for k, v in call.items() if k in ("dialogId", "botId", "messageId")}, "method": method},
+            call={
+                **{k: v for k, v in call.items() if k in ("dialogId", "botId", "messageId", "fileId")},
+                "method": method,
+            },
             oauth=self._auth.oauth,
             secrets=secrets,
         )

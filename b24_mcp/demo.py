@@ -16,6 +16,7 @@ import httpx
 
 from .settings import DEMO_BOT_TOKEN, DEMO_NOTICE, DEMO_WEBHOOK_URL
 from .standin import CHATS, StandIn
+from .standin_files import DOWNLOAD_PATH
 
 __all__ = ["CHATS", "NOTICE", "PORTAL", "answer", "handle", "transport"]
 
@@ -46,6 +47,9 @@ def _params(request: httpx.Request) -> dict[str, Any]:
 def answer(portal: StandIn, request: httpx.Request) -> httpx.Response:
     """Answer one request the way `portal` would (the tests use it with portals of their own)."""
     query = dict(request.url.params)
+    if request.url.path == DOWNLOAD_PATH and request.method == "GET":  # a file, by File.download's one-time link
+        status, headers, data = portal.files.serve(query)
+        return httpx.Response(status, content=data, headers=headers)
     if request.url.path.rstrip("/") == "/oauth/token":
         status, body = portal.token({**query, **{k: str(v) for k, v in _params(request).items()}})
     else:

@@ -151,6 +151,14 @@ HINTS: dict[str, str] = {
         "The bot may not read message {messageId}: it is not a participant of that chat, or it cannot see the "
         "chat's history from before it joined. Add the bot to the chat, or ask about a chat the bot is in."
     ),
+    "FILE_NOT_FOUND": (
+        "There is no file {fileId} on the portal's Drive (deleted, or a wrong id). Take file ids from a message's "
+        "params.FILE_ID in get_messages or get_message."
+    ),
+    "FILE_ACCESS_ERROR": (
+        "The bot may not download file {fileId}: it is not a participant of the chat the file was shared in. Add the "
+        "bot to that chat, or ask about a file from a chat the bot is in."
+    ),
     "ACCESS_DENIED": (
         "The bot is not a participant of {dialogId}: add the bot to that chat in Bitrix24, or ask about a chat the "
         "bot is in."
@@ -318,7 +326,7 @@ def portal_error(
             f'use dialogId "chat{dialog}".'
         )
     if hint:
-        fill = {"dialogId": "that chat", "botId": "?", "messageId": "?", "method": "this method"}
+        fill = {"dialogId": "that chat", "botId": "?", "messageId": "?", "fileId": "?", "method": "this method"}
         fill.update({k: str(v) for k, v in call.items() if k in fill})
         message += " " + hint.format_map(fill)
     return PortalError(message, code=code, status=status, description=said)

@@ -21,7 +21,9 @@ import sys
 from collections.abc import Iterable
 
 _WEBHOOK_CODE = re.compile(r"(/rest/[0-9]+/)[A-Za-z0-9_-]+")
-_QUERY_SECRET = re.compile(r"((?:auth|access_token|refresh_token|client_secret|botToken)=)[^&\s\"']+", re.IGNORECASE)
+_QUERY_SECRET = re.compile(
+    r"((?:auth|access_token|refresh_token|client_secret|botToken|token)=)[^&\s\"']+", re.IGNORECASE
+)
 _WORD_CHAR = re.compile(r"[^\W_]")  # letters and digits: a secret followed by `_` is still whole
 ROTATED_KEPT = 8  # OAuth tokens rotate hourly; the newest few stay masked, older ones are long dead
 

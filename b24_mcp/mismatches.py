@@ -43,8 +43,13 @@ def _set_aside(result_type: Any, raw: Any, err: ValidationError, method: str, re
     """Take every field or list element that the errors name out of `raw`, recording each in `report`."""
     chosen: dict[tuple[int, int | str], tuple[_Step, str]] = {}
     unusable: list[str] = []
-    for problem in err.errors(include_url=False):
-        steps = _walk(result_type, raw, problem["loc"])
+    walks = [(problem, *_walk(result_type, raw, problem["loc"])) for problem in err.errors(include_url=False)]
+    # A union of an object and PHP's empty array reports both branches: the one the value is not (a list for an
+    # object) says nothing when the other branch names a field inside it.
+    inside = [steps[-1].path for _, steps, other in walks if steps and not other]
+    for problem, steps, other_branch in walks:
+        if other_branch and steps and any(p.startswith(steps[-1].path) for p in inside):
+            continue
         expected = ""
         if problem["type"] == "missing":
             expected = f"an object with {problem['loc'][-1]}"
@@ -95,11 +100,23 @@ class _Step:
     required: bool  # a required field; a list element is never required
 
 
-def _walk(result_type: Any, raw: Any, loc: tuple[int | str, ...]) -> list[_Step]:
-    """The model fields and the list elements of models that lead to an error's location, outermost first."""
+def _walk(result_type: Any, raw: Any, loc: tuple[int | str, ...]) -> tuple[list[_Step], bool]:
+    """The model fields and the list elements of models that lead to an error's location, outermost first, and
+    whether the error is about a union's branch that the value is not (an object's error for a list)."""
     steps: list[_Step] = []
     node, kinds, path = raw, _flat([result_type]), "result"
     for segment in loc:
+        branch = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel) and k.__name__ == segment]
+        if branch and isinstance(segment, str) and len(kinds) > 1:  # the model branch of a union
+            if not isinstance(node, dict):
+                return steps, True
+            kinds = branch
+            continue
+        if isinstance(segment, str) and segment.startswith("list[") and len(kinds) > 1:  # its list branch
+            if not isinstance(node, list):
+                return steps, True
+            kinds = [k for k in kinds if typing.get_origin(k) is list]
+            continue
         model = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
         if model is not None and isinstance(node, dict) and isinstance(segment, str) and segment in node:
             info = model.model_fields.get(segment)
@@ -116,7 +133,7 @@ def _walk(result_type: Any, raw: Any, loc: tuple[int | str, ...]) -> list[_Step]
             node, kinds = node[segment], items
             continue
         break  # a union's branch name, or a part the data does not have: the step so far holds the error
-    return steps
+    return steps, False
 
 
 def _flat(annotations: list[Any]) -> list[Any]:

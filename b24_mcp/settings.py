@@ -31,6 +31,8 @@ DEMO_BOT_ID = 456
 DEMO_NOTICE = "DEMO DATA from the built-in demo portal (b24-mcp --demo), not a real Bitrix24 account."
 DEMO_BOT_TOKEN = "demo-bot-token"  # noqa: S105 - the demo portal's published sample token, not a secret
 
+FILE_MAX_BYTES = 5 * 1024 * 1024  # B24_FILE_MAX_BYTES' default: a screenshot or a spec, not a video
+FILE_MAX_BYTES_LIMIT = 100 * 1024 * 1024  # the most it may be set to: a file is read into memory whole
 CALL_BUDGET = 3  # a get_chat call ends within 3 x B24_TIMEOUT, whatever the portal does
 # A tool result's size in characters, text blocks and structured content together: Claude Code warns from 10,000
 # tokens and refuses 25,000 (MAX_MCP_OUTPUT_TOKENS). The floor keeps one whole 20,000-character message readable.
@@ -64,6 +66,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("B24_TIMEOUT", "seconds one request to the portal may take"),
     Variable("B24_RATE_LIMIT", "requests per second b24-mcp allows itself"),
     Variable("B24_RATE_BURST", "requests b24-mcp may send at once"),
+    Variable("B24_FILE_MAX_BYTES", "the most bytes get_file reads of a file (decompressed)"),
     Variable("B24_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR; logs go to stderr"),
     Variable("B24_TOOLS", "the tools to list, comma-separated (default: all)"),
     Variable("B24_RESULT_BUDGET", "characters one tool result may take (text and JSON)"),
@@ -146,6 +149,7 @@ class Settings:
     timeout: float = 10.0  # one request; a whole call, retries and waits included, ends within CALL_BUDGET x this
     rate_limit: float = 2.0
     rate_burst: int = 10
+    file_max_bytes: int = FILE_MAX_BYTES  # get_file reads at most this much of a file, decompressed
     demo: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
     team: TeamConfig | None = None  # B24_REDIS_URL and the HTTP auth variables (team.py)
@@ -286,6 +290,14 @@ def _burst(raw: str) -> int:
     value = _number(raw, "B24_RATE_BURST", 10, 0, 10_000, "a whole number of requests, e.g. 10 (Enterprise: 250)")
     if value != int(value):
         raise ConfigError(f"B24_RATE_BURST={raw!r} must be a whole number, e.g. 10")
+    return int(value)
+
+
+def _file_max_bytes(raw: str) -> int:
+    form = f"a whole number of bytes from 1024 to {FILE_MAX_BYTES_LIMIT} (100 MiB), e.g. {FILE_MAX_BYTES} (5 MiB)"
+    value = _number(raw, "B24_FILE_MAX_BYTES", FILE_MAX_BYTES, 1023, FILE_MAX_BYTES_LIMIT, form)
+    if value != int(value):
+        raise ConfigError(f"B24_FILE_MAX_BYTES={raw!r} must be {form}")
     return int(value)
 
 
@@ -484,6 +496,7 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
             f"characters, e.g. {RESULT_BUDGET} (at least {RESULT_BUDGET_MIN:,})",
         )
     )
+    file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")))
     if demo:
         auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
         bot_id: int | None = DEMO_BOT_ID
@@ -498,7 +511,15 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         team = problems.take(lambda: load_team(values))
         if team is not None and team.redis is not None:
             secrets = (*secrets, *team.redis.secrets)  # masked wherever the URL might be quoted
-    if problems.lines or auth is None or timeout is None or rate is None or burst is None or budget is None:
+    if (
+        problems.lines
+        or auth is None
+        or timeout is None
+        or rate is None
+        or burst is None
+        or budget is None
+        or file_max is None
+    ):
         raise ConfigProblems(sorted(problems.lines or ["the configuration could not be read"], key=_table_order))
     return Settings(
         auth=auth,
@@ -507,6 +528,7 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         timeout=timeout,
         rate_limit=rate,
         rate_burst=burst,
+        file_max_bytes=file_max,
         demo=demo,
         secrets=secrets,
         team=team,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .standin_files import FileStore, StoredFile
 from .tools import standin_answers
 
 Answer = tuple[int, dict[str, Any]]
@@ -142,6 +143,7 @@ NULL_USER: dict[str, Any] = {  # the author Chat.Message.get gives a system mess
 
 
 MESSAGES: tuple[dict[str, Any], ...] = (
+    _message(639, 7, 1, "2025-03-14T16:58:00+01:00", "Minutes attached.", params={"FILE_ID": ["150"]}),
     _message(640, 7, 1, "2025-03-14T17:02:00+01:00", "Board meeting moved to Thursday 10:00."),
     _message(775, 5, 0, "2025-03-18T09:12:00+01:00", "Support Bot added Anna Petrova and Tom Weber to the chat.",
              isSystem=True, params={"CODE": "CHAT_JOIN", "NOTIFY": "N"}),
@@ -167,6 +169,16 @@ MESSAGES: tuple[dict[str, Any], ...] = (
     _message(905, 31, 1, "2025-03-18T11:03:30+01:00", "Please close ticket #4512.", viewedByOthers=False),
     _message(2201, 12, 6, "2025-03-17T16:40:00+01:00", "Release 4.2: code freeze on Friday, release on Tuesday."),
     _message(2202, 12, 4, "2025-03-17T16:52:00+01:00", "QA needs the staging build by Thursday noon."),
+    # Files are named by params.FILE_ID, numeric strings in imbot.v2; their bytes are in standin_files.py.
+    _message(2203, 12, 3, "2025-03-17T17:05:00+01:00", "Release notes draft attached.", params={"FILE_ID": ["138"]}),
+    _message(2205, 12, 4, "2025-03-17T17:20:00+01:00", "", params={"FILE_ID": ["140", "142"]}),
+    _message(2207, 12, BOT_ID, "2025-03-18T08:00:00+01:00", "Nightly build finished.", params={"ATTACH": [{
+        "ID": 1742281200, "COLOR": "#29619b", "DESCRIPTION": "", "BLOCKS": [
+            {"MESSAGE": "Build #42 [B]passed[/B]"},
+            {"GRID": [{"DISPLAY": "ROW", "NAME": "Branch", "VALUE": "release/4.2"},
+                      {"DISPLAY": "ROW", "NAME": "Tests", "VALUE": "1,204 passed"}]},
+            {"LINK": {"NAME": "Pipeline #42", "LINK": "https://ci.example.com/pipelines/42"}},
+        ]}]}),
     _message(2210, 12, 7, "2025-03-18T08:15:00+01:00", "Staging is ready.", viewedByOthers=False),
 )  # fmt: skip
 
@@ -205,6 +217,8 @@ _ERRORS = {  # code -> (HTTP status, error_description), as the docs spell them
     "ACCESS_DENIED": (403, "Access denied"),
     "MESSAGE_NOT_FOUND": (400, "Message not found"),
     "MESSAGE_ACCESS_DENIED": (403, "Message access denied"),
+    "FILE_NOT_FOUND": (400, "File not found"),
+    "FILE_ACCESS_ERROR": (403, "File access error"),
     "invalid_request": (400, "Unsupported grant"),
     "invalid_client": (401, "Invalid client credentials"),
     "invalid_grant": (400, "Invalid grant"),
@@ -277,6 +291,7 @@ class StandIn:
         members: Mapping[str, Sequence[int]] | None = None,
         users: Mapping[int, dict[str, Any]] | None = None,
         messages: Iterable[dict[str, Any]] | None = None,
+        files: Mapping[int, StoredFile] | None = None,
     ) -> None:
         if bot_type not in BOT_TYPES:
             raise ValueError(f"bot_type must be one of {BOT_TYPES}")
@@ -293,6 +308,7 @@ class StandIn:
         self.users = dict(USERS if users is None else users)
         self.messages = {m["id"]: m for m in (MESSAGES if messages is None else messages)}
         self._chat_of = {chat["id"]: dialog for dialog, chat in self.chats.items()}  # chatId -> dialogId
+        self.files = FileStore(self.portal_url, files)
         self._methods: dict[str, Callable[[dict[str, Any], bool], Answer]] = {
             **{method: functools.partial(answer, self) for method, answer in standin_answers().items()},
             "imbot.v2.bot.get": self._bot_get,
@@ -375,6 +391,22 @@ class StandIn:
         if not self._is_member(self._chat_of.get(message["chatId"], "")):
             return error("MESSAGE_ACCESS_DENIED")
         return message
+
+    def readable_file(self, params: dict[str, Any], oauth_call: bool) -> StoredFile | Answer:
+        """The file File.download names, or the error it answers with (the bot must be in the file's chat)."""
+        refusal = self._bot_refusal(params, oauth_call)
+        if refusal:
+            return refusal
+        stored = self.files.files.get(_int(params.get("fileId")) or 0)
+        if stored is None:
+            return error("FILE_NOT_FOUND")
+        if not self._is_member(self._chat_of.get(stored.chat_id, "")):
+            return error("FILE_ACCESS_ERROR")
+        return stored
+
+    def file_link(self, file_id: int) -> str:
+        """A one-time download link to the file, as File.download gives one."""
+        return self.files.link(file_id)
 
     def author_of(self, message: dict[str, Any]) -> dict[str, Any]:
         """The user Chat.Message.get gives as a message's author: a NullUser for a system message."""

@@ -21,11 +21,12 @@ import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from .errors import AnswerError, ConfigError, UpstreamError, clean_text
+from .forms import is_loopback
 from .logs import redact
 
 # A window of 50 + 50 messages of 20,000 characters, JSON-escaped, stays well below this; anything larger is not
@@ -100,25 +101,32 @@ async def exchange(
                     f"({encoding[:20]!r}); a proxy may be rewriting answers.",
                     status=response.status_code,
                 )
-            # A response made in memory (a mock transport) holds its body already decoded by httpx.
-            in_memory = response.is_stream_consumed and hasattr(response, "_content")
-            inflater = _Inflater(encoding) if encoding not in ("identity", "") and not in_memory else None
-            body = bytearray()
-            async for chunk in _raw(response):
-                piece = inflater.feed(chunk, limit - len(body)) if inflater else chunk
-                body += piece
-                if len(body) > limit:
-                    raise AnswerError(
-                        f"{host} sent an answer larger than {_size(limit)} (HTTP "
-                        f"{response.status_code}); b24-mcp stopped reading it. No Bitrix24 answer is that large: "
-                        "a proxy or the portal is misbehaving.",
-                        status=response.status_code,
-                    )
-            return Reply(response.status_code, bytes(body))
+            body = await _bounded_body(response, encoding, limit)
+            if body is None:
+                raise AnswerError(
+                    f"{host} sent an answer larger than {_size(limit)} (HTTP "
+                    f"{response.status_code}); b24-mcp stopped reading it. No Bitrix24 answer is that large: "
+                    "a proxy or the portal is misbehaving.",
+                    status=response.status_code,
+                )
+            return Reply(response.status_code, body)
     except zlib.error:
         raise UpstreamError(f"{host} sent a compressed answer that is corrupt; try again.", retryable=True) from None
     except httpx.HTTPError as exc:
         raise network_error(host, exc) from None
+
+
+async def _bounded_body(response: httpx.Response, encoding: str, limit: int) -> bytes | None:
+    """The body, decompressed, or None as soon as it passes `limit` bytes (the rest is never read)."""
+    # A response made in memory (a mock transport) holds its body already decoded by httpx.
+    in_memory = response.is_stream_consumed and hasattr(response, "_content")
+    inflater = _Inflater(encoding) if encoding not in ("identity", "") and not in_memory else None
+    body = bytearray()
+    async for chunk in _raw(response):
+        body += inflater.feed(chunk, limit - len(body)) if inflater else chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
@@ -128,6 +136,107 @@ async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
         return
     async for chunk in response.aiter_raw():
         yield chunk
+
+
+MAX_REDIRECTS = 3  # file storage may send a download on once or twice; more is a loop or a misconfiguration
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file as a download link served it: its bytes (None when over the limit) and what its headers said."""
+
+    body: bytes | None
+    content_type: str  # the Content-Type header, "" if none
+    disposition: str  # the Content-Disposition header (the file's name), "" if none
+    length: int | None  # bytes read, or the Content-Length the server declared when the body was not read
+    host: str  # the host that served it (after redirects)
+    redirects: int
+
+
+async def download(http: httpx.AsyncClient, url: str, *, limit: int, redirects: int = MAX_REDIRECTS) -> Download:
+    """GET a one-time download link, with nothing of the portal's credentials: no cookie from the client's jar
+    and (the client has none) no auth header; the link itself carries its token. Redirects are followed to
+    https only, at most `redirects` times, never back to an address already visited. At most `limit` bytes
+    are read, after decompression. Errors name the host, never the URL (its query is the token)."""
+    visited: set[str] = set()
+    for hop in range(redirects + 1):
+        host, scheme = _where(url)
+        if scheme != "https" and not (hop == 0 and scheme == "http" and is_loopback(host.rsplit(":", 1)[0])):
+            raise UpstreamError(f"The download link points to {scheme}://{host}, not https; b24-mcp does not fetch it.")
+        visited.add(url)
+        request = http.build_request("GET", url, headers={"Accept-Encoding": ACCEPT_ENCODING, "Accept": "*/*"})
+        request.headers.pop("cookie", None)  # the portal's session cookies, if it ever set any, stay home
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise network_error(host, exc) from None
+        try:
+            status = response.status_code
+            if response.is_redirect:
+                target = _follow(url, response.headers.get("location", ""), host, status)
+                if target in visited:
+                    raise UpstreamError(f"{host} answered the download with a redirect loop; nothing to show.")
+                if hop == redirects:
+                    raise UpstreamError(
+                        f"The download was redirected more than {redirects} times (last by {host}); b24-mcp stopped."
+                    )
+                url = target
+                continue
+            if not 200 <= status < 300:
+                raise UpstreamError(
+                    f"{host} answered the download with HTTP {status}: the one-time link may have expired or been "
+                    "used already. Call get_file again for a new one.",
+                    status=status,
+                    retryable=status >= 500,
+                )
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+                raise AnswerError(f"{host} sent the file in an encoding b24-mcp did not ask for ({encoding[:20]!r}).")
+            declared = _declared_length(response.headers.get("content-length"))
+            kind = response.headers.get("content-type", "")
+            disposition = response.headers.get("content-disposition", "")
+            if declared is not None and declared > limit and encoding in ("identity", ""):
+                return Download(None, kind, disposition, declared, host, hop)  # too large, and said so: not read
+            body = await _bounded_body(response, encoding, limit)
+            return Download(body, kind, disposition, declared if body is None else len(body), host, hop)
+        except zlib.error:
+            raise UpstreamError(f"{host} sent a compressed file that is corrupt; try again.", retryable=True) from None
+        except httpx.HTTPError as exc:
+            raise network_error(host, exc) from None
+        finally:
+            await response.aclose()
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _where(url: str) -> tuple[str, str]:
+    """(host[:port], scheme) of a URL, without its user:password, path or query."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise UpstreamError("The download link is not a valid URL; b24-mcp does not fetch it.") from None
+    return clean_text(parts.netloc.rsplit("@", 1)[-1], 100) or "an unnamed host", parts.scheme.lower()
+
+
+def _follow(url: str, location: str, host: str, status: int) -> str:
+    """Where a download's redirect points, if b24-mcp may go there: https only."""
+    try:
+        target = urljoin(url, location.strip())
+    except ValueError:
+        target = ""
+    if not location.strip() or not target:
+        raise UpstreamError(f"{host} answered the download with HTTP {status}, a redirect to nowhere; nothing to show.")
+    where, scheme = _where(target)
+    if scheme != "https":
+        raise UpstreamError(
+            f"{host} answered the download with HTTP {status}, a redirect to {clean_text(scheme, 20)}://{where}, "
+            "which b24-mcp does not follow: downloads go to https addresses only.",
+            status=status,
+        )
+    return target
+
+
+def _declared_length(value: str | None) -> int | None:
+    return int(value) if value and value.strip().isdigit() and len(value.strip()) < 19 else None
 
 
 def network_error(host: str, exc: httpx.HTTPError) -> UpstreamError:

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trustme
 
 from b24_mcp.standin import CHATS, DOC_CHAT, MEMBERS, SCOPES, OAuthApp, StandIn, time_block
+from b24_mcp.standin_files import DOWNLOAD_PATH
 from tests.values import CODE, OAUTH_ACCESS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH, TOKEN
 
 # Test-only: a thread whose fields include undocumented ones and PHP's empty arrays, to prove they pass through.
@@ -380,6 +381,11 @@ class _Handler(BaseHTTPRequestHandler):
                         return
                 self._send_json(status, payload)
                 return
+            if parts.path == DOWNLOAD_PATH and self.command == "GET":  # File.download's one-time link
+                status, headers, data = portal.standin.files.serve(query)
+                record.status = status
+                self._send(status, data, headers.pop("Content-Type"), headers)
+                return
             fault = portal._next_fault()
             if fault is None and not portal._admit():
                 record.status = 503
@@ -434,9 +440,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Sleep, but wake at once when the portal stops, so shutdown never waits on a hang."""
         self.portal._stopping.wait(seconds)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -211,6 +211,8 @@ DOCUMENTED = [
     (403, "ACCESS_DENIED", "Access denied", "not a participant of chat5"),
     (404, "MESSAGE_NOT_FOUND", "Message not found", "There is no message ?"),
     (403, "MESSAGE_ACCESS_DENIED", "Access denied", "Add the bot to the chat"),
+    (400, "FILE_NOT_FOUND", "File not found", "There is no file ?"),
+    (403, "FILE_ACCESS_ERROR", "File access error", "not a participant of the chat the file was shared in"),
     (500, "INTERNAL_SERVER_ERROR", "Internal server error", "try again later"),
     (500, "ERROR_UNEXPECTED_ANSWER", "Server returned an unexpected response", "try again later"),
     (503, "OVERLOAD_LIMIT", "REST API is blocked due to overload", "only Bitrix24 support can lift"),

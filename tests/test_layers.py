@@ -13,11 +13,11 @@ import json, sys
 from b24_mcp import cli, settings
 from b24_mcp.server import build_server
 build_server(settings.load({env!r}))
-print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("httpx", "redis", "jwt"))))
+print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("httpx", "redis", "jwt", "pypdf"))))
 """
 
 
-def test_the_stdio_server_is_built_without_httpx_or_the_team_libraries() -> None:
+def test_the_stdio_server_is_built_without_httpx_pypdf_or_the_team_libraries() -> None:
     # A host launches every configured server at once: what the first tools/list does not need stays unloaded
     # (the SDK itself loads uvicorn).
     out = subprocess.run(

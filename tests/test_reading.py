@@ -200,6 +200,7 @@ async def test_resources_give_the_tools_json() -> None:
         "bitrix24://chat/{dialogId}",
         "bitrix24://chat/{dialogId}/messages",
         "bitrix24://chat/{dialogId}/members",
+        "bitrix24://file/{fileId}",
     }
     assert json.loads(messages.contents[0].text)["messages"]  # type: ignore[union-attr]
     assert json.loads(members.contents[0].text)["dialogId"] == "chat5"  # type: ignore[union-attr]

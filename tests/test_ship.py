@@ -63,6 +63,7 @@ def secret_variables(tmp_path: Path) -> set[str]:
         "B24_TIMEOUT": "10",
         "B24_RATE_LIMIT": "2",
         "B24_RATE_BURST": "10",
+        "B24_FILE_MAX_BYTES": "5242880",
         "B24_LOG_LEVEL": "WARNING",
         "B24_TOOLS": "get_chat",
         "B24_RESULT_BUDGET": "30000",

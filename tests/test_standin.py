@@ -287,7 +287,7 @@ def test_bot_get_for_the_owner_and_for_others(portal: StandIn) -> None:
     assert set(by_id["bot"]) == BOT_OWNER and by_id["users"] == [USERS[BOT_ID]]
     bot = by_id["bot"]
     assert (bot["id"], bot["code"], bot["type"], bot["eventMode"]) == (BOT_ID, BOT_CODE, "personal", "fetch")
-    assert (bot["countChat"], bot["countUser"], bot["countMessage"]) == (3, 10, 2)  # from the portal's own data
+    assert (bot["countChat"], bot["countUser"], bot["countMessage"]) == (3, 10, 3)  # from the portal's own data
     assert ok(call(portal, "imbot.v2.Bot.get", botId=None, code=BOT_CODE)) == {**by_id, "bot": bot}
     brief = ok(call(portal, "imbot.v2.Bot.get", botToken="another-apps-token"))["bot"]
     assert set(brief) == BOT_BRIEF

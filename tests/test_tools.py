@@ -94,10 +94,12 @@ async def test_listing(mode: str) -> None:
     assert by_name["get_message"].input_schema["required"] == ["messageId"]
     assert "required" not in by_name["get_messages"].input_schema  # exactly one of dialogId, messageId
     assert {"order", "limit"} <= set(by_name["get_chat_members"].input_schema["properties"])
+    assert by_name["get_file"].input_schema["required"] == ["fileId"]
     assert [t.uri_template for t in templates] == [  # in the order of the tools they come from
         "bitrix24://chat/{dialogId}",
         "bitrix24://chat/{dialogId}/members",
         "bitrix24://chat/{dialogId}/messages",
+        "bitrix24://file/{fileId}",
     ]
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import get_chat, get_chat_members, get_message, get_messages
+from . import get_chat, get_chat_members, get_file, get_message, get_messages
 from .spec import Call, StandInAnswer, ToolSpec
 
-TOOLS: list[ToolSpec] = [get_chat.TOOL, get_chat_members.TOOL, get_messages.TOOL, get_message.TOOL]
+TOOLS: list[ToolSpec] = [get_chat.TOOL, get_chat_members.TOOL, get_messages.TOOL, get_message.TOOL, get_file.TOOL]
 RESOURCES = [tool for tool in TOOLS if tool.resource is not None]
 
 

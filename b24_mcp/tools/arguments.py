@@ -28,6 +28,7 @@ MEMBERS_LIMIT_DEFAULT = 50
 MEMBER_ORDER_FIELDS = ("id", "lastSendMessageId", "userId")
 RANGE_MAX = 50  # imbot.v2.Chat.Message.getContext: range 1–50 on each side, default 50
 RANGE_DEFAULT = 20  # b24-mcp's default: 41 messages is a readable window for a model
+PAGE_MAX = 10_000  # pages of a file's text (get_file): more than any file within B24_FILE_MAX_BYTES has
 ECHO_MAX = 30  # how much of a caller's bad value is quoted back
 
 _DIALOG_ID = re.compile(DIALOG_ID_PATTERN)
@@ -168,6 +169,8 @@ check_message_id = _integer("messageId", 1, MAX_ID, 789, "a message id, as in ge
 check_limit = _integer("limit", 1, MEMBERS_LIMIT_MAX, MEMBERS_LIMIT_DEFAULT, "how many members to return")
 check_range = _integer("range", 1, RANGE_MAX, RANGE_DEFAULT, "how many messages to read on each side")
 check_before = _integer("beforeMessageId", 1, MAX_ID, 789, "read the messages before this one")
+check_file_id = _integer("fileId", 1, MAX_ID, 138, "a file id, from a message's params.FILE_ID")
+check_page = _integer("page", 1, PAGE_MAX, 1, "which page of the file's text, from 1")
 check_after = _integer("afterMessageId", 1, MAX_ID, 789, "read the messages after this one")
 
 
@@ -271,4 +274,26 @@ RANGE = Arg(
         f"afterMessageId; 1–{RANGE_MAX}. Default {RANGE_DEFAULT}. An integer, as for every number here.",
     },
     check_range,
+)
+
+FILE_ID = Arg(
+    "fileId",
+    {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_ID,
+        "description": 'A file id, e.g. 138, from a message\'s params.FILE_ID (sent as strings: "138" is file 138).',
+    },
+    check_file_id,
+    required=True,
+)
+PAGE = Arg(
+    "page",
+    {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": PAGE_MAX,
+        "description": "Which page of a long text or PDF to show, from 1 (default 1); the result says how many.",
+    },
+    check_page,
 )

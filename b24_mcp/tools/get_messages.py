@@ -181,6 +181,7 @@ def quoted(data: dict[str, Any], call: Values | None = None) -> str:
     """The window's extent and paging, then each message as a quotation."""
     messages = data["messages"]
     users = {u["id"]: u for u in data.get("users", [])}
+    files = {f["id"]: f for f in data.get("files", [])}  # only the older im.* answers list them
     if not messages:
         return "No messages."
     first, last = messages[0]["id"], messages[-1]["id"]
@@ -189,7 +190,7 @@ def quoted(data: dict[str, Any], call: Values | None = None) -> str:
     if paging:
         head.append("More exist; " + "; ".join(paging) + ".")
     head.append(UNTRUSTED)
-    return "\n".join(head) + "\n\n" + "\n\n".join(quote(m, users) for m in messages)
+    return "\n".join(head) + "\n\n" + "\n\n".join(quote(m, users, files) for m in messages)
 
 
 TOOL = ToolSpec(

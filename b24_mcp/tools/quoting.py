@@ -56,7 +56,9 @@ def person(user: dict[str, Any] | None, user_id: object) -> str:
     return f"{name or 'unknown user'}{bot} (user {user_id})"
 
 
-def quote(message: dict[str, Any], users: dict[Any, dict[str, Any]]) -> str:
+def quote(
+    message: dict[str, Any], users: dict[Any, dict[str, Any]], files: dict[Any, dict[str, Any]] | None = None
+) -> str:
     """One message as a quotation: a header the server writes, then the author's text, every line behind '> '."""
     author = message.get("authorId")
     date = message.get("date")
@@ -64,9 +66,106 @@ def quote(message: dict[str, Any], users: dict[Any, dict[str, Any]]) -> str:
     header = f"[message {message['id']}, {date}] {person(users.get(author), author)}"
     if message.get("isSystem"):
         header += ", system message"
-    if message.get("forward"):
-        header += ", forwarded"
+    forward = message.get("forward")
+    if forward:
+        header += ", forwarded" + _origin(forward, users)
     text = str(message.get("text") or "")
     shown = text if len(text) <= QUOTED_TEXT_MAX else text[:QUOTED_TEXT_MAX] + f" […{len(text) - QUOTED_TEXT_MAX} more]"
-    lines = [clean_text(line, QUOTED_TEXT_MAX + 40) for line in shown.splitlines()] or [""]
-    return header + ":\n" + "\n".join(f"> {line}" for line in lines)
+    return "\n".join([header + ":", blockquote(shown, QUOTED_TEXT_MAX + 40), *carried(message, files or {})])
+
+
+def _origin(forward: Any, users: dict[Any, dict[str, Any]]) -> str:
+    """Whom and which chat a forwarded message came from, as far as the portal said."""
+    if not isinstance(forward, dict):
+        return ""
+    said_from = ""
+    uid = forward.get("userId")
+    if uid not in (None, "", 0, "0"):
+        known = users.get(uid) or users.get(int(uid) if str(uid).isdigit() else None)
+        said_from += f" from {person(known, said(uid, 20))}"
+    if forward.get("chatTitle"):
+        said_from += f" in {named(forward['chatTitle'], 80)}"
+    where = forward.get("id") or forward.get("chatId")
+    if where:
+        said_from += f" ({said(where, 40)})"
+    return said_from
+
+
+ATTACH_ROWS_MAX = 30  # rows of one attachment in the text block (structuredContent has them all)
+
+
+def carried(message: dict[str, Any], files: dict[Any, dict[str, Any]]) -> list[str]:
+    """Lines under a message for what its params carry: its files (and how to open them), its attachments."""
+    params = message.get("params")
+    if not isinstance(params, dict):
+        return []
+    lines: list[str] = []
+    ids = params.get("FILE_ID")
+    if isinstance(ids, list) and ids:
+        named_files = [_file(said(i, 20), files) for i in ids[:20]]
+        more = f" and {len(ids) - 20} more" if len(ids) > 20 else ""
+        first = said(ids[0], 20)
+        lines.append(
+            f"{count(len(ids), 'file')}: {', '.join(named_files)}{more}; open one with get_file(fileId={first})."
+        )
+    attach = params.get("ATTACH")
+    attachments = attach if isinstance(attach, list) else [attach] if isinstance(attach, dict) else []
+    for number, item in enumerate(attachments, start=1):
+        rows = _rows(item) if isinstance(item, dict) else []
+        if rows:
+            rest = [f"[… {len(rows) - ATTACH_ROWS_MAX} more rows]"] if len(rows) > ATTACH_ROWS_MAX else []
+            lines.append(f"Attachment {number} of {len(attachments)} (quoted from the message's params.ATTACH):")
+            lines.append(blockquote("\n".join(rows[:ATTACH_ROWS_MAX] + rest), 300))
+    return lines
+
+
+def _file(file_id: str, files: dict[Any, dict[str, Any]]) -> str:
+    """A file id, with its name, kind and size when the answer listed them (only the older im.* methods do)."""
+    known = files.get(int(file_id)) if file_id.isdigit() else None
+    if not known:
+        return file_id
+    facts = [said(known[k], 20) for k in ("type",) if known.get(k)]
+    if isinstance(known.get("size"), int):
+        facts.append(f"{known['size']:,} bytes")
+    name = f" {named(known['name'], 100)}" if known.get("name") else ""
+    return file_id + name + (f" ({', '.join(facts)})" if facts else "")
+
+
+def _rows(attach: dict[str, Any]) -> list[str]:
+    """An attachment's blocks as lines of text: texts, grid rows, links, users, images and files by link."""
+    rows: list[str] = []
+    blocks = attach.get("BLOCKS")
+    for block in blocks if isinstance(blocks, list) else []:
+        if not isinstance(block, dict):
+            continue
+        if isinstance(block.get("MESSAGE"), str):
+            rows.extend(block["MESSAGE"].splitlines() or [""])
+        for row in block.get("GRID") or []:
+            if isinstance(row, dict):
+                rows.append(": ".join(str(row[k]) for k in ("NAME", "VALUE") if row.get(k) not in (None, "")))
+        for kind in ("LINK", "USER", "IMAGE", "FILE"):
+            items = block.get(kind)
+            for item in items if isinstance(items, list) else [items] if isinstance(items, dict) else []:
+                rows.append(_item(kind, item))
+        if "DELIMITER" in block:
+            rows.append("---")
+    if isinstance(attach.get("DESCRIPTION"), str) and attach["DESCRIPTION"]:
+        rows.append(attach["DESCRIPTION"])
+    return rows
+
+
+def _item(kind: str, item: dict[str, Any]) -> str:
+    text = f"{kind.capitalize()}: {item.get('NAME') or ''}".rstrip()
+    if item.get("LINK"):
+        text += f" <{item['LINK']}>"
+    if item.get("DESC"):
+        text += f" - {item['DESC']}"
+    if kind == "FILE" and str(item.get("SIZE", "")).isdigit() and int(item["SIZE"]):
+        text += f" ({int(item['SIZE']):,} bytes)"
+    return text
+
+
+def blockquote(text: str, width: int) -> str:
+    """Text a person wrote as a quotation: every line behind "> ", each cleaned and at most `width` characters."""
+    lines = [clean_text(line, width) for line in text.splitlines()] or [""]
+    return "\n".join(f"> {line}" for line in lines)

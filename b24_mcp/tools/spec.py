@@ -92,6 +92,8 @@ class Portal(Protocol):
     def chat_of_call(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer | str: ...
     def readable_message(self, params: dict[str, Any], oauth_call: bool) -> dict[str, Any] | PortalAnswer: ...
     def author_of(self, message: dict[str, Any]) -> dict[str, Any]: ...
+    def readable_file(self, params: dict[str, Any], oauth_call: bool) -> Any: ...  # a file (its `id`), or a refusal
+    def file_link(self, file_id: int) -> str: ...
 
 
 StandInAnswer = Callable[[Portal, dict[str, Any], bool], PortalAnswer]
@@ -109,21 +111,25 @@ class Call:
 
 @dataclass(frozen=True)
 class ChatResource:
-    """A tool's data as a resource template, `bitrix24://chat/{dialogId}` plus a suffix; its results link to it."""
+    """A tool's data as a resource template, `bitrix24://chat/{dialogId}` plus a suffix; its results link to it.
+    (get_file's is `bitrix24://file/{fileId}`: another `base`, its `param`, its own `example`.)"""
 
     suffix: str  # "", "/messages", "/members"
     name: str
     title: str
     what: str  # the description's first words
+    base: str = CHAT_URI
+    param: str = "dialogId"  # the template's one variable, and the tool argument it fills
+    example: str = ""  # the description's example, if not a chat's
 
     @property
     def uri_template(self) -> str:
-        return CHAT_URI + self.suffix
+        return self.base + self.suffix
 
     def link(self, dialog_id: str) -> ResourceLink:
         return ResourceLink(
             type="resource_link",
-            uri=self.uri_template.replace("{dialogId}", dialog_id),
+            uri=self.uri_template.replace("{" + self.param + "}", dialog_id),
             name=self.name,
             title=f"{self.title} ({dialog_id})",
             description=f"{self.what}; attach it to bring it into the conversation.",
@@ -146,6 +152,8 @@ class ToolSpec:
     fit: Fit | None = None  # how a result over B24_RESULT_BUDGET shrinks; without one, long strings are cut
     json_block: bool = False  # also the JSON as text, for hosts that ignore structuredContent (small results only)
     resource: ChatResource | None = None  # the same data as a resource: results with a dialogId link to it
+    blocks: Callable[[BaseModel], list[ContentBlock]] | None = None  # content beyond text (get_file's image)
+    untrusted: str = UNTRUSTED_DATA  # what of the result chat members wrote, as the notice says it
 
 
 def most_that_fit(low: int, high: int, fits: Callable[[int], bool]) -> int:
@@ -226,8 +234,10 @@ async def handle(
     except Exception:
         log.exception("%s failed unexpectedly", spec.name)
         return tool_error(UNEXPECTED)
-    if spec.resource is not None and "dialogId" in values:
-        result.content.append(spec.resource.link(values["dialogId"]))
+    if spec.resource is not None and spec.resource.param in values:
+        result.content.append(spec.resource.link(str(values[spec.resource.param])))
+    if spec.blocks is not None:
+        result.content.extend(spec.blocks(model))
     return result
 
 
@@ -248,20 +258,20 @@ def fitted(spec: ToolSpec, model: BaseModel, values: Values, notice: str | None,
         cut = f"{cut} Values longer than {LONG_VALUE:,} characters are cut (they end in '[…N more]').".strip()
         data = _cut_strings(result.structured_content)
         if "notice" in data:
-            data["notice"] = _notice(notice, cut)
+            data["notice"] = _notice(spec, notice, cut)
         result = _assembled(spec, data, values, notice, cut)
         log.warning("%s: a result over B24_RESULT_BUDGET=%d had its long values cut", spec.name, budget)
     return result
 
 
-def _notice(notice: str | None, cut: str) -> str:
-    return " ".join(part for part in (notice, UNTRUSTED_DATA, cut and f"Cut to fit the result budget: {cut}") if part)
+def _notice(spec: ToolSpec, notice: str | None, cut: str) -> str:
+    return " ".join(part for part in (notice, spec.untrusted, cut and f"Cut to fit the result budget: {cut}") if part)
 
 
 def _built(spec: ToolSpec, model: BaseModel, values: Values, notice: str | None, cut: str) -> CallToolResult:
     """The whole result of `model`: the notice first in its structured content."""
     if "notice" in type(model).model_fields:
-        model = model.model_copy(update={"notice": _notice(notice, cut)})
+        model = model.model_copy(update={"notice": _notice(spec, notice, cut)})
     return _assembled(spec, model.model_dump(mode="json", exclude_unset=True), values, notice, cut)
 
 

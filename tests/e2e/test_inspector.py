@@ -16,6 +16,7 @@ The timeouts bound the tests; they do not time the server.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import signal
@@ -82,6 +83,9 @@ TOOL_CALLS: list[tuple[str, str, Callable[[dict[str, Any]], bool]]] = [
 ]
 
 
+FILES_OPENED = {"get_file image": 140, "get_file pdf": 142}  # the demo's screenshot and PDF in chat12
+
+
 @pytest.fixture(scope="module")
 def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`b24-mcp --demo --transport streamable-http` on 127.0.0.2, a loopback address the SDK alone leaves without
@@ -146,6 +150,10 @@ def inspected(inspector: tuple[str, Path], http_server: str, tmp_path_factory: p
             tool: [http_server, "--method", "tools/call", "--tool-name", tool, "--tool-arg", arg]
             for tool, arg, _ in TOOL_CALLS
         },
+        **{
+            name: [http_server, "--method", "tools/call", "--tool-name", "get_file", "--tool-arg", f"fileId={file_id}"]
+            for name, file_id in FILES_OPENED.items()
+        },
         "resources/read": [http_server, "--method", "resources/read", "--uri", "bitrix24://chat/chat5"],
     }
     files = {name: out / f"{name.replace('/', '-')}.json" for name in http}
@@ -181,7 +189,7 @@ def test_tools_call_error_over_stdio_is_reported_as_is_error(inspected: Inspecte
 def test_tools_list_is_portable_under_strict(inspected: Inspected) -> None:
     assert inspected.outcomes["tools/list"] == {"exit": 0}, inspected.stderr  # 6 for an error-severity problem
     tools = inspected.results["tools/list"]["tools"]
-    assert [t["name"] for t in tools] == ["get_chat", "get_chat_members", "get_messages", "get_message"]
+    assert [t["name"] for t in tools] == ["get_chat", "get_chat_members", "get_messages", "get_message", "get_file"]
     assert all(t["annotations"]["readOnlyHint"] is True for t in tools)
     assert "0 errors, 0 warnings" in inspected.stderr or "warning" not in inspected.stderr.lower(), inspected.stderr
 
@@ -194,6 +202,18 @@ def test_tools_call_on_the_demo_portal(
     result = inspected.results[tool]
     assert not result.get("isError"), result
     assert check(result["structuredContent"])
+
+
+def test_the_inspector_opens_an_image_and_a_pdf_from_the_demo(inspected: Inspected) -> None:
+    for name in FILES_OPENED:
+        assert inspected.outcomes[name] == {"exit": 0}, inspected.stderr
+    image, pdf = inspected.results["get_file image"], inspected.results["get_file pdf"]
+    blocks = {block["type"]: block for block in image["content"]}
+    assert blocks["image"]["mimeType"] == "image/png"
+    assert base64.b64decode(blocks["image"]["data"]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert image["structuredContent"]["readAs"] == "image" and not image.get("isError")
+    assert pdf["structuredContent"]["readAs"] == "pdf" and pdf["structuredContent"]["pdfPages"] == 2
+    assert "> Release 4.2 checklist: staging build by Thursday noon." in pdf["content"][0]["text"]
 
 
 def test_a_foreign_host_or_origin_is_refused_on_another_loopback_address(http_server: str) -> None:
