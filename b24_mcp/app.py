@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .auth import OAuth, Webhook
-from .client import B24Client, SharedPortal
+from .bitrix24.auth import OAuth, Webhook
+from .bitrix24.client import B24Client, SharedPortal
 from .settings import CALL_BUDGET, Settings, WebhookConfig, token_file_of
 
 if TYPE_CHECKING:
     import httpx
 
-    from .auth import Auth
-    from .oauth import PairStore
+    from .bitrix24.auth import Auth
+    from .bitrix24.oauth import PairStore
 
 
 def make_auth(settings: Settings, http: httpx.AsyncClient) -> Auth:
@@ -25,7 +25,7 @@ def make_auth(settings: Settings, http: httpx.AsyncClient) -> Auth:
     (Redis with B24_REDIS_URL, else the token file)."""
     if isinstance(settings.auth, WebhookConfig):
         return Webhook(settings.auth)
-    from .oauth import OAuthSession, TokenPair
+    from .bitrix24.oauth import OAuthSession, TokenPair
 
     auth = settings.auth
     session = OAuthSession(
@@ -43,10 +43,10 @@ def make_auth(settings: Settings, http: httpx.AsyncClient) -> Auth:
 def _pair_store(settings: Settings) -> PairStore:
     assert not isinstance(settings.auth, WebhookConfig)
     if settings.team is not None and settings.team.redis is not None:  # B24_REDIS_URL: replicas share the pair
-        from .redis_state import pair_store
+        from .bitrix24.redis_state import pair_store
 
         return pair_store(settings)
-    from .token_file import TokenFile
+    from .bitrix24.token_file import TokenFile
 
     return TokenFile(token_file_of(settings.auth))
 
@@ -55,7 +55,7 @@ def shared_portal(settings: Settings) -> SharedPortal | None:
     """The replicas' shared bucket and blocks (B24_REDIS_URL), or None for a process on its own."""
     if settings.team is None or settings.team.redis is None:
         return None
-    from .redis_state import SharedPortal as RedisPortal
+    from .bitrix24.redis_state import SharedPortal as RedisPortal
 
     return RedisPortal(settings)
 

@@ -26,7 +26,7 @@ from .errors import ConfigError, printable, problems_of
 from .tools import names as tool_names
 
 if TYPE_CHECKING:
-    from .client import B24Client
+    from .bitrix24.client import B24Client
     from .team import RedisConfig
 
 PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")  # httpx's, not b24-mcp's: never shown
@@ -125,7 +125,7 @@ async def _reach(settings: config.Settings) -> str:
     """Any HTTP answer from the portal's address proves DNS, TCP and TLS (with SSL_CERT_FILE) work."""
     import httpx
 
-    from .wire import make_http, network_error
+    from .bitrix24.wire import make_http, network_error
 
     origin = settings.auth.origin
     async with make_http(settings.timeout) as http:
@@ -139,7 +139,7 @@ async def _reach(settings: config.Settings) -> str:
 
 async def _ping(redis_config: RedisConfig) -> str:
     """One PING proves the replicas' Redis (address, password, database), which every call goes through first."""
-    from .redis_state import Redis
+    from .bitrix24.redis_state import Redis
 
     redis = Redis(redis_config)
     started = time.monotonic()
@@ -263,8 +263,8 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
 async def _prove(settings: config.Settings, report: Report) -> int | None:
     """Prove the credentials (`scope`) and the bot (`imbot.v2.Bot.get`); an exit status if either fails."""
     from .app import make_client
+    from .bitrix24.wire import make_http
     from .errors import B24Error
-    from .wire import make_http
 
     transport = None
     if settings.demo:

@@ -170,7 +170,7 @@ def _quit_at_once(signum: int, frame: FrameType | None) -> None:
     """Ctrl-C or SIGTERM: end now, or once an OAuth renewal under way is saved (Bitrix24 has rotated the pair,
     and it dies with the process). A stdio server blocked reading stdin would otherwise wait for a line that never
     comes, and then print a traceback."""
-    oauth = sys.modules.get("b24_mcp.oauth")  # loaded only if an OAuth session was made
+    oauth = sys.modules.get("b24_mcp.bitrix24.oauth")  # loaded only if an OAuth session was made
     if oauth is None:
         os._exit(128 + signum)
     oauth.RENEWALS.exit_when_settled(128 + signum)

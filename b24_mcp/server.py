@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
     from mcp.server.auth.settings import AuthSettings
 
-    from .client import B24Client
+    from .bitrix24.client import B24Client
 
 log = logging.getLogger("b24_mcp.server")
 
@@ -128,7 +128,7 @@ class Connection:
             raise ConfigError(f"b24-mcp is not configured: {said} Then restart the MCP server.")
         if self._client is None:
             from .app import make_client
-            from .wire import make_http
+            from .bitrix24.wire import make_http
 
             transport = self.transport
             if transport is None and self.settings.demo:
@@ -153,7 +153,7 @@ class Connection:
         # Forget the client too: should a transport run the lifespan again, the next call builds a fresh one.
         http, self._http, self._client = self._http, None, None
         if http is not None:
-            oauth = sys.modules.get("b24_mcp.oauth")  # loaded only if an OAuth session was made
+            oauth = sys.modules.get("b24_mcp.bitrix24.oauth")  # loaded only if an OAuth session was made
             if oauth is not None:
                 await oauth.RENEWALS.settle()  # a rotated pair on its way is saved before its client closes
             await http.aclose()
@@ -345,4 +345,4 @@ async def _warm_when_listed(connection: Connection) -> None:
 
 
 def _import_client_modules() -> None:
-    from . import auth, client, wire  # noqa: F401 - imported for their side effect: loaded once, off the loop
+    from .bitrix24 import auth, client, wire  # noqa: F401 - imported for their side effect: loaded once, off the loop

@@ -190,7 +190,7 @@ def http_server(
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             await super().shutdown(sockets)
-            oauth = sys.modules.get("b24_mcp.oauth")  # loaded only if an OAuth session was made
+            oauth = sys.modules.get("b24_mcp.bitrix24.oauth")  # loaded only if an OAuth session was made
             if oauth is not None:
                 await oauth.RENEWALS.settle()  # a rotated pair on its way is saved before the loop ends
 
@@ -303,8 +303,8 @@ def unusable_redis(settings: Settings) -> list[str]:
         return []
     import anyio
 
+    from .bitrix24.redis_state import Redis
     from .errors import UpstreamError
-    from .redis_state import Redis
 
     async def ping() -> None:
         redis = Redis(redis_config)

@@ -78,7 +78,7 @@ def no_b24_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries at once: for tests of what is retried and how it ends, not of how long the client waits."""
-    from b24_mcp import client as client_module
+    from b24_mcp.bitrix24 import client as client_module
 
     monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: 0.0)
 

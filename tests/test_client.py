@@ -17,15 +17,15 @@ import httpx
 import pytest
 
 from b24_mcp import settings as config
-from b24_mcp.auth import OAuth, Webhook
-from b24_mcp.client import B24Client
+from b24_mcp.bitrix24.auth import OAuth, Webhook
+from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.oauth import OAuthSession
+from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import HINTS, POLICIES, AnswerError, B24Error, InputError, PortalError, UpstreamError
-from b24_mcp.oauth import OAuthSession
 from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.tools.get_chat_members import read_members
 from b24_mcp.tools.get_message import read_message
 from b24_mcp.tools.get_messages import read_window
-from b24_mcp.wire import make_http
 from tests.values import BOT_ID, CHAT, CODE, HOOK, HOST, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio

@@ -134,9 +134,9 @@ def test_links_between_the_readme_and_its_pages_resolve() -> None:
 
 def test_the_team_section_says_what_redis_holds_and_what_a_killed_replica_costs() -> None:
     """What the README promises about Redis and renewals is what the code does, and its numbers are the code's."""
+    from b24_mcp.bitrix24.oauth import SETTLE_LIMIT
+    from b24_mcp.bitrix24.redis_state import LOCK_MARGIN
     from b24_mcp.http_auth import LEEWAY
-    from b24_mcp.oauth import SETTLE_LIMIT
-    from b24_mcp.redis_state import LOCK_MARGIN
     from b24_mcp.transport import HEADER_TIMEOUT, IDLE_TIMEOUT
 
     team = " ".join(section("## Run it for a team").split())

@@ -25,9 +25,10 @@ import pytest
 import trustme
 from mcp import Client
 
-from b24_mcp import logs, settings, wire
+from b24_mcp import logs, settings
 from b24_mcp.app import make_client
-from b24_mcp.client import B24Client
+from b24_mcp.bitrix24 import wire
+from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.errors import B24Error, UpstreamError
 from b24_mcp.server import build_server
 from b24_mcp.standin_files import FILES, FileStore, StoredFile, png

@@ -31,9 +31,10 @@ import httpx
 import pytest
 import trustme
 
-from b24_mcp import settings, wire
+from b24_mcp import settings
 from b24_mcp.app import make_client
-from b24_mcp.client import B24Client
+from b24_mcp.bitrix24 import wire
+from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.errors import AnswerError, B24Error, ConfigError, PortalError, UpstreamError
 from b24_mcp.tools.get_chat import read_chat
 

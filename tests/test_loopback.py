@@ -18,14 +18,14 @@ import pytest
 import trustme
 from mcp import Client
 
-from b24_mcp import client as client_module
 from b24_mcp import settings as config
 from b24_mcp.app import make_client
-from b24_mcp.client import B24Client
+from b24_mcp.bitrix24 import client as client_module
+from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import B24Error, PortalError, UpstreamError
 from b24_mcp.server import build_server
 from b24_mcp.tools.get_chat import read_chat
-from b24_mcp.wire import make_http
 from tests.portal import Fault, StandInPortal
 from tests.values import BOT_ID, CODE, TOKEN, webhook_vars
 

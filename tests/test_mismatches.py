@@ -1,4 +1,4 @@
-"""Setting aside what a portal sends unlike the docs (b24_mcp.mismatches), on the result models directly."""
+"""Setting aside what a portal sends unlike the docs (b24_mcp.bitrix24.mismatches), on the result models directly."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from b24_mcp.mismatches import MAX_PASSES, Unusable, accept, type_words
-from b24_mcp.models import MessageWindow, User
+from b24_mcp.bitrix24.mismatches import MAX_PASSES, Unusable, accept, type_words
+from b24_mcp.bitrix24.models import MessageWindow, User
 from b24_mcp.tools.get_chat import ChatResult
 from b24_mcp.tools.get_message import OneMessage
 

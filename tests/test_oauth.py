@@ -22,12 +22,12 @@ import httpx
 import pytest
 
 from b24_mcp import settings as config
+from b24_mcp.bitrix24.oauth import OAuthSession, Stored, TokenPair
+from b24_mcp.bitrix24.token_file import TokenFile
+from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import AuthError, ConfigError
 from b24_mcp.logs import fingerprint, redact
-from b24_mcp.oauth import OAuthSession, Stored, TokenPair
 from b24_mcp.paths import check_token_path, default_token_file, lock_file_of
-from b24_mcp.token_file import TokenFile
-from b24_mcp.wire import make_http
 from tests.portal import OAuthSettings, StandInPortal
 from tests.values import OAUTH_ACCESS, OAUTH_CLIENT_SECRET, OAUTH_REFRESH
 

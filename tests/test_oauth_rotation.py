@@ -19,11 +19,11 @@ import pytest
 from mcp import Client
 
 from b24_mcp import settings as config
+from b24_mcp.bitrix24.oauth import RENEWALS, OAuthSession, TokenPair
+from b24_mcp.bitrix24.token_file import TokenFile
+from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import AuthError
-from b24_mcp.oauth import RENEWALS, OAuthSession, TokenPair
 from b24_mcp.server import build_server
-from b24_mcp.token_file import TokenFile
-from b24_mcp.wire import make_http
 from tests.portal import OAuthSettings, StandInPortal, rotated
 from tests.values import OAUTH_ACCESS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH, oauth_vars
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from b24_mcp.pacing import LeakyBucket
+from b24_mcp.bitrix24.pacing import LeakyBucket
 
 
 class Clock:

@@ -13,14 +13,14 @@ import re
 import httpx
 import pytest
 
-from b24_mcp import client as client_module
 from b24_mcp import settings as config
-from b24_mcp.auth import Webhook
-from b24_mcp.client import B24Client
+from b24_mcp.bitrix24 import client as client_module
+from b24_mcp.bitrix24.auth import Webhook
+from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import PortalError
 from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.tools.get_messages import read_window
-from b24_mcp.wire import make_http
 from tests.values import CHAT, CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio

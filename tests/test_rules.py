@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from b24_mcp.bitrix24.pacing import LeakyBucket
 from b24_mcp.errors import (
     AnswerError,
     B24Error,
@@ -24,7 +25,6 @@ from b24_mcp.errors import (
     portal_error,
 )
 from b24_mcp.logs import ROTATED_KEPT, Redactor
-from b24_mcp.pacing import LeakyBucket
 from b24_mcp.settings import MAX_ID
 from b24_mcp.tools import arguments
 from b24_mcp.tools.arguments import BOT, DIALOG_ID, MESSAGE_ID, RANGE, parse

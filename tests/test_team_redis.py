@@ -17,15 +17,15 @@ import redis
 
 from b24_mcp import settings as config
 from b24_mcp.app import make_auth, shared_portal
-from b24_mcp.client import B24Client
+from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.oauth import OAuthSession, Stored, TokenPair
+from b24_mcp.bitrix24.pacing import LeakyBucket
+from b24_mcp.bitrix24.redis_state import Redis, RedisBucket, RedisPairs, SharedPortal
+from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import PortalError, UpstreamError
 from b24_mcp.logs import fingerprint
-from b24_mcp.oauth import OAuthSession, Stored, TokenPair
-from b24_mcp.pacing import LeakyBucket
-from b24_mcp.redis_state import Redis, RedisBucket, RedisPairs, SharedPortal
 from b24_mcp.team import parse_redis_url
 from b24_mcp.tools.get_chat import read_chat
-from b24_mcp.wire import make_http
 from tests.portal import Fault, OAuthSettings, StandInPortal, rotated
 from tests.redis_server import RedisServer, SlowProxy, free_port
 from tests.values import webhook_vars

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..models import Chat, reported
+from ..bitrix24.models import Chat, reported
 from . import arguments as args
 from .quoting import count, named, said
 from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Portal, PortalAnswer, ToolSpec, Values
 
 if TYPE_CHECKING:
-    from ..client import B24Client, OnWait
+    from ..bitrix24.client import B24Client, OnWait
 
 
 class ChatResult(BaseModel):

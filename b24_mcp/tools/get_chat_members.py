@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from ..models import NotAsDocumented, Ours, User, not_as_documented, notice_field, reported, shaped
+from ..bitrix24.models import NotAsDocumented, Ours, User, not_as_documented, notice_field, reported, shaped
 from . import arguments as args
 from .quoting import count, person, said
 from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Fits, Portal, PortalAnswer, ToolSpec, Values, most_that_fit
 
 if TYPE_CHECKING:
-    from ..client import B24Client, OnWait
+    from ..bitrix24.client import B24Client, OnWait
 
 
 class Members(BaseModel):

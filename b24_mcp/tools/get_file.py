@@ -19,15 +19,15 @@ import anyio
 from mcp_types import ContentBlock, ImageContent
 from pydantic import BaseModel, Field, PrivateAttr
 
+from ..bitrix24.models import ABSENT, NotAsDocumented, not_as_documented, reported, shaped
 from ..errors import InputError, UpstreamError
-from ..models import ABSENT, NotAsDocumented, not_as_documented, reported, shaped
 from ..settings import CALL_BUDGET
 from . import arguments as args
 from .quoting import blockquote, count, named, said
 from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Portal, PortalAnswer, ToolSpec, Values
 
 if TYPE_CHECKING:
-    from ..client import B24Client, OnWait
+    from ..bitrix24.client import B24Client, OnWait
 
 TEXT_PAGE_CHARS = 12_000  # characters of a file's text a result shows; `page` reads on
 PDF_PAGES_MAX = 500  # pages of a PDF whose text is extracted
@@ -94,7 +94,7 @@ async def read_file(
     bot_token: str | None = None,
     on_wait: OnWait | None = None,
 ) -> FileResult:
-    from ..wire import download  # with the client: httpx stays off the start-up path
+    from ..bitrix24.wire import download  # with the client: httpx stays off the start-up path
 
     params = {**client.bot_params(bot_id, bot_token), "fileId": file_id}
     link: DownloadLink

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from ..bitrix24.models import Message, MessageWindow, Mismatch, reported
 from ..errors import AnswerError, InputError
-from ..models import Message, MessageWindow, Mismatch, reported
 from . import arguments as args
 from .get_chat import CHAT_GET, read_chat
 from .quoting import UNTRUSTED, count, quote
@@ -28,7 +28,7 @@ from .spec import (
 )
 
 if TYPE_CHECKING:
-    from ..client import B24Client, OnWait
+    from ..bitrix24.client import B24Client, OnWait
 
 ANCHORS = ("dialogId", "messageId", "beforeMessageId", "afterMessageId")  # exactly one says where to read
 TEXT_CUT = 2_000  # characters of a message's text kept when a window is over the budget

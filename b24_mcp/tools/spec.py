@@ -24,7 +24,7 @@ from . import arguments as args
 from .quoting import set_aside
 
 if TYPE_CHECKING:  # the client (and httpx) load after the first tools/list, off the start-up path
-    from ..client import B24Client, OnWait
+    from ..bitrix24.client import B24Client, OnWait
 
 log = logging.getLogger("b24_mcp.tools")
 

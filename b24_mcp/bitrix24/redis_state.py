@@ -30,16 +30,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from .errors import B24Error, PortalError, UpstreamError, portal_error
-from .logs import fingerprint, redact
+from ..errors import B24Error, PortalError, UpstreamError, portal_error
+from ..logs import fingerprint, redact
+from ..team import REDIS_URL, RedisConfig
 from .oauth import LockBusy, SaveFailed, Stored, TokenPair
 from .pacing import OnWait, SharedBucket, gcra
-from .team import REDIS_URL, RedisConfig
 
 if TYPE_CHECKING:
     import redis.asyncio
 
-    from .settings import Settings
+    from ..settings import Settings
 
 log = logging.getLogger("b24_mcp.redis")
 
@@ -399,7 +399,7 @@ class RedisPairs:
 
 def pair_store(settings: Settings) -> RedisPairs:
     """The configured application's pair in Redis."""
-    from .settings import OAuthConfig
+    from ..settings import OAuthConfig
 
     auth = settings.auth
     assert isinstance(auth, OAuthConfig) and settings.team is not None and settings.team.redis is not None

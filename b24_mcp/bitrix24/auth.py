@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .settings import OAuthConfig, WebhookConfig
+from ..settings import OAuthConfig, WebhookConfig
 
 if TYPE_CHECKING:
     pass

@@ -22,8 +22,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from .auth import Auth
-from .errors import (
+from ..errors import (
     POLICIES,
     AnswerError,
     B24Error,
@@ -35,11 +34,12 @@ from .errors import (
     error_parts,
     portal_error,
 )
-from .logs import redact
+from ..logs import redact
+from ..settings import CALL_BUDGET, Settings
+from .auth import Auth
 from .mismatches import Unusable, accept
 from .models import Answer, Bot, BotResult, Mismatch, reported
 from .pacing import LeakyBucket, LocalBucket, OnWait, SharedBucket
-from .settings import CALL_BUDGET, Settings
 from .wire import MAX_JSON_VALUES, Reply, exchange, redirect_error, too_many_values
 
 log = logging.getLogger("b24_mcp.client")

@@ -25,9 +25,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .errors import AnswerError, ConfigError, UpstreamError, clean_text
-from .forms import is_loopback
-from .logs import redact
+from ..errors import AnswerError, ConfigError, UpstreamError, clean_text
+from ..forms import is_loopback
+from ..logs import redact
 
 # A window of 50 + 50 messages of 20,000 characters, JSON-escaped, stays well below this; anything larger is not
 # an answer b24-mcp asked for.

@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from .errors import AuthError, B24Error, UpstreamError, clean_code, clean_text
-from .logs import fingerprint, redact
-from .settings import CALL_BUDGET
+from ..errors import AuthError, B24Error, UpstreamError, clean_code, clean_text
+from ..logs import fingerprint, redact
+from ..settings import CALL_BUDGET
 
 if TYPE_CHECKING:
     import httpx

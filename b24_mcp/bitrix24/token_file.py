@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ..paths import lock_file_of, os_reason
 from .oauth import LockBusy, SaveFailed, Stored, TokenPair
-from .paths import lock_file_of, os_reason
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
