@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError, ConfigProblems, Problems
 from .forms import check_base_url
+from .journal_settings import MEMORY, JournalConfig, load_journal
 from .paths import check_token_path, default_token_file
 from .team import TeamConfig
 from .team import load as load_team
@@ -70,6 +71,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("B24_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR; logs go to stderr"),
     Variable("B24_TOOLS", "the tools to list, comma-separated (default: all)"),
     Variable("B24_RESULT_BUDGET", "characters one tool result may take (text and JSON)"),
+    Variable("B24_JOURNAL", "on: keep a journal of the bot's events (inbox tools)"),
+    Variable("B24_JOURNAL_FILE", "where the journal is kept (default: data directory)"),
+    Variable("B24_JOURNAL_DAYS", "days of messages the journal keeps (default 90)"),
     Variable("SSL_CERT_FILE", "a CA bundle (PEM) for a portal with an internal CA", "value", "tls"),
     Variable("SSL_CERT_DIR", "CA certificates' directory (if SSL_CERT_FILE is unset)", "value", "tls"),
     # The team deployment's (Streamable HTTP with authentication, replicas sharing state; parsed by team.py).
@@ -155,6 +159,7 @@ class Settings:
     team: TeamConfig | None = None  # B24_REDIS_URL and the HTTP auth variables (team.py)
     tools: tuple[str, ...] | None = None  # B24_TOOLS: the tools to list; None: all
     result_budget: int = RESULT_BUDGET
+    journal: JournalConfig | None = None  # B24_JOURNAL=on (journal_settings.py); the demo's is in memory
 
     @property
     def mode(self) -> Literal["webhook", "oauth"]:
@@ -497,7 +502,9 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         )
     )
     file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")))
+    journal = problems.take(lambda: load_journal(get))
     if demo:
+        journal = JournalConfig(file=Path(MEMORY), memory=True)
         auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
         bot_id: int | None = DEMO_BOT_ID
         bot_token: str | None = DEMO_BOT_TOKEN
@@ -534,6 +541,7 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         team=team,
         tools=listed,
         result_budget=int(budget),
+        journal=journal,
     )
 
 
