@@ -7,10 +7,15 @@ no lower module reaches up to choose. Redis-backed parts are imported only when 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .bitrix24.auth import OAuth, Webhook
 from .bitrix24.client import B24Client, SharedPortal
+from .journal.drain import Drainer, Journaled
+from .journal.inbox import Inbox
+from .journal.store import Journal
+from .paths import default_journal_file
 from .settings import CALL_BUDGET, Settings, WebhookConfig, token_file_of
 
 if TYPE_CHECKING:
@@ -63,3 +68,12 @@ def shared_portal(settings: Settings) -> SharedPortal | None:
 def make_client(settings: Settings, http: httpx.AsyncClient) -> B24Client:
     """The Bitrix24 client with its auth and, for replicas, their shared state."""
     return B24Client(settings, http, make_auth(settings, http), shared_portal(settings))
+
+
+def make_inbox(settings: Settings, client: Callable[[], B24Client], journaled: Journaled | None = None) -> Inbox | None:
+    """The journal and its drain when B24_JOURNAL=on (the demo's in memory); None when it is off."""
+    config = settings.journal
+    if config is None:
+        return None
+    path = ":memory:" if config.memory else config.file or default_journal_file(settings.host, settings.bot_id)
+    return Inbox(Drainer(client, Journal(path, days=config.days), journaled=journaled))

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from mcp.server.auth.settings import AuthSettings
 
     from .bitrix24.client import B24Client
+    from .journal.inbox import Inbox
 
 log = logging.getLogger("b24_mcp.server")
 
@@ -120,6 +121,17 @@ class Connection:
 
             seed = list(CHATS)
         self.recent = RecentDialogs(seed)
+        self._inbox: Inbox | None = None
+
+    def inbox(self) -> Inbox | None:
+        """The journal (B24_JOURNAL=on, or the demo's), made with the client on first use; None when it is off."""
+        if not isinstance(self.settings, Settings) or self.settings.journal is None:
+            return None
+        if self._inbox is None:
+            from .app import make_inbox
+
+            self._inbox = make_inbox(self.settings, self.client)
+        return self._inbox
 
     def client(self) -> B24Client:
         if isinstance(self.settings, ConfigError):
@@ -152,6 +164,9 @@ class Connection:
     async def aclose(self) -> None:
         # Forget the client too: should a transport run the lifespan again, the next call builds a fresh one.
         http, self._http, self._client = self._http, None, None
+        inbox, self._inbox = self._inbox, None
+        if inbox is not None:
+            inbox.close()
         if http is not None:
             oauth = sys.modules.get("b24_mcp.bitrix24.oauth")  # loaded only if an OAuth session was made
             if oauth is not None:
@@ -242,6 +257,7 @@ def build_server(
         connection.listed = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(_warm_when_listed, connection)
+            tg.start_soon(_poll_when_listed, connection)
             try:
                 yield connection
             finally:
@@ -254,7 +270,9 @@ def build_server(
 
     def bind(spec: ToolSpec) -> RawTool:
         async def call(raw: dict[str, Any], ctx: Context | None) -> CallToolResult:
-            return await handle(spec, connection.client, raw, ctx, notice, connection.recent.answered, budget)
+            return await handle(
+                spec, connection.client, raw, ctx, notice, connection.recent.answered, budget, connection.inbox
+            )
 
         return _tool(spec, call)
 
@@ -342,6 +360,18 @@ async def _warm_when_listed(connection: Connection) -> None:
     await anyio.sleep(0.01)  # let the tools/list answer go out first
     await anyio.to_thread.run_sync(_import_client_modules)
     await connection.warm()
+
+
+async def _poll_when_listed(connection: Connection) -> None:
+    """With B24_JOURNAL=on (not the demo's, which nothing writes to): the journal's background poll."""
+    settings = connection.settings
+    if not isinstance(settings, Settings) or settings.journal is None or settings.demo:
+        return
+    assert connection.listed is not None
+    await connection.listed.wait()
+    inbox = connection.inbox()
+    if inbox is not None:
+        await inbox.poller.run()
 
 
 def _import_client_modules() -> None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError, ConfigProblems, Problems
 from .forms import check_base_url
-from .journal_settings import MEMORY, JournalConfig, load_journal
+from .journal_settings import DAYS_MAX, MEMORY, JournalConfig, load_journal
 from .paths import check_token_path, default_token_file
 from .team import TeamConfig
 from .team import load as load_team
@@ -504,7 +504,7 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
     file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")))
     journal = problems.take(lambda: load_journal(get))
     if demo:
-        journal = JournalConfig(file=Path(MEMORY), memory=True)
+        journal = JournalConfig(file=Path(MEMORY), days=DAYS_MAX, memory=True)  # the demo's messages are old
         auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
         bot_id: int | None = DEMO_BOT_ID
         bot_token: str | None = DEMO_BOT_TOKEN

@@ -220,6 +220,8 @@ _ERRORS = {  # code -> (HTTP status, error_description), as the docs spell them
     "MESSAGE_ACCESS_DENIED": (403, "Message access denied"),
     "FILE_NOT_FOUND": (400, "File not found"),
     "FILE_ACCESS_ERROR": (403, "File access error"),
+    "SCOPE_ERROR": (400, "Scope error"),
+    "USER_NOT_SUBSCRIBED": (400, "User not subscribed"),
     "invalid_request": (400, "Unsupported grant"),
     "invalid_client": (401, "Invalid client credentials"),
     "invalid_grant": (400, "Invalid grant"),
@@ -370,6 +372,7 @@ class StandIn:
 
     # What the tools' answers (`Call.standin`) are made with.
     ok = staticmethod(_ok)
+    refuse = staticmethod(error)
     bounded = staticmethod(_bounded)
 
     def _is_member(self, dialog: str) -> bool:

@@ -48,6 +48,10 @@ GET_BOT = "imbot.v2.Bot.get"
 SCOPE = "scope"
 
 
+class Deferred(UpstreamError):
+    """A background call (the journal's) found no spare slot: interactive calls go first; try again later."""
+
+
 class SharedPortal(Protocol):
     """What replicas share of the portal (B24_REDIS_URL; `redis_state.SharedPortal`): its bucket, and the
     portal-wide blocks one replica was told about, so that every replica waits them out."""
@@ -148,9 +152,11 @@ class B24Client:
         result: Any,
         on_wait: OnWait | None = None,
         secrets: Iterable[str | None] = (),
+        background: bool = False,
     ) -> tuple[Any, Report]:
         """One REST call, bounded by CALL_BUDGET x B24_TIMEOUT, retried as `errors.classify` says: the validated
-        result, and what of it was set aside as not documented."""
+        result, and what of it was set aside as not documented. A `background` call is sent only while half the
+        bucket is free (else `Deferred`), so interactive calls never wait for it."""
         deadline = time.monotonic() + CALL_BUDGET * self.settings.timeout
         masked = [s for s in secrets if s]
         used: Counter[str] = Counter()
@@ -158,7 +164,7 @@ class B24Client:
         while True:
             if self._shared is not None:
                 await self._shared.check(method, deadline, on_wait)
-            waited = await self._paced(deadline, on_wait, last)
+            waited = await (self._spare_slot() if background else self._paced(deadline, on_wait, last))
             body, credential = await self._auth.sign(params)
             started = time.monotonic()
             try:
@@ -221,6 +227,11 @@ class B24Client:
                 await self._bucket.release()
             raise
         return delay
+
+    async def _spare_slot(self) -> float:
+        if await self._bucket.reserve(0.0, spare=max(1, self.settings.rate_burst // 2)) is None:
+            raise Deferred(f"Interactive calls to Bitrix24 at {self.host} go first; the journal waits its turn.")
+        return 0.0
 
     async def _sleep(self, delay: float, deadline: float, err: B24Error, on_wait: OnWait | None, what: str) -> None:
         if delay >= _left(deadline):
