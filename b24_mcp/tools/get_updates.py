@@ -141,10 +141,12 @@ def _fit(model: BaseModel, v: Values, fits: Fits) -> tuple[BaseModel, str]:
     return first(n), f"{count(len(flat) - n, 'change')} left for the next call (pass the cursor)."
 
 
-def _check_cursor(value: object) -> str:
-    if not isinstance(value, str) or not _CURSOR.fullmatch(value):
+def _check_cursor(value: object) -> int:
+    """The event id a cursor ("e1042") names."""
+    match = _CURSOR.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         raise InputError('cursor must be the cursor a previous get_updates returned, e.g. "e1042".')
-    return value
+    return int(match.group(1))
 
 
 def _text(data: dict[str, Any], call: Values | None = None) -> str:
@@ -169,7 +171,7 @@ def _text(data: dict[str, Any], call: Values | None = None) -> str:
 
 CURSOR = args.Arg(
     "cursor",
-    {"type": "string", "pattern": _CURSOR.pattern, "description": "The cursor a previous get_updates returned"},
+    {"type": "string", "pattern": f"^{_CURSOR.pattern}$", "description": "The cursor a previous get_updates returned"},
     _check_cursor,
 )
 LIMIT = args.Arg(

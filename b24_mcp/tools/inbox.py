@@ -3,15 +3,14 @@ time arguments, how a journal row reads as a message, and the journal's state in
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..bitrix24.models import ABSENT
-from ..errors import B24Error, InputError
-from .arguments import ECHO_MAX, Arg
+from ..errors import B24Error
+from .arguments import time_arg
 from .spec import Values
 
 if TYPE_CHECKING:
@@ -71,28 +70,6 @@ def state_line(state: dict[str, Any]) -> str:
     if state.get("botDeleted"):
         said += f". Bitrix24 said the bot itself was deleted ({state['botDeleted']}): no new events will come"
     return said + "." + (f" {state['note']}" if state.get("note") else "")
-
-
-_TZ = re.compile(r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
-
-
-def time_arg(name: str, what: str) -> Arg:
-    def check(value: object) -> float:
-        form = 'an ISO 8601 time with its offset, e.g. "2025-03-18T09:00:00+01:00" or "2025-03-18T08:00:00Z"'
-        if not isinstance(value, str):
-            raise InputError(f"{name} must be {form}.")
-        try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            shown = value if len(value) <= ECHO_MAX else value[:ECHO_MAX] + "…"
-            raise InputError(f"{name} {shown!r} is not a time: expected {form}.") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)  # said in the schema: a time without an offset is UTC
-        return moment.timestamp()
-
-    schema = {"type": "string", "description": f"{what}: an ISO 8601 time, e.g. 2025-03-18T09:00:00+01:00 (UTC "
-              "if no offset is given).", "maxLength": 40}  # fmt: skip
-    return Arg(name, schema, check)
 
 
 SINCE = time_arg("since", "Only what happened at or after this time")
