@@ -288,7 +288,10 @@ async def _prove(settings: config.Settings, report: Report) -> int | None:
                 return 1
             what = "the webhook" if settings.mode == "webhook" else "the application's token"
             report.line("✓", f"credentials: {settings.host} accepted {what}; its permissions include imbot")
-            return await _prove_bot(settings, client, report)
+            failed = await _prove_bot(settings, client, report)
+            if failed is None:
+                await _journal(settings, client, report)
+            return failed
     except ConfigError as err:  # the HTTP client could not be made (a proxy setting httpx cannot use)
         report.line("✗", f"configuration: {err}")
         report.line("→", "Verdict: fix that setting, then run again.")
@@ -329,6 +332,14 @@ async def _prove_bot(settings: config.Settings, client: B24Client, report: Repor
         )
         report.line("→", "Verdict: use the token chosen when this bot was registered, or a bot registered by you.")
         return 1
+    mode = extended.get("eventMode")
+    shown_mode = clean_text(mode, 20) if isinstance(mode, str) else "not given"
+    if settings.journal is not None and mode != "fetch":
+        report.line(
+            "!",
+            f"{who}: eventMode {shown_mode}, so imbot.v2.Event.get has no events for the journal (B24_JOURNAL=on); "
+            'register the bot with fields.eventMode "fetch", or turn the journal off',
+        )
     kind = clean_text(bot.type, 40) if isinstance(bot.type, str) else None
     code = clean_text(bot.code, 60) if isinstance(bot.code, str) else None
     named = f"{who} ({code})" if code else who
@@ -342,6 +353,33 @@ async def _prove_bot(settings: config.Settings, client: B24Client, report: Repor
             "'personal' (see the README)",
         )
     return None
+
+
+async def _journal(settings: config.Settings, client: B24Client, report: Report) -> None:
+    """Whether the journal is on, where, what it holds and how far behind the queue it is (the demo's is drained
+    here, into memory, as its server drains it)."""
+    if settings.journal is None:
+        report.line("✓", "journal: off (B24_JOURNAL=on keeps one for list_chats, get_updates, search_messages)")
+        return
+    from .app import make_inbox
+
+    inbox = make_inbox(settings, lambda: client)
+    assert inbox is not None
+    try:
+        if settings.demo:
+            await report.step("reading the bot's event queue (imbot.v2.Event.get)", inbox.drainer.drain)
+        stats = inbox.journal.stats()
+    finally:
+        inbox.close()
+    where = "in memory" if inbox.journal.path == ":memory:" else inbox.journal.path
+    if settings.demo:
+        behind = "the demo portal's queue read through"
+    elif stats["drained_at"] is None:
+        behind = "the queue was never read yet (the server reads it once it runs)"
+    else:
+        ago = max(0.0, time.time() - stats["drained_at"])
+        behind = f"the queue was read {ago:.0f} s ago" + (", with more events waiting" if stats["behind"] else "")
+    report.line("✓", f"journal: on, {where}; {stats['chats']} chats, {stats['messages']} messages; {behind}")
 
 
 def _no_imbot(settings: config.Settings, scopes: list[str]) -> str:
