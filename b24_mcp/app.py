@@ -75,5 +75,12 @@ def make_inbox(settings: Settings, client: Callable[[], B24Client], journaled: J
     config = settings.journal
     if config is None:
         return None
+    if settings.team is not None and settings.team.redis is not None:  # replicas: one drains into Redis, all read it
+        from .bitrix24.redis_state import Redis
+        from .journal.shared import SharedDrainer, SharedLog
+
+        shared = SharedLog(Redis(settings.team.redis), settings.host, settings.bot_id)
+        journal = Journal(":memory:", days=config.days)
+        return Inbox(SharedDrainer(client, journal, shared, journaled=journaled))
     path = ":memory:" if config.memory else config.file or default_journal_file(settings.host, settings.bot_id)
     return Inbox(Drainer(client, Journal(path, days=config.days), journaled=journaled))

@@ -166,7 +166,7 @@ class Connection:
         http, self._http, self._client = self._http, None, None
         inbox, self._inbox = self._inbox, None
         if inbox is not None:
-            inbox.close()
+            await inbox.aclose()
         if http is not None:
             oauth = sys.modules.get("b24_mcp.bitrix24.oauth")  # loaded only if an OAuth session was made
             if oauth is not None:

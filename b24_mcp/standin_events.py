@@ -93,7 +93,7 @@ class Chatter:
     def __init__(
         self,
         queue: EventQueue,
-        chats: Mapping[str, dict[str, Any]],
+        chats: dict[str, dict[str, Any]],
         users: Mapping[int, dict[str, Any]],
         messages: dict[int, dict[str, Any]],
         make: Callable[..., dict[str, Any]],
@@ -109,14 +109,12 @@ class Chatter:
         mid = max(self.messages, default=0) + 1
         message = self._make(mid, chat["id"], author, date, text)
         self.messages[mid] = message
-        chat["lastMessageId"] = mid
+        self.chats[dialog] = {**chat, "lastMessageId": mid}  # a copy: the module's CHATS stay as they are
         self.queue.push("ONIMBOTV2MESSAGEADD", date, self._data(dialog, author, message=message, language="en"))
         return mid
 
     def edit(self, mid: int, text: str, date: str) -> None:
-        message = self.messages[mid]
-        message["text"] = text
-        message["params"] = {"IS_EDITED": "Y"}
+        message = self.messages[mid] = {**self.messages[mid], "text": text, "params": {"IS_EDITED": "Y"}}
         dialog = self._dialog_of(message["chatId"])
         self.queue.push("ONIMBOTV2MESSAGEUPDATE", date, self._data(dialog, message["authorId"], message=message))
 

@@ -63,6 +63,15 @@ class Drainer:
         lock = None if journal.path == ":memory:" else Path(journal.path).with_name(Path(journal.path).name + ".lock")
         self._lock = FileLock(lock, timeout=0, thread_local=False) if lock is not None else None
 
+    async def aclose(self) -> None:
+        """What the drainer holds beyond the journal (the replicas' Redis pool)."""
+
+    async def refresh(self, fresh: float, now: float) -> None:
+        """Drain if the last drain (by any process on this file) is older than `fresh` seconds."""
+        drained_at = self.journal.get_meta("drained_at")
+        if drained_at is None or now - float(drained_at) >= fresh:
+            await self.drain()  # None: another process is draining; what it has committed is read
+
     async def drain(self) -> Drained | None:
         """Read the queue into the journal; None if another process is draining it right now."""
         async with self._here:

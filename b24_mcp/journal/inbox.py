@@ -30,14 +30,15 @@ class Inbox:
 
     async def fresh(self) -> str | None:
         """Drain if the last drain (by any process) is older than FRESH; a sentence when it could not."""
-        drained_at = self.journal.get_meta("drained_at")
-        if drained_at is not None and self._clock() - float(drained_at) < self._fresh:
-            return None
         try:
-            await self.drainer.drain()  # None: another process is draining; what it has committed is read
+            await self.drainer.refresh(self._fresh, self._clock())
         except B24Error as err:
             return f"The journal could not be brought up to date just now ({err}); this is what it held."
         return None
 
     def close(self) -> None:
+        self.journal.close()
+
+    async def aclose(self) -> None:
+        await self.drainer.aclose()
         self.journal.close()

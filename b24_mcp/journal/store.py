@@ -103,8 +103,11 @@ class Journal:
         value = self._meta("position")
         return None if value is None else int(value)
 
-    def apply(self, events: Sequence[Event], next_offset: int, has_more: bool = False) -> Applied:
-        """Journal a page of events and the position it leads to, in one transaction."""
+    def apply(
+        self, events: Sequence[Event], next_offset: int, has_more: bool = False, *, stream: str | None = None
+    ) -> Applied:
+        """Journal a page of events and the position it leads to (for a replica: the log's entry id it read up
+        to), in one transaction."""
         now = self._clock()
         new = again = skipped = 0
         touched: set[int] = set()
@@ -123,6 +126,8 @@ class Journal:
             self._set("position", str(max(next_offset, position or 0)))
             self._set("drained_at", repr(now))
             self._set("behind", "1" if has_more else "0")
+            if stream is not None:
+                self._set("stream", stream)
             self._prune(now)
         return Applied(new, again, skipped, frozenset(touched))
 
