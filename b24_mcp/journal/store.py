@@ -249,7 +249,8 @@ class Journal:
         until: float | None = None,
         limit: int = 20,
     ) -> list[dict[str, Any]]:
-        """Messages matching every word of `query`, newest first, each with a snippet (matches in **…**)."""
+        """Messages matching every word of `query`, newest first (by id: Bitrix24's ids grow with time, and FTS5
+        returns its rows in id order without sorting them all), each with a snippet (matches in **…**)."""
         rows = self.db.execute(
             "SELECT m.id, m.chat_id, c.dialog_id, c.name AS chat_name, m.author_id, u.name AS author, m.date, "
             "snippet(messages_fts, 0, '**', '**', '…', 16) AS snippet FROM messages_fts "
@@ -257,7 +258,7 @@ class Journal:
             "LEFT JOIN users u ON u.user_id = m.author_id WHERE messages_fts MATCH :query "
             "AND (:dialog IS NULL OR c.dialog_id = :dialog) AND (:author IS NULL OR m.author_id = :author) "
             "AND (:since IS NULL OR m.ts >= :since) AND (:until IS NULL OR m.ts < :until) "
-            "ORDER BY m.ts DESC, m.id DESC LIMIT :limit",
+            "ORDER BY messages_fts.rowid DESC LIMIT :limit",  # ids grow with time: FTS5 walks them newest first
             {
                 "query": fts_query(query),
                 "dialog": dialog_id,
