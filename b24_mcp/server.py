@@ -33,6 +33,7 @@ from mcp.server import CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_types import (
     CallToolResult,
     Completion,
@@ -41,8 +42,10 @@ from mcp_types import (
     PromptReference,
     ResourceTemplateReference,
 )
+from mcp_types import Resource as MCPResource
 from mcp_types import Tool as MCPTool
 
+from .chat_resources import KnownChats
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
 from .settings import DEMO_NOTICE, RESULT_BUDGET, Settings
@@ -123,6 +126,7 @@ class Connection:
             seed = list(CHATS)
         self.recent = RecentDialogs(seed)
         self._inbox: Inbox | None = None
+        self.known: KnownChats | None = None  # the journal's chats as resources, and their events
 
     def inbox(self) -> Inbox | None:
         """The journal (B24_JOURNAL=on, or the demo's), made with the client on first use; None when it is off."""
@@ -131,7 +135,7 @@ class Connection:
         if self._inbox is None:
             from .app import make_inbox
 
-            self._inbox = make_inbox(self.settings, self.client)
+            self._inbox = make_inbox(self.settings, self.client, self.known.journaled if self.known else None)
         return self._inbox
 
     def client(self) -> B24Client:
@@ -236,6 +240,12 @@ class B24Server(MCPServer):
             self.connection.listed.set()
         return tools
 
+    async def list_resources(self) -> list[MCPResource]:
+        resources = await super().list_resources()
+        if self.connection is not None and self.connection.known is not None:
+            resources += self.connection.known.listed()  # the chats the journal knows
+        return resources
+
 
 def build_server(
     settings: Settings | ConfigError,
@@ -247,6 +257,8 @@ def build_server(
     """The MCP server. `transport` replaces the network in tests (httpx.MockTransport); `auth` and
     `token_verifier` require a bearer token on Streamable HTTP (`transport.server_auth`)."""
     connection = Connection(settings, transport)
+    bus = InMemorySubscriptionBus()  # subscriptions/listen: the journal announces its chats' changes on it
+    connection.known = KnownChats(bus, connection.inbox)
     if isinstance(settings, Settings):
         redact.add(settings.secrets)
     notice = None
@@ -285,7 +297,8 @@ def build_server(
         icons=ICONS,
         tools=[bind(spec) for spec in listed],
         lifespan=lifespan,
-        cache_hints=CACHE_HINTS,
+        cache_hints=_hints(settings),
+        subscriptions=bus,
         auth=auth,
         token_verifier=token_verifier,
         log_level="WARNING",  # only used when nothing set logging up before (tests); see logs.setup
@@ -361,6 +374,13 @@ async def _warm_when_listed(connection: Connection) -> None:
     await anyio.sleep(0.01)  # let the tools/list answer go out first
     await anyio.to_thread.run_sync(_import_client_modules)
     await connection.warm()
+
+
+def _hints(settings: Settings | ConfigError) -> dict[Any, CacheHint]:
+    """With the journal, resources/list names its chats: a private list that changes, not a public one."""
+    if isinstance(settings, Settings) and settings.journal is not None:
+        return {**CACHE_HINTS, "resources/list": CacheHint(ttl_ms=READ_TTL_MS, scope="private")}
+    return CACHE_HINTS
 
 
 async def _poll_when_listed(connection: Connection) -> None:

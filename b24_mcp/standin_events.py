@@ -103,6 +103,12 @@ class Chatter:
     def _data(self, dialog: str, author: int, **extra: Any) -> dict[str, Any]:
         return {"chat": short_chat(self.chats[dialog]), "user": event_user(self.users.get(author)), **extra}
 
+    def join(self, dialog: str, chat: dict[str, Any], adder: int, date: str) -> None:
+        """The bot is added to a new chat (the tests' membership is the caller's to set)."""
+        self.chats[dialog] = chat
+        data = {"dialogId": dialog, **self._data(dialog, adder), "language": "en"}
+        self.queue.push("ONIMBOTV2JOINCHAT", date, data)
+
     def say(self, dialog: str, author: int, text: str, date: str) -> int:
         """A new message in `dialog`; its id."""
         chat = self.chats[dialog]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp import Client
@@ -133,3 +134,34 @@ async def test_get_messages_goes_back_by_count_or_time_walking_pages_with_or_wit
         assert [m["text"] for m in structured(since)["messages"]] == [f"line {n}" for n in range(115, 120)]
         wrong = await client.call_tool("get_messages", {"messageId": 789, "last": 5})
         assert wrong.is_error and "dialogId" in text_of(wrong)
+
+
+async def test_the_journal_s_chats_are_resources_and_its_events_are_announced(tmp_path: Path) -> None:
+    standin = StandIn(bot_token=TOKEN, webhook_code=CODE)
+    async with Client(journal_server(standin, tmp_path / "j.sqlite3", B24_RATE_LIMIT="1000"), mode="auto") as client:
+        structured(await client.call_tool("list_chats", {}))
+        listed = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert {
+            "bitrix24://chat/chat5/messages",
+            "bitrix24://chat/chat12/messages",
+            "bitrix24://chat/1/messages",
+        } <= listed
+        watched = "bitrix24://chat/chat5/messages"
+        async with client.listen(resources_list_changed=True, resource_subscriptions=[watched]) as events:
+            standin.chatter.say("chat5", 2, "news", "2025-03-19T09:00:00+01:00")
+            age(tmp_path / "j.sqlite3")
+            structured(await client.call_tool("get_updates", {}))
+            with anyio.fail_after(5):
+                async for event in events:
+                    assert getattr(event, "uri", None) == watched
+                    break
+            new_chat = {"id": 40, "dialogId": "chat40", "name": "Launch", "type": "chat"}
+            standin.chatter.join("chat40", new_chat, 1, "2025-03-19T09:05:00+01:00")
+            age(tmp_path / "j.sqlite3")
+            structured(await client.call_tool("list_chats", {}))
+            with anyio.fail_after(5):
+                async for event in events:
+                    assert type(event).__name__ == "ResourcesListChanged"
+                    break
+        listed = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert "bitrix24://chat/chat40/messages" in listed

@@ -32,7 +32,7 @@ DEFERRED_WAIT = 1.0  # seconds to wait for a spare slot when interactive calls h
 DEFERRED_TRIES = 5
 
 Sleep = Callable[[float], Awaitable[None]]
-Journaled = Callable[[frozenset[int]], None]  # told the chat ids each page journaled events for
+Journaled = Callable[[frozenset[int]], Awaitable[None]]  # told the chat ids each page journaled events for
 
 
 @dataclass
@@ -99,7 +99,7 @@ class Drainer:
             done.events += applied.new
             done.pages += 1
             if applied.chats and self.journaled is not None:
-                self.journaled(applied.chats)
+                await self.journaled(applied.chats)
             if not page.hasMore:
                 return done
             await self._sleep(MORE_GAP)

@@ -156,7 +156,7 @@ class SharedDrainer(Drainer):
             applied = self.journal.apply([event for _, event in entries], 0, stream=entries[-1][0])
             new += applied.new
             if applied.chats and self.journaled is not None:
-                self.journaled(applied.chats)
+                await self.journaled(applied.chats)
         return new
 
 

@@ -216,6 +216,11 @@ class Journal:
         )
         return [dict(row) for row in rows]
 
+    def dialogs(self, chat_ids: frozenset[int] | None = None) -> dict[int, str]:
+        """chat id -> dialogId, of these chats or of all."""
+        rows = self.db.execute("SELECT chat_id, dialog_id FROM chats WHERE dialog_id IS NOT NULL").fetchall()
+        return {row[0]: row[1] for row in rows if chat_ids is None or row[0] in chat_ids}
+
     def mark_left(self, dialog_id: str) -> None:
         """A read of the chat answered ACCESS_DENIED: no event says the bot left, this does."""
         with _transaction(self.db):
