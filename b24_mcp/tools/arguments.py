@@ -173,6 +173,14 @@ check_before = _integer("beforeMessageId", 1, MAX_ID, 789, "read the messages be
 check_file_id = _integer("fileId", 1, MAX_ID, 138, "a file id, from a message's params.FILE_ID")
 check_page = _integer("page", 1, PAGE_MAX, 1, "which page of the file's text, from 1")
 check_after = _integer("afterMessageId", 1, MAX_ID, 789, "read the messages after this one")
+check_author = _integer("authorId", 1, MAX_ID, 1, "a user id, e.g. a message's authorId")
+
+
+def count_arg(name: str, high: int, default: int, what: str) -> Arg:
+    """An integer argument from 1 to `high`: how many of something (`what`, e.g. "how many chats to list")."""
+    schema = {"type": "integer", "minimum": 1, "maximum": high, "description": f"{what[0].upper()}{what[1:]}, "
+              f"1–{high} (default {default})"}  # fmt: skip
+    return Arg(name, schema, _integer(name, 1, high, default, what))
 
 
 def time_arg(name: str, what: str) -> Arg:

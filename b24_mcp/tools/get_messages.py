@@ -223,16 +223,7 @@ def _one_side(window: MessageWindow, anchor: int, *, before: bool) -> MessageWin
     return window.model_copy(update=update)
 
 
-LAST = args.Arg(
-    "last",
-    {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": LAST_MAX,
-        "description": f"With dialogId: the last N messages, 1–{LAST_MAX}",
-    },
-    args._integer("last", 1, LAST_MAX, 100, "how many of the latest messages"),
-)
+LAST = args.count_arg("last", LAST_MAX, 100, "with dialogId: the last N messages")
 
 
 def quoted(data: dict[str, Any], call: Values | None = None) -> str:

@@ -174,16 +174,7 @@ CURSOR = args.Arg(
     {"type": "string", "pattern": f"^{_CURSOR.pattern}$", "description": "The cursor a previous get_updates returned"},
     _check_cursor,
 )
-LIMIT = args.Arg(
-    "limit",
-    {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": UPDATES_MAX,
-        "description": f"At most this many changes ({UPDATES_DEFAULT})",
-    },
-    args._integer("limit", 1, UPDATES_MAX, UPDATES_DEFAULT, "how many changes to return"),
-)
+LIMIT = args.count_arg("limit", UPDATES_MAX, UPDATES_DEFAULT, "how many changes to return")
 
 TOOL = ToolSpec(
     name="get_updates",

@@ -98,16 +98,7 @@ SORT = args.Arg(
     },
     _check_sort,
 )
-LIMIT = args.Arg(
-    "limit",
-    {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": LIST_MAX,
-        "description": f"At most this many chats (default {LIST_DEFAULT})",
-    },
-    args._integer("limit", 1, LIST_MAX, LIST_DEFAULT, "how many chats to list"),
-)
+LIMIT = args.count_arg("limit", LIST_MAX, LIST_DEFAULT, "how many chats to list")
 
 TOOL = ToolSpec(
     name="list_chats",

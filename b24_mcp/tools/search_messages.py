@@ -96,13 +96,9 @@ QUERY = args.Arg(
 AUTHOR = args.Arg(
     "authorId",
     {"type": "integer", "minimum": 1, "maximum": MAX_ID, "description": "Only messages by this user id"},
-    args._integer("authorId", 1, MAX_ID, 1, "a user id"),
+    args.check_author,
 )
-LIMIT = args.Arg(
-    "limit",
-    {"type": "integer", "minimum": 1, "maximum": HITS_MAX, "description": f"At most this many hits ({HITS_DEFAULT})"},
-    args._integer("limit", 1, HITS_MAX, HITS_DEFAULT, "how many messages to return"),
-)
+LIMIT = args.count_arg("limit", HITS_MAX, HITS_DEFAULT, "how many messages to return")
 
 TOOL = ToolSpec(
     name="search_messages",
