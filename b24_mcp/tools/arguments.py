@@ -176,10 +176,11 @@ check_after = _integer("afterMessageId", 1, MAX_ID, 789, "read the messages afte
 check_author = _integer("authorId", 1, MAX_ID, 1, "a user id, e.g. a message's authorId")
 
 
-def count_arg(name: str, high: int, default: int, what: str) -> Arg:
-    """An integer argument from 1 to `high`: how many of something (`what`, e.g. "how many chats to list")."""
+def count_arg(name: str, high: int, default: int, what: str, absent: str | None = None) -> Arg:
+    """An integer argument from 1 to `high`: how many of something (`what`, e.g. "how many chats to list");
+    `absent` says what leaving it out means when that is not `default`."""
     schema = {"type": "integer", "minimum": 1, "maximum": high, "description": f"{what[0].upper()}{what[1:]}, "
-              f"1–{high} (default {default})"}  # fmt: skip
+              f"1–{high} ({absent or f'default {default}'})"}  # fmt: skip
     return Arg(name, schema, _integer(name, 1, high, default, what))
 
 

@@ -223,7 +223,13 @@ def _one_side(window: MessageWindow, anchor: int, *, before: bool) -> MessageWin
     return window.model_copy(update=update)
 
 
-LAST = args.count_arg("last", LAST_MAX, 100, "with dialogId: the last N messages")
+LAST = args.count_arg(
+    "last",
+    LAST_MAX,
+    100,
+    "with dialogId: the last N messages",
+    f"left out with since: all since then, up to {LAST_MAX}",
+)
 
 
 def quoted(data: dict[str, Any], call: Values | None = None) -> str:
