@@ -83,4 +83,5 @@ def make_inbox(settings: Settings, client: Callable[[], B24Client], journaled: J
         journal = Journal(":memory:", days=config.days)
         return Inbox(SharedDrainer(client, journal, shared, journaled=journaled))
     path = ":memory:" if config.memory else config.file or default_journal_file(settings.host, settings.bot_id)
-    return Inbox(Drainer(client, Journal(path, days=config.days), journaled=journaled))
+    drainer = Drainer(client, Journal(path, days=config.days), journaled=journaled, backfill=config.backfill)
+    return Inbox(drainer)

@@ -15,7 +15,9 @@ from .errors import ConfigError
 JOURNAL = "B24_JOURNAL"
 JOURNAL_FILE = "B24_JOURNAL_FILE"
 JOURNAL_DAYS = "B24_JOURNAL_DAYS"
+JOURNAL_BACKFILL = "B24_JOURNAL_BACKFILL"
 DAYS_DEFAULT = 90
+BACKFILL_DEFAULT, BACKFILL_MAX = 2, 20  # getContext pages (up to 50 messages each) read back when a chat appears
 DAYS_MAX = 3650
 MEMORY = ":memory:"  # the demo's journal: nothing on disk
 _ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
@@ -25,18 +27,21 @@ _ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
 class JournalConfig:
     file: Path | None  # None: the default file for the portal and bot (paths.default_journal_file)
     days: int = DAYS_DEFAULT  # messages older than this are forgotten
+    backfill: int = BACKFILL_DEFAULT  # pages of a new chat's history read back (0: none)
     memory: bool = False  # the demo: an in-memory journal
 
 
 def load_journal(get: Callable[[str], str]) -> JournalConfig | None:
-    """B24_JOURNAL, B24_JOURNAL_FILE, B24_JOURNAL_DAYS; None when the journal is off."""
+    """B24_JOURNAL, B24_JOURNAL_FILE, B24_JOURNAL_DAYS, B24_JOURNAL_BACKFILL; None when the journal is off."""
     switch = get(JOURNAL).lower()
     if switch and switch not in _ON + _OFF:
         raise ConfigError(f"{JOURNAL}={get(JOURNAL)!r} must be on or off (leave it unset for off)")
-    raw_file, raw_days = get(JOURNAL_FILE), get(JOURNAL_DAYS)
+    raw_file, raw_days, raw_backfill = get(JOURNAL_FILE), get(JOURNAL_DAYS), get(JOURNAL_BACKFILL)
     if switch not in _ON:
-        if raw_file or raw_days:
-            raise ConfigError(f"{JOURNAL_FILE} or {JOURNAL_DAYS} is set but the journal is off: set {JOURNAL}=on")
+        if raw_file or raw_days or raw_backfill:
+            raise ConfigError(
+                f"{JOURNAL_FILE}, {JOURNAL_DAYS} or {JOURNAL_BACKFILL} is set but the journal is off: set {JOURNAL}=on"
+            )
         return None
     file = None
     if raw_file:
@@ -48,4 +53,11 @@ def load_journal(get: Callable[[str], str]) -> JournalConfig | None:
         if not raw_days.isdigit() or not 1 <= int(raw_days) <= DAYS_MAX:
             raise ConfigError(f"{JOURNAL_DAYS}={raw_days!r} must be a whole number of days, 1–{DAYS_MAX}")
         days = int(raw_days)
-    return JournalConfig(file=file, days=days)
+    backfill = BACKFILL_DEFAULT
+    if raw_backfill:
+        if not raw_backfill.isdigit() or int(raw_backfill) > BACKFILL_MAX:
+            raise ConfigError(
+                f"{JOURNAL_BACKFILL}={raw_backfill!r} must be a whole number of pages, 0–{BACKFILL_MAX} (0: none)"
+            )
+        backfill = int(raw_backfill)
+    return JournalConfig(file=file, days=days, backfill=backfill)

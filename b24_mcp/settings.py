@@ -74,6 +74,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("B24_JOURNAL", "on: keep a journal of the bot's events (inbox tools)"),
     Variable("B24_JOURNAL_FILE", "where the journal is kept (default: data directory)"),
     Variable("B24_JOURNAL_DAYS", "days of messages the journal keeps (default 90)"),
+    Variable("B24_JOURNAL_BACKFILL", "history pages read when a chat appears (default 2)"),
     Variable("SSL_CERT_FILE", "a CA bundle (PEM) for a portal with an internal CA", "value", "tls"),
     Variable("SSL_CERT_DIR", "CA certificates' directory (if SSL_CERT_FILE is unset)", "value", "tls"),
     # The team deployment's (Streamable HTTP with authentication, replicas sharing state; parsed by team.py).
@@ -504,7 +505,9 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
     file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")))
     journal = problems.take(lambda: load_journal(get))
     if demo:
-        journal = JournalConfig(file=Path(MEMORY), days=DAYS_MAX, memory=True)  # the demo's messages are old
+        journal = JournalConfig(
+            file=Path(MEMORY), days=DAYS_MAX, backfill=0, memory=True
+        )  # the demo's messages are old
         auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
         bot_id: int | None = DEMO_BOT_ID
         bot_token: str | None = DEMO_BOT_TOKEN

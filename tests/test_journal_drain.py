@@ -162,3 +162,29 @@ def test_a_background_reservation_leaves_half_the_bucket_to_interactive_calls() 
     burst = with_journal.capacity - spare
     assert [with_journal.reserve() for _ in range(burst)] == [without.reserve() for _ in range(burst)] == [0.0] * burst
     assert with_journal.reserve(0.0, spare=spare) is None  # and none while the burst holds the bucket
+
+
+async def test_a_chat_that_appears_has_its_history_read_back_in_bounded_pages() -> None:
+    standin = chatty(120)  # chat5: its 8 messages and 120 more, all said before the journal started
+    with standin.events.lock:
+        standin.events.events.clear()
+    new = standin.chatter.say("chat5", 2, "first one the journal sees", "2025-03-19T09:00:00+01:00")
+    portal = Portal(standin)
+    journal = Journal(":memory:", days=3650)
+    contexts: list[int] = []
+    answer = portal.__call__
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("getContext"):
+            contexts.append(json.loads(request.content)["messageId"])
+        return answer(request)
+
+    settings = config.load(webhook_vars(B24_RATE_LIMIT="1000", B24_RATE_BURST="1000"))
+    client = make_client(settings, make_http(settings.timeout, httpx.MockTransport(counting)))
+    await Drainer(lambda: client, journal, backfill=2).drain()
+    assert len(contexts) == 2 and contexts[0] == new  # two pages back from the first message journaled
+    kept = [row[0] for row in journal.db.execute("SELECT id FROM messages ORDER BY id")]
+    assert kept == sorted(m for m in standin.messages if standin.messages[m]["chatId"] == 5)[-101:]
+    assert journal.db.execute("SELECT count(*) FROM changes").fetchone()[0] == 1  # history is not news
+    await Drainer(lambda: client, journal, backfill=2).drain()
+    assert len(contexts) == 2  # read back once

@@ -21,6 +21,7 @@ from filelock import FileLock, Timeout
 
 from ..bitrix24.client import B24Client, Deferred
 from ..bitrix24.events import EVENT_GET, LIMIT_MAX, EventPage
+from .backfill import backfill
 from .store import Journal
 
 log = logging.getLogger("b24_mcp.journal")
@@ -51,6 +52,7 @@ class Drainer:
         limit: int = PAGE,
         sleep: Sleep = anyio.sleep,
         journaled: Journaled | None = None,
+        backfill: int = 0,
     ) -> None:
         if not 1 <= limit <= LIMIT_MAX:
             raise ValueError(f"limit must be 1–{LIMIT_MAX}")
@@ -59,6 +61,7 @@ class Drainer:
         self.limit = limit
         self._sleep = sleep
         self.journaled = journaled
+        self.backfill = backfill  # pages of a new chat's history to read back (backfill.py)
         self._here = anyio.Lock()  # one drain at a time in this process; the file lock, across processes
         lock = None if journal.path == ":memory:" else Path(journal.path).with_name(Path(journal.path).name + ".lock")
         self._lock = FileLock(lock, timeout=0, thread_local=False) if lock is not None else None
@@ -81,7 +84,9 @@ class Drainer:
                 except Timeout:
                     return None
             try:
-                return await self._pages()
+                drained = await self._pages()
+                await self._backfill()
+                return drained
             finally:
                 if self._lock is not None:
                     self._lock.release()
@@ -105,6 +110,13 @@ class Drainer:
             await self._sleep(MORE_GAP)
         done.more = True
         return done
+
+    async def _backfill(self) -> None:
+        """The history of the chats that appeared, a bounded number of pages each, after the queue."""
+        if not self.backfill:
+            return
+        for chat_id in self.journal.unfilled():
+            await backfill(self._client(), self.journal, chat_id, self.backfill)
 
     async def _call(self, client: B24Client, params: dict[str, Any]) -> EventPage:
         for attempt in range(DEFERRED_TRIES):

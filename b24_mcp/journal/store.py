@@ -32,7 +32,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chats(
     chat_id INTEGER PRIMARY KEY, dialog_id TEXT, name TEXT, type TEXT, joined_at REAL, last_activity REAL,
-    last_message_id INTEGER, left_at REAL, seen_id INTEGER NOT NULL DEFAULT 0);
+    last_message_id INTEGER, left_at REAL, seen_id INTEGER NOT NULL DEFAULT 0,
+    backfilled INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS users(user_id INTEGER PRIMARY KEY, name TEXT);
 CREATE TABLE IF NOT EXISTS messages(
     id INTEGER PRIMARY KEY, chat_id INTEGER NOT NULL, author_id INTEGER, date TEXT, ts REAL NOT NULL,
@@ -220,6 +221,40 @@ class Journal:
         """chat id -> dialogId, of these chats or of all."""
         rows = self.db.execute("SELECT chat_id, dialog_id FROM chats WHERE dialog_id IS NOT NULL").fetchall()
         return {row[0]: row[1] for row in rows if chat_ids is None or row[0] in chat_ids}
+
+    def unfilled(self) -> list[int]:
+        """Chats whose history was not read back yet (backfill.py)."""
+        return [row[0] for row in self.db.execute("SELECT chat_id FROM chats WHERE backfilled = 0")]
+
+    def set_backfilled(self, chat_id: int) -> None:
+        with _transaction(self.db):
+            self.db.execute("UPDATE chats SET backfilled = 1 WHERE chat_id = ?", (chat_id,))
+
+    def oldest_message(self, chat_id: int) -> int | None:
+        row = self.db.execute("SELECT min(id) FROM messages WHERE chat_id = ?", (chat_id,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def history(self, chat_id: int, messages: Sequence[Message], users: Sequence[User]) -> int:
+        """Messages read back (not events): kept unless already journaled; no change is recorded. How many."""
+        now = self._clock()
+        kept = 0
+        with _transaction(self.db):
+            for user in users:
+                if user.id is not None and user.name:
+                    self.db.execute("INSERT OR IGNORE INTO users(user_id, name) VALUES (?, ?)", (user.id, user.name))
+            for message in messages:
+                sent = stamp(message.date) or now
+                if sent < now - self.days * DAY:
+                    continue
+                params = message.params
+                files = getattr(params, "FILE_ID", None) if not isinstance(params, list) else None
+                kept += self.db.execute(
+                    "INSERT OR IGNORE INTO messages(id, chat_id, author_id, date, ts, text, files, event_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                    (message.id, chat_id, message.authorId, message.date, sent, message.text or "",
+                     json.dumps([str(f) for f in files]) if files else None),
+                ).rowcount  # fmt: skip
+        return kept
 
     def mark_left(self, dialog_id: str) -> None:
         """A read of the chat answered ACCESS_DENIED: no event says the bot left, this does."""
