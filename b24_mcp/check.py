@@ -23,6 +23,8 @@ import anyio
 
 from . import settings as config
 from .errors import ConfigError, printable, problems_of
+from .forms import mask_webhook_url
+from .paths import check_ca
 from .tools import names as tool_names
 
 if TYPE_CHECKING:
@@ -104,7 +106,7 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
         if var.shown == "secret":
             shown = set_secret(value)
         elif var.shown == "masked":
-            shown = auth.masked_url if isinstance(auth, config.WebhookConfig) else config.mask_webhook_url(value)
+            shown = auth.masked_url if isinstance(auth, config.WebhookConfig) else mask_webhook_url(value)
         elif var.name == "SSL_CERT_DIR" and env.get("SSL_CERT_FILE"):
             shown = f"{value} (not used: SSL_CERT_FILE is set)"
         elif var.name == "B24_TOKEN_FILE" and token_file is not None:
@@ -203,7 +205,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
     try:
         settings = config.load(env, demo=demo, tools=tool_names())
         if not demo:
-            config.check_ca(env, load=True)  # parsed as httpx will, which start-up skips for speed
+            check_ca(env, load=True)  # parsed as httpx will, which start-up skips for speed
     except ConfigError as err:
         for problem in problems_of(err):
             report.line("✗", f"configuration: {problem}")

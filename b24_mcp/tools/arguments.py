@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, InputError
-from ..settings import BOT_TOKEN_MAX, MAX_ID, WHOLE_NUMBER_RULE, check_secret, parse_bot_id, whole_number
+from ..forms import BOT_TOKEN_MAX, MAX_ID, WHOLE_NUMBER_RULE, check_secret, parse_bot_id, whole_number
 
 DIALOG_ID_MAX = 20
 DIALOG_ID_PATTERN = r"^(chat)?[1-9][0-9]{0,10}$"
