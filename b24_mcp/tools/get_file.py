@@ -24,7 +24,7 @@ from ..errors import InputError, UpstreamError
 from ..settings import CALL_BUDGET
 from . import arguments as args
 from .quoting import blockquote, count, named, said
-from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Portal, PortalAnswer, ToolSpec, Values
+from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Portal, PortalAnswer, ToolSpec, Values, ask
 
 if TYPE_CHECKING:
     from ..bitrix24.client import B24Client, OnWait
@@ -96,9 +96,8 @@ async def read_file(
 ) -> FileResult:
     from ..bitrix24.wire import download  # with the client: httpx stays off the start-up path
 
-    params = {**client.bot_params(bot_id, bot_token), "fileId": file_id}
     link: DownloadLink
-    link, report = await client.call(FILE_DOWNLOAD.method, params, FILE_DOWNLOAD.result, on_wait, secrets=[bot_token])
+    link, report = await ask(client, FILE_DOWNLOAD, {"fileId": file_id}, bot_id, bot_token, on_wait)
     budget = CALL_BUDGET * client.settings.timeout
     limit = client.settings.file_max_bytes
     try:
