@@ -152,14 +152,12 @@ async def _ping(redis_config: RedisConfig) -> str:
     return f"{redis_config.where} answered PING in {(time.monotonic() - started) * 1000:.0f} ms"
 
 
-async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) -> tuple[bool, str, str | None, str]:
+async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) -> tuple[bool, str, str]:
     """Start b24-mcp over stdio, list its tools, and (with a dialog) call get_chat and get_messages for real.
 
-    Returns (get_chat succeeded, its first text block, its Bitrix24 error code, what get_messages said)."""
+    Returns (get_chat succeeded, its first text block, what get_messages said)."""
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
-
-    from .tools.spec import CODE_META
 
     params = StdioServerParameters(command=sys.executable, args=["-m", "b24_mcp", *argv], env=env)
     # The server's stderr is kept aside and shown only if the round trip itself fails.
@@ -168,10 +166,10 @@ async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) 
             async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
                 tools = [t.name for t in (await client.list_tools()).tools]
                 if "get_chat" not in tools:
-                    return False, f"the server lists {tools}, not get_chat", None, ""
+                    return False, f"the server lists {tools}, not get_chat", ""
                 if dialog is None:
                     listed = ", ".join(tools)
-                    return True, f"server started over stdio and lists {listed} (pass --dialog chatN)", None, ""
+                    return True, f"server started over stdio and lists {listed} (pass --dialog chatN)", ""
                 result = await client.call_tool("get_chat", {"dialogId": dialog})
                 messages = None
                 if not result.is_error:
@@ -181,7 +179,6 @@ async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) 
             tail = " | ".join(errlog.read().strip().splitlines()[-3:])
             raise RuntimeError(f"{type(err).__name__}: {err}; server stderr: {tail or '(empty)'}") from None
     text = "\n    ".join(getattr(block, "text", "") for block in result.content[:1]).replace("\n", "\n    ")
-    code = (result.meta or {}).get(CODE_META)
     reading = ""
     if messages is not None:
         if not messages.is_error:
@@ -189,7 +186,7 @@ async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) 
         else:
             said = getattr(messages.content[0], "text", "") if messages.content else ""
             reading = f"the bot cannot read messages here: {said}"
-    return not result.is_error, text, code if isinstance(code, str) else None, reading
+    return not result.is_error, text, reading
 
 
 def run(argv: list[str], *, demo: bool, dialog: str | None, env: Mapping[str, str], out: TextIO) -> int:
@@ -242,7 +239,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
     if failed is not None:
         return failed
     try:
-        ok, said, code, reading = await report.step(
+        ok, said, reading = await report.step(
             "starting b24-mcp over stdio and calling get_chat" if dialog else "starting b24-mcp over stdio",
             lambda: _round_trip(argv, spawn_env(env), dialog),
         )
@@ -257,8 +254,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
     if ok:
         report.line("→", "Verdict: all good. Add the server to your MCP host (see the README) and ask about a chat.")
         return 0
-    advice = _advice(code, settings.mode)
-    report.line("→", f"Verdict: get_chat failed; the message above says what to fix.{' ' + advice if advice else ''}")
+    report.line("→", "Verdict: get_chat failed; the message above says what to fix.")
     return 1
 
 
@@ -281,8 +277,7 @@ async def _prove(settings: config.Settings, report: Report) -> int | None:
                 scopes = await report.step(label, client.scopes)
             except B24Error as err:
                 report.line("✗", f"credentials: {err}")
-                advice = _advice(err.code, settings.mode)
-                report.line("→", f"Verdict: the portal refused the credentials.{' ' + advice if advice else ''}")
+                report.line("→", "Verdict: the portal refused the credentials; the message above says what to fix.")
                 return 1
             if "imbot" not in scopes:
                 report.line("✗", f"credentials: {_no_imbot(settings, scopes)}")
@@ -313,8 +308,7 @@ async def _prove_bot(settings: config.Settings, client: B24Client, report: Repor
         bot = await report.step(f"asking imbot.v2.Bot.get about {who}", client.get_bot)
     except B24Error as err:
         report.line("✗", f"{who}: {err}")
-        advice = _advice(err.code, settings.mode) or "Re-check B24_BOT_ID and B24_BOT_TOKEN."
-        report.line("→", f"Verdict: the bot cannot be used as configured. {advice}")
+        report.line("→", "Verdict: the bot cannot be used as configured; the message above says what to fix.")
         return 1
     extended = bot.model_extra or {}
     if not {"moduleId", "eventMode"} & set(extended):
@@ -361,19 +355,3 @@ def _no_imbot(settings: config.Settings, scopes: list[str]) -> str:
         "(Developer resources → Other → Local application), tick imbot and save, then reinstall it and put the new "
         "tokens in B24_ACCESS_TOKEN and B24_REFRESH_TOKEN."
     )
-
-
-def _advice(code: str | None, mode: str) -> str:
-    """The next step for a Bitrix24 code (the one the server put in the result's _meta; no searching of text)."""
-    if code == "ACCESS_DENIED":
-        return "Add the bot to that chat, or try a chat the bot is in."
-    if code in ("NO_AUTH_FOUND", "insufficient_scope", "invalid_token", "expired_token", "invalid_grant"):
-        if mode == "oauth":
-            return (
-                "Re-check the OAuth settings (B24_PORTAL_URL, B24_CLIENT_ID, B24_CLIENT_SECRET, the tokens and "
-                "B24_TOKEN_FILE) and that the app has the imbot permission."
-            )
-        return "Re-check the webhook (B24_WEBHOOK_URL) and that it has the imbot permission."
-    if code is not None and code.startswith("BOT_"):
-        return "Re-check B24_BOT_ID and B24_BOT_TOKEN."
-    return ""

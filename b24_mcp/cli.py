@@ -275,7 +275,7 @@ def _http_preflight(args: argparse.Namespace) -> tuple[TransportSecuritySettings
 
     problems = Problems()
     security = problems.take(lambda: transport.transport_security(args.host, args.allowed_host))
-    http_auth = problems.take(lambda: transport.http_auth(args.host, args.no_auth, os.environ))
+    http_auth = problems.take(lambda: transport.bearer_auth(args.host, args.no_auth, os.environ))
     redis_url = os.environ.get("B24_REDIS_URL", "").strip()
     if redis_url:  # a replica without its shared state must not serve (it is PINGed once the rest is loaded)
         from .team import parse_redis_url

@@ -332,6 +332,17 @@ def portal_error(
     return PortalError(message, code=code, status=status, description=said)
 
 
+def available_later(err: PortalError, method: str, wait: float | None) -> PortalError:
+    """A method's time-budget refusal (OPERATION_TIME_LIMIT) that cannot be waited out: when it is available again."""
+    when = "in a few minutes" if wait is None else f"in {wait:.0f} s"
+    return PortalError(
+        f"{err.message} {method} is available again {when}; Bitrix24 limits each method's total run time.",
+        code=err.code,
+        status=err.status,
+        description=err.description,
+    )
+
+
 # --- which failures are worth another try --------------------------------------------------------------------------
 
 Rule = Literal["final", "rate_limit", "transient", "wait_reset", "reauth"]

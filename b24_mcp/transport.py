@@ -128,7 +128,7 @@ def transport_security(bind_host: str, allowed_hosts: Iterable[str] = ()) -> Tra
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def http_auth(bind_host: str, no_auth: bool, env: Mapping[str, str]) -> HttpAuthConfig | None:
+def bearer_auth(bind_host: str, no_auth: bool, env: Mapping[str, str]) -> HttpAuthConfig | None:
     """The bearer-token check to serve with (None: none); `ConfigError` (one line) when serving would be unsafe."""
     from .team import require_auth
 

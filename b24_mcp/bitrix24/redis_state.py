@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from ..errors import B24Error, PortalError, UpstreamError, portal_error
+from ..errors import B24Error, PortalError, UpstreamError, available_later, portal_error
 from ..logs import fingerprint, redact
 from ..team import REDIS_URL, RedisConfig
 from .oauth import LockBusy, SaveFailed, Stored, TokenPair
@@ -252,12 +252,7 @@ class SharedPortal:
                 host=self.host,
                 call=call,
             )
-            raise PortalError(
-                f"{err.message} {method} is available again in {wait:.0f} s; Bitrix24 limits each method's total "
-                "run time.",
-                code="OPERATION_TIME_LIMIT",
-                description=err.description,
-            )
+            raise available_later(err, method, wait)
         if on_wait is not None:
             await on_wait(wait, f"waiting {wait:.1f} s for {method}'s time budget on the portal to reset")
         await anyio.sleep(wait)

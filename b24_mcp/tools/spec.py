@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the client (and httpx) load after the first tools/list, off
 log = logging.getLogger("b24_mcp.tools")
 
 UNEXPECTED = "b24-mcp failed unexpectedly (a bug); the details are in the server's log."
-CODE_META = "b24-mcp/code"  # the Bitrix24 error code of an isError result, for programs
+CODE_META = "b24-mcp/code"  # the Bitrix24 error code of an isError result, for programs to read
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 CHAT_URI = "bitrix24://chat/{dialogId}"
 
