@@ -31,6 +31,7 @@ from mcp_types import (
 )
 from mcp_types import Tool as MCPTool
 
+from .app import mask_secrets
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
 from .settings import DEMO_NOTICE, RESULT_BUDGET, Settings
@@ -220,7 +221,7 @@ def build_server(
     `token_verifier` require a bearer token on Streamable HTTP (`transport.server_auth`)."""
     connection = Connection(settings, transport)
     if isinstance(settings, Settings):
-        redact.add(settings.secrets)
+        mask_secrets(settings)
     notice = None
     if isinstance(settings, Settings) and settings.demo:
         notice = DEMO_NOTICE  # from settings: importing demo.py would bring httpx onto the start-up path

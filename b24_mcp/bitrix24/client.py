@@ -87,7 +87,6 @@ class B24Client:
         self._bucket: SharedBucket = (
             shared.bucket if shared is not None else LocalBucket(LeakyBucket(settings.rate_limit, settings.rate_burst))
         )
-        redact.add(settings.secrets)
 
     @property
     def host(self) -> str:

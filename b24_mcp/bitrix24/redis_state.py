@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from ..errors import B24Error, PortalError, UpstreamError, available_later, portal_error
-from ..logs import fingerprint, redact
+from ..logs import fingerprint
 from ..team import REDIS_URL, RedisConfig
 from .oauth import LockBusy, SaveFailed, Stored, TokenPair
 from .pacing import OnWait, SharedBucket, gcra
@@ -116,7 +116,6 @@ class Redis:
     def __init__(self, config: RedisConfig) -> None:
         self.config = config
         self._client: redis.asyncio.Redis | None = None
-        redact.add(config.secrets)
 
     @property
     def client(self) -> redis.asyncio.Redis:
