@@ -64,24 +64,29 @@ T = TypeVar("T")
 
 
 class Problems:
-    """Every problem of a group of settings, collected so that all are reported at once (`raise_any`)."""
+    """Every problem of a group of settings, collected so that all are reported at once (`raise_any`); each is
+    noted with the setting it is about (None: the whole setup), so that a caller can order them as its table."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.noted: list[tuple[str | None, str]] = []
 
-    def add(self, line: str) -> None:
-        self.lines.append(line)
+    @property
+    def lines(self) -> list[str]:
+        return [line for _, line in self.noted]
 
-    def take(self, check: Callable[[], T]) -> T | None:
-        """The check's value, or None with its problems noted."""
+    def add(self, line: str, setting: str | None = None) -> None:
+        self.noted.append((setting, line))
+
+    def take(self, check: Callable[[], T], setting: str | None = None) -> T | None:
+        """The check's value, or None with its problems noted (about `setting`)."""
         try:
             return check()
         except ConfigError as err:
-            self.lines.extend(problems_of(err))
+            self.noted.extend((setting, line) for line in problems_of(err))
             return None
 
     def raise_any(self) -> None:
-        if self.lines:
+        if self.noted:
             raise ConfigProblems(self.lines)
 
 

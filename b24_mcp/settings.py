@@ -287,26 +287,28 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         present.add(var.name)
         wrong = copied_wrong(var.name, value, secret=var.shown == "secret")
         if wrong:
-            problems.add(wrong)
+            problems.add(wrong, var.name)
         else:
             values[var.name] = value
 
     def get(name: str) -> str:
         return values.get(name, "")
 
-    problems.take(lambda: _log_level(get("B24_LOG_LEVEL")))
+    problems.take(lambda: _log_level(get("B24_LOG_LEVEL")), "B24_LOG_LEVEL")
     timeout = problems.take(
         lambda: number(
             get("B24_TIMEOUT"), "B24_TIMEOUT", 10.0, 0, 60, "seconds one request may take, e.g. 10 (at most 60)"
-        )
+        ),
+        "B24_TIMEOUT",
     )
     rate = problems.take(
         lambda: number(
             get("B24_RATE_LIMIT"), "B24_RATE_LIMIT", 2.0, 0, 1000, "requests per second, e.g. 2 (Enterprise plans: 5)"
-        )
+        ),
+        "B24_RATE_LIMIT",
     )
-    burst = problems.take(lambda: _burst(get("B24_RATE_BURST")))
-    listed = problems.take(lambda: parse_tools(get("B24_TOOLS"), tools))
+    burst = problems.take(lambda: _burst(get("B24_RATE_BURST")), "B24_RATE_BURST")
+    listed = problems.take(lambda: parse_tools(get("B24_TOOLS"), tools), "B24_TOOLS")
     budget = problems.take(
         lambda: number(
             get("B24_RESULT_BUDGET"),
@@ -315,9 +317,10 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
             RESULT_BUDGET_MIN - 1,
             10**7,
             f"characters, e.g. {RESULT_BUDGET} (at least {RESULT_BUDGET_MIN:,})",
-        )
+        ),
+        "B24_RESULT_BUDGET",
     )
-    file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")))
+    file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")), "B24_FILE_MAX_BYTES")
     if demo:
         auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
         bot_id: int | None = DEMO_BOT_ID
@@ -326,10 +329,10 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
     else:
         auth, bot_id, bot_token, secrets = _auth(get, present, problems)
         if not {"SSL_CERT_FILE", "SSL_CERT_DIR"} & (present - set(values)):  # not already refused as an example
-            problems.take(lambda: check_ca(env))
+            problems.take(lambda: check_ca(env), "SSL_CERT_FILE")
     team = None
     if any(v.group == "team" and v.name in values for v in VARIABLES):
-        team = problems.take(lambda: load_team(values))
+        team = problems.take(lambda: load_team(values), TEAM_VARS[0])  # the team's, in their own order, last
         if team is not None and team.redis is not None:
             secrets = (*secrets, *team.redis.secrets)  # masked wherever the URL might be quoted
     if (
@@ -341,7 +344,9 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         or budget is None
         or file_max is None
     ):
-        raise ConfigProblems(sorted(problems.lines or ["the configuration could not be read"], key=_table_order))
+        order = {v.name: i for i, v in enumerate(VARIABLES)}  # problems in the table's order; the whole setup's first
+        noted = sorted(problems.noted, key=lambda problem: order.get(problem[0] or "", -1))
+        raise ConfigProblems([line for _, line in noted] or ["the configuration could not be read"])
     return Settings(
         auth=auth,
         bot_id=bot_id,
@@ -358,19 +363,21 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
     )
 
 
-def _table_order(problem: str) -> int:
-    """Problems in the order of the variables they name; those about the whole setup first."""
-    problem = problem.replace("The OAuth token file", "B24_TOKEN_FILE", 1)
-    return next((i for i, v in enumerate(VARIABLES) if re.match(rf"{v.name}\b", problem)), -1)
-
-
 def _auth(
     get: Callable[[str], str], present: set[str], problems: Problems
 ) -> tuple[WebhookConfig | OAuthConfig | None, int | None, str | None, tuple[str, ...]]:
     """Which way to authenticate, decided by which variables are set; and the secrets to keep out of output."""
-    bot_id = problems.take(lambda: parse_bot_id(get("B24_BOT_ID"), "B24_BOT_ID")) if get("B24_BOT_ID") else None
+    bot_id = (
+        problems.take(lambda: parse_bot_id(get("B24_BOT_ID"), "B24_BOT_ID"), "B24_BOT_ID")
+        if get("B24_BOT_ID")
+        else None
+    )
     raw_token = get("B24_BOT_TOKEN")
-    bot_token = problems.take(lambda: check_secret(raw_token, "B24_BOT_TOKEN", BOT_TOKEN_MAX)) if raw_token else None
+    bot_token = (
+        problems.take(lambda: check_secret(raw_token, "B24_BOT_TOKEN", BOT_TOKEN_MAX), "B24_BOT_TOKEN")
+        if raw_token
+        else None
+    )
     oauth_set = [name for name in OAUTH_VARS if name in present]
 
     if "B24_WEBHOOK_URL" in present and oauth_set:
@@ -381,7 +388,7 @@ def _auth(
         return None, bot_id, bot_token, ()
     if "B24_WEBHOOK_URL" in present:
         raw = get("B24_WEBHOOK_URL")
-        webhook = problems.take(lambda: parse_webhook_url(raw)) if raw else None
+        webhook = problems.take(lambda: parse_webhook_url(raw), "B24_WEBHOOK_URL") if raw else None
         secrets = tuple(s for s in (webhook.code if webhook else None, bot_token) if s)
         return webhook, bot_id, bot_token, secrets
     if oauth_set:
@@ -407,7 +414,7 @@ def _oauth(get: Callable[[str], str], present: set[str], problems: Problems) -> 
 
     def checked(name: str, parse: Callable[[str], str]) -> str | None:
         raw = get(name)
-        return problems.take(lambda: parse(raw)) if raw else None
+        return problems.take(lambda: parse(raw), name) if raw else None
 
     portal_url = checked("B24_PORTAL_URL", parse_portal_url)
     access_token = checked("B24_ACCESS_TOKEN", lambda v: check_secret(v, "B24_ACCESS_TOKEN"))
@@ -417,7 +424,7 @@ def _oauth(get: Callable[[str], str], present: set[str], problems: Problems) -> 
     server_set = "B24_OAUTH_SERVER" in present
     oauth_server = checked("B24_OAUTH_SERVER", parse_oauth_server) if server_set else "https://oauth.bitrix.info"
     raw_file = get("B24_TOKEN_FILE")
-    token_file = problems.take(lambda: token_path(raw_file)) if raw_file else None
+    token_file = problems.take(lambda: token_path(raw_file), "B24_TOKEN_FILE") if raw_file else None
     if not (portal_url and access_token and refresh_token and client_id and client_secret and oauth_server):
         return None
     if "B24_TOKEN_FILE" in present and token_file is None:
@@ -431,5 +438,5 @@ def _oauth(get: Callable[[str], str], present: set[str], problems: Problems) -> 
         oauth_server=oauth_server,
         token_file=token_file,
     )
-    problems.take(lambda: check_token_file(token_file_of(oauth), explicit=token_file is not None))
+    problems.take(lambda: check_token_file(token_file_of(oauth), explicit=token_file is not None), "B24_TOKEN_FILE")
     return oauth
