@@ -118,7 +118,9 @@ class UpstreamError(B24Error):
 
 
 class AnswerError(UpstreamError):
-    """The portal answered, but not with what the method's documentation describes (nothing to show)."""
+    """The portal answered, but not with what the method's documentation describes (nothing to show).
+
+    Final whatever its status: a 503 too large to read is not a rate limit, and fetching it again costs as much."""
 
 
 class AuthError(B24Error):
