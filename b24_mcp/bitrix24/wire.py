@@ -42,8 +42,8 @@ class Reply:
 
 
 class _Inflater:
-    """Incremental, bounded decompression of one Content-Encoding: ours, since httpx's would inflate a whole
-    compressed chunk (a gzip bomb's 64 KiB into ~64 MiB) before we saw a byte of it."""
+    """Incremental, bounded decompression of one Content-Encoding: ours, since httpx's inflates each compressed
+    chunk whole before we see a byte of it, and a gzip bomb's chunk alone would pass any bound."""
 
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding
