@@ -1,14 +1,8 @@
 """`b24-mcp check`: the doctor. Reads the settings, reaches the portal, proves the credentials, runs get_chat.
 
-Every bad setting is listed at once, one line each; unknown B24_* variables by name only, with the likeliest
-intended one. Then the credentials are proven, not assumed: `scope` (authenticated; it must include `imbot`)
-and `imbot.v2.Bot.get` for the configured bot (the owner's extended answer proves the bot id and token pair;
-its type says whether the bot may read messages); B24_REDIS_URL is PINGed first, since every call goes through
-it and a bad one would read as refused credentials. The last step is a genuine MCP round trip: it starts this
-same server as a subprocess over stdio with the SDK's client, exactly as Claude Code or Cursor would, so a green
-check means a host will work too. Every line it prints is masked (no code, token or secret), and the verdict
-names what to fix. Exit status: 0 all good, 1 a problem with Redis, the portal, the credentials, the bot or the
-chat, 2 a configuration problem.
+The last step is a genuine MCP round trip: this same server, started as a subprocess over stdio with the SDK's
+client as a host would start it, so a green check means a host will work too. Every line it prints is masked.
+Exit status: 0 all good, 1 a problem with Redis, the portal, the credentials, the bot or the chat, 2 the settings.
 """
 
 from __future__ import annotations
@@ -140,7 +134,8 @@ async def _reach(settings: config.Settings) -> str:
 
 
 async def _ping(redis_config: RedisConfig) -> str:
-    """One PING proves the replicas' Redis (address, password, database), which every call goes through first."""
+    """One PING proves the replicas' Redis (address, password, database), which every call goes through first:
+    checked before the credentials, or a bad one would read as refused credentials."""
     from .bitrix24.redis_state import Redis
 
     redis = Redis(redis_config)

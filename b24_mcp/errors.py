@@ -1,13 +1,8 @@
-"""Errors the model (or a person) reads, and the one table that decides which of them are worth a retry.
+"""Errors the model (or a person) reads, and the one table (`classify`) that decides which are worth a retry.
 
-Every failure b24-mcp anticipates is a `B24Error` whose text is safe to show: it never carries a secret, and it
-names the field, setting or Bitrix24 code involved. The tool layer turns any `B24Error` into an `isError` result
-with one helper; anything else is a bug and is reported without its text.
-
-What Bitrix24 says is untrusted text: `portal_error` keeps its code only if it looks like a code and its
-description only as one short line without control characters or terminal escapes, so a hostile portal can
-neither steer the model with a long speech nor repaint the terminal of someone reading the logs.
-`classify` is the single place that maps an error to a retry rule; the client's loop only counts and waits.
+Every anticipated failure is a `B24Error` whose text is safe to show (no secret; it names the field, setting or
+Bitrix24 code); anything else is a bug, reported without its text. What Bitrix24 says is untrusted: it is kept
+only as one short printable line, so a hostile portal can neither steer the model nor repaint a terminal.
 """
 
 from __future__ import annotations
@@ -118,7 +113,9 @@ class UpstreamError(B24Error):
 
 
 class AnswerError(UpstreamError):
-    """The portal answered, but not with what the method's documentation describes (nothing to show)."""
+    """The portal answered, but not with what the method's documentation describes (nothing to show).
+
+    Final whatever its status: a 503 too large to read is not a rate limit, and fetching it again costs as much."""
 
 
 class AuthError(B24Error):

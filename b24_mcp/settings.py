@@ -1,13 +1,8 @@
 """Configuration: every setting read from the environment, checked once, at start-up.
 
-Shaped so that a bad setting never crashes the host's start-up: `load()` either returns a `Settings` or
-raises one `ConfigError` that lists every bad setting at once, one line each, naming the variable, what is
-wrong and the expected form (`problems_of` gives the lines). The server keeps that error and returns it from
-every tool call, so the model can tell the user what to fix. Hand-written rather than pydantic-settings: the
-messages are the product here, and they must never echo a secret (the webhook code, tokens) back.
-
-`VARIABLES` is the one home of the variables' names, of how much of each may be shown, and of their one-line
-meanings: `check`, the help text and the unknown-variable warning ("did you mean …?") all read it.
+`load()` returns a `Settings` or raises one `ConfigError` listing every bad setting, one line each, naming the
+variable and the expected form; the server returns it from every tool call, so a bad setting never crashes the
+host's start-up. Hand-written rather than pydantic-settings: the messages are the product, and never echo a secret.
 """
 
 from __future__ import annotations
@@ -61,6 +56,8 @@ class Variable:
     group: Literal["webhook", "bot", "oauth", "oauth-optional", "tuning", "tls", "team"] = "tuning"
 
 
+# The one home of the variables' names, what of each may be shown and their meanings: `check`, the help text and
+# the unknown-variable warning ("did you mean ...?") all read it.
 VARIABLES: tuple[Variable, ...] = (
     Variable("B24_WEBHOOK_URL", "webhook URL: https://{portal}/rest/{user_id}/{code}/", "masked", "webhook"),
     Variable("B24_BOT_ID", "the bot's id (a tool's botId argument overrides it)", "value", "bot"),

@@ -1,10 +1,8 @@
 """A stand-in Bitrix24 portal: its data and its answers, as pure functions of a request (no sockets, no logging).
 
-The demo (`demo.py`, an httpx transport) and the tests' HTTP portal (`tests/portal.py`) both serve it, so they
-cannot drift apart; the methods a tool calls are answered by that tool's `Call.standin`. The data is shaped as a
-portal's own serializers write it where that differs from the docs (`textFieldEnabled` true, `uuid` null on system
-messages, `params` [], `recentConfig`); `DOC_CHAT` keeps the docs' example verbatim. Each fact is stated once:
-membership in `MEMBERS`, message counts from `MESSAGES`.
+The demo (`demo.py`) and the tests' HTTP portal (`tests/portal.py`) both serve it, so they cannot drift apart; a
+tool's methods are answered by its `Call.standin`. The data is written as a portal's own serializers write it
+where that differs from the docs (`PORTAL_CHAT`); `DOC_CHAT` keeps the docs' example verbatim.
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
-"""What replicas of b24-mcp share through Redis (`B24_REDIS_URL`): one portal's budget, its blocks, its OAuth pair.
+"""What replicas of b24-mcp share through Redis (`B24_REDIS_URL`): one portal's bucket, its blocks, its OAuth pair.
 
-Each b24-mcp process paces itself at the portal's rate; N replicas pacing alone would spend N times the portal's
-budget and be refused. With `B24_REDIS_URL` set, three things live in Redis instead of in each process:
-
-- the pacing bucket (`RedisBucket`): the same GCRA as `pacing.LeakyBucket`, one per portal, run atomically in a
-  Lua script on Redis's own clock (replicas' clocks never enter it: each gets back how long to wait);
-- portal-wide blocks (`SharedPortal`): `OPERATION_TIME_LIMIT` on a method until the portal's `operating_reset_at`,
-  and `OVERLOAD_LIMIT` for `OVERLOAD_HOLD` seconds: once one replica is refused, the others wait or fail at once
-  instead of spending requests on a portal that will refuse them;
-- the OAuth pair (`RedisPairs`, the `oauth.PairStore` replicas share): a lock with a TTL (`SET NX PX`) and a
-  compare-and-set write on the refresh token the new pair replaces (Lua), so a replica whose lock ran out cannot
-  overwrite a newer pair or fork the chain. The lock's TTL is short and extended while it is held.
-
-Redis unreachable is an error for that call, naming B24_REDIS_URL (`unreachable`); there is no fallback to a
-per-process state, which would silently multiply the budget. Redis is imported only when configured.
-Durability: the pair is the one copy of a rotating secret, kept in plaintext, so run Redis with AOF persistence
-and a password, off public networks (README, "Run it for a team").
+N replicas pacing alone would spend N times the portal's budget, so these live in Redis, and Redis unreachable is
+an error for that call naming B24_REDIS_URL, never a fall-back to per-process state. The pair is the one copy of a
+rotating secret, kept in plaintext: docs/team.md says how to run Redis for it. Redis is imported only when configured.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
-"""get_file: a file shared in a chat, fetched by its one-time link and shown as what its bytes are
-(imbot.v2.File.download, then the link).
+"""get_file: a file shared in a chat, fetched by its one-time link (imbot.v2.File.download, then the link).
 
-The link carries an authorisation token: it is fetched once and goes no further than `wire.download` (never into
-a result, an error or a log). The sender chose the file's name and Content-Type, so its bytes decide how it is
-read: only a PNG/JPEG/GIF/WebP signature makes an image block, only "%PDF-" is parsed (by pypdf, imported then),
-and text must decode as text. What a file holds is quoted as untrusted content, like a message's text.
+The link carries an authorisation token: it goes no further than `wire.download` (never a result, error or log).
+The sender chose the file's name and Content-Type, so its bytes decide how it is read (`sniff`): an image block,
+PDF text (pypdf, imported then) or text; what a file holds is quoted as untrusted content, like a message's text.
 """
 
 from __future__ import annotations
