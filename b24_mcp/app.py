@@ -2,7 +2,8 @@
 
 The Bitrix24 client, its auth and its stores know no settings beyond their own: whether the OAuth pair lives in
 the token file or in Redis, and whether the bucket is this process's or the replicas', is decided here alone, so
-no lower module reaches up to choose. Redis-backed parts are imported only when B24_REDIS_URL is set.
+no lower module reaches up to choose. It imports what it builds when it builds it: the client (and httpx) with
+the first call, the Redis-backed parts only when B24_REDIS_URL is set.
 """
 
 from __future__ import annotations
@@ -10,24 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .bitrix24.auth import OAuth, Webhook
-from .bitrix24.client import B24Client, SharedPortal
-from .journal.drain import Drainer, Journaled
-from .journal.inbox import Inbox
-from .journal.store import Journal
+from .logs import redact
 from .paths import default_journal_file
 from .settings import CALL_BUDGET, Settings, WebhookConfig, token_file_of
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the client, and httpx with it, load with the first call: start-up builds only the server
     import httpx
 
     from .bitrix24.auth import Auth
+    from .bitrix24.client import B24Client, SharedPortal
     from .bitrix24.oauth import PairStore
+    from .journal.drain import Journaled
+    from .journal.inbox import Inbox
 
 
 def make_auth(settings: Settings, http: httpx.AsyncClient) -> Auth:
     """The auth object for the configured mode; for OAuth, the renewal algorithm over the store the settings pick
     (Redis with B24_REDIS_URL, else the token file)."""
+    from .bitrix24.auth import OAuth, Webhook
+
     if isinstance(settings.auth, WebhookConfig):
         return Webhook(settings.auth)
     from .bitrix24.oauth import OAuthSession, TokenPair
@@ -67,7 +69,17 @@ def shared_portal(settings: Settings) -> SharedPortal | None:
 
 def make_client(settings: Settings, http: httpx.AsyncClient) -> B24Client:
     """The Bitrix24 client with its auth and, for replicas, their shared state."""
+    from .bitrix24.client import B24Client
+
+    mask_secrets(settings)
     return B24Client(settings, http, make_auth(settings, http), shared_portal(settings))
+
+
+def mask_secrets(settings: Settings) -> None:
+    """The settings' secrets (webhook code, bot token, OAuth credentials, Redis password) masked from now on, in
+    every log line, error and tool result text: `logs.redact` is the one redactor, and this the one place that
+    gives it the configured secrets (the OAuth renewal adds each rotated pair as it arrives)."""
+    redact.add(settings.secrets)
 
 
 def make_inbox(settings: Settings, client: Callable[[], B24Client], journaled: Journaled | None = None) -> Inbox | None:
@@ -75,6 +87,10 @@ def make_inbox(settings: Settings, client: Callable[[], B24Client], journaled: J
     config = settings.journal
     if config is None:
         return None
+    from .journal.drain import Drainer
+    from .journal.inbox import Inbox
+    from .journal.store import Journal
+
     if settings.team is not None and settings.team.redis is not None:  # replicas: one drains into Redis, all read it
         from .bitrix24.redis_state import Redis
         from .journal.shared import SharedDrainer, SharedLog

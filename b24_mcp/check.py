@@ -1,14 +1,8 @@
 """`b24-mcp check`: the doctor. Reads the settings, reaches the portal, proves the credentials, runs get_chat.
 
-Every bad setting is listed at once, one line each; unknown B24_* variables by name only, with the likeliest
-intended one. Then the credentials are proven, not assumed: `scope` (authenticated; it must include `imbot`)
-and `imbot.v2.Bot.get` for the configured bot (the owner's extended answer proves the bot id and token pair;
-its type says whether the bot may read messages); B24_REDIS_URL is PINGed first, since every call goes through
-it and a bad one would read as refused credentials. The last step is a genuine MCP round trip: it starts this
-same server as a subprocess over stdio with the SDK's client, exactly as Claude Code or Cursor would, so a green
-check means a host will work too. Every line it prints is masked (no code, token or secret), and the verdict
-names what to fix. Exit status: 0 all good, 1 a problem with Redis, the portal, the credentials, the bot or the
-chat, 2 a configuration problem.
+The last step is a genuine MCP round trip: this same server, started as a subprocess over stdio with the SDK's
+client as a host would start it, so a green check means a host will work too. Every line it prints is masked.
+Exit status: 0 all good, 1 a problem with Redis, the portal, the credentials, the bot or the chat, 2 the settings.
 """
 
 from __future__ import annotations
@@ -23,6 +17,8 @@ import anyio
 
 from . import settings as config
 from .errors import ConfigError, printable, problems_of
+from .forms import mask_webhook_url
+from .paths import check_ca
 from .tools import names as tool_names
 
 if TYPE_CHECKING:
@@ -104,7 +100,7 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
         if var.shown == "secret":
             shown = set_secret(value)
         elif var.shown == "masked":
-            shown = auth.masked_url if isinstance(auth, config.WebhookConfig) else config.mask_webhook_url(value)
+            shown = auth.masked_url if isinstance(auth, config.WebhookConfig) else mask_webhook_url(value)
         elif var.name == "SSL_CERT_DIR" and env.get("SSL_CERT_FILE"):
             shown = f"{value} (not used: SSL_CERT_FILE is set)"
         elif var.name == "B24_TOKEN_FILE" and token_file is not None:
@@ -138,7 +134,8 @@ async def _reach(settings: config.Settings) -> str:
 
 
 async def _ping(redis_config: RedisConfig) -> str:
-    """One PING proves the replicas' Redis (address, password, database), which every call goes through first."""
+    """One PING proves the replicas' Redis (address, password, database), which every call goes through first:
+    checked before the credentials, or a bad one would read as refused credentials."""
     from .bitrix24.redis_state import Redis
 
     redis = Redis(redis_config)
@@ -150,14 +147,12 @@ async def _ping(redis_config: RedisConfig) -> str:
     return f"{redis_config.where} answered PING in {(time.monotonic() - started) * 1000:.0f} ms"
 
 
-async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) -> tuple[bool, str, str | None, str]:
+async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) -> tuple[bool, str, str]:
     """Start b24-mcp over stdio, list its tools, and (with a dialog) call get_chat and get_messages for real.
 
-    Returns (get_chat succeeded, its first text block, its Bitrix24 error code, what get_messages said)."""
+    Returns (get_chat succeeded, its first text block, what get_messages said)."""
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
-
-    from .tools.spec import CODE_META
 
     params = StdioServerParameters(command=sys.executable, args=["-m", "b24_mcp", *argv], env=env)
     # The server's stderr is kept aside and shown only if the round trip itself fails.
@@ -166,10 +161,10 @@ async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) 
             async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
                 tools = [t.name for t in (await client.list_tools()).tools]
                 if "get_chat" not in tools:
-                    return False, f"the server lists {tools}, not get_chat", None, ""
+                    return False, f"the server lists {tools}, not get_chat", ""
                 if dialog is None:
                     listed = ", ".join(tools)
-                    return True, f"server started over stdio and lists {listed} (pass --dialog chatN)", None, ""
+                    return True, f"server started over stdio and lists {listed} (pass --dialog chatN)", ""
                 result = await client.call_tool("get_chat", {"dialogId": dialog})
                 messages = None
                 if not result.is_error:
@@ -179,7 +174,6 @@ async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) 
             tail = " | ".join(errlog.read().strip().splitlines()[-3:])
             raise RuntimeError(f"{type(err).__name__}: {err}; server stderr: {tail or '(empty)'}") from None
     text = "\n    ".join(getattr(block, "text", "") for block in result.content[:1]).replace("\n", "\n    ")
-    code = (result.meta or {}).get(CODE_META)
     reading = ""
     if messages is not None:
         if not messages.is_error:
@@ -187,7 +181,7 @@ async def _round_trip(argv: list[str], env: dict[str, str], dialog: str | None) 
         else:
             said = getattr(messages.content[0], "text", "") if messages.content else ""
             reading = f"the bot cannot read messages here: {said}"
-    return not result.is_error, text, code if isinstance(code, str) else None, reading
+    return not result.is_error, text, reading
 
 
 def run(argv: list[str], *, demo: bool, dialog: str | None, env: Mapping[str, str], out: TextIO) -> int:
@@ -203,7 +197,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
     try:
         settings = config.load(env, demo=demo, tools=tool_names())
         if not demo:
-            config.check_ca(env, load=True)  # parsed as httpx will, which start-up skips for speed
+            check_ca(env, load=True)  # parsed as httpx will, which start-up skips for speed
     except ConfigError as err:
         for problem in problems_of(err):
             report.line("✗", f"configuration: {problem}")
@@ -240,7 +234,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
     if failed is not None:
         return failed
     try:
-        ok, said, code, reading = await report.step(
+        ok, said, reading = await report.step(
             "starting b24-mcp over stdio and calling get_chat" if dialog else "starting b24-mcp over stdio",
             lambda: _round_trip(argv, spawn_env(env), dialog),
         )
@@ -255,8 +249,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
     if ok:
         report.line("→", "Verdict: all good. Add the server to your MCP host (see the README) and ask about a chat.")
         return 0
-    advice = _advice(code, settings.mode)
-    report.line("→", f"Verdict: get_chat failed; the message above says what to fix.{' ' + advice if advice else ''}")
+    report.line("→", "Verdict: get_chat failed; the message above says what to fix.")
     return 1
 
 
@@ -279,8 +272,7 @@ async def _prove(settings: config.Settings, report: Report) -> int | None:
                 scopes = await report.step(label, client.scopes)
             except B24Error as err:
                 report.line("✗", f"credentials: {err}")
-                advice = _advice(err.code, settings.mode)
-                report.line("→", f"Verdict: the portal refused the credentials.{' ' + advice if advice else ''}")
+                report.line("→", "Verdict: the portal refused the credentials; the message above says what to fix.")
                 return 1
             if "imbot" not in scopes:
                 report.line("✗", f"credentials: {_no_imbot(settings, scopes)}")
@@ -314,8 +306,7 @@ async def _prove_bot(settings: config.Settings, client: B24Client, report: Repor
         bot = await report.step(f"asking imbot.v2.Bot.get about {who}", client.get_bot)
     except B24Error as err:
         report.line("✗", f"{who}: {err}")
-        advice = _advice(err.code, settings.mode) or "Re-check B24_BOT_ID and B24_BOT_TOKEN."
-        report.line("→", f"Verdict: the bot cannot be used as configured. {advice}")
+        report.line("→", "Verdict: the bot cannot be used as configured; the message above says what to fix.")
         return 1
     extended = bot.model_extra or {}
     if not {"moduleId", "eventMode"} & set(extended):
@@ -397,19 +388,3 @@ def _no_imbot(settings: config.Settings, scopes: list[str]) -> str:
         "(Developer resources → Other → Local application), tick imbot and save, then reinstall it and put the new "
         "tokens in B24_ACCESS_TOKEN and B24_REFRESH_TOKEN."
     )
-
-
-def _advice(code: str | None, mode: str) -> str:
-    """The next step for a Bitrix24 code (the one the server put in the result's _meta; no searching of text)."""
-    if code == "ACCESS_DENIED":
-        return "Add the bot to that chat, or try a chat the bot is in."
-    if code in ("NO_AUTH_FOUND", "insufficient_scope", "invalid_token", "expired_token", "invalid_grant"):
-        if mode == "oauth":
-            return (
-                "Re-check the OAuth settings (B24_PORTAL_URL, B24_CLIENT_ID, B24_CLIENT_SECRET, the tokens and "
-                "B24_TOKEN_FILE) and that the app has the imbot permission."
-            )
-        return "Re-check the webhook (B24_WEBHOOK_URL) and that it has the imbot permission."
-    if code is not None and code.startswith("BOT_"):
-        return "Re-check B24_BOT_ID and B24_BOT_TOKEN."
-    return ""

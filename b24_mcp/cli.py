@@ -1,15 +1,8 @@
-"""The `b24-mcp` command: parse the options, set up logging, load the configuration, serve.
+"""The `b24-mcp` command: parse the options, set up logging, load the configuration, serve (on `transport`).
 
-A bad configuration never stops the server from starting: hosts show a server that fails to start as a
-bare "failed" with no reason. Instead each problem is logged once, one line each, and the tools return them to
-the model, naming the variables to fix. Heavy imports (the SDK, httpx) wait until a path needs them, so
-`--help`, `--version` and a bad option answer at once; so does an unsafe HTTP bind, which is refused (a line
-for every bad option and setting, exit 2) before the SDK is even imported. Running the server on a transport is
-`transport`'s job.
-
-Options shared by every command (`--demo`, `--version`) are defined once, in `_shared`, and given to the main
-parser and to `check` alike, so they work in either position (`b24-mcp --demo check`, `b24-mcp check --demo`).
-Typed at a terminal, the stdio server says in one line what it is and goes on waiting; Ctrl-C ends it at once.
+A bad configuration never stops the server from starting, since hosts show a server that fails to start as a
+bare "failed": each problem is logged once and the tools return it to the model. Heavy imports (the SDK, httpx)
+wait until a path needs them, so `--help`, `--version` and a refused option or HTTP bind answer at once.
 """
 
 from __future__ import annotations
@@ -289,7 +282,7 @@ def _http_preflight(args: argparse.Namespace) -> tuple[TransportSecuritySettings
 
     problems = Problems()
     security = problems.take(lambda: transport.transport_security(args.host, args.allowed_host))
-    http_auth = problems.take(lambda: transport.http_auth(args.host, args.no_auth, os.environ))
+    http_auth = problems.take(lambda: transport.bearer_auth(args.host, args.no_auth, os.environ))
     redis_url = os.environ.get("B24_REDIS_URL", "").strip()
     if redis_url:  # a replica without its shared state must not serve (it is PINGed once the rest is loaded)
         from .team import parse_redis_url

@@ -1,13 +1,8 @@
-"""Errors the model (or a person) reads, and the one table that decides which of them are worth a retry.
+"""Errors the model (or a person) reads, and the one table (`classify`) that decides which are worth a retry.
 
-Every failure b24-mcp anticipates is a `B24Error` whose text is safe to show: it never carries a secret, and it
-names the field, setting or Bitrix24 code involved. The tool layer turns any `B24Error` into an `isError` result
-with one helper; anything else is a bug and is reported without its text.
-
-What Bitrix24 says is untrusted text: `portal_error` keeps its code only if it looks like a code and its
-description only as one short line without control characters or terminal escapes, so a hostile portal can
-neither steer the model with a long speech nor repaint the terminal of someone reading the logs.
-`classify` is the single place that maps an error to a retry rule; the client's loop only counts and waits.
+Every anticipated failure is a `B24Error` whose text is safe to show (no secret; it names the field, setting or
+Bitrix24 code); anything else is a bug, reported without its text. What Bitrix24 says is untrusted: it is kept
+only as one short printable line, so a hostile portal can neither steer the model nor repaint a terminal.
 """
 
 from __future__ import annotations
@@ -64,24 +59,29 @@ T = TypeVar("T")
 
 
 class Problems:
-    """Every problem of a group of settings, collected so that all are reported at once (`raise_any`)."""
+    """Every problem of a group of settings, collected so that all are reported at once (`raise_any`); each is
+    noted with the setting it is about (None: the whole setup), so that a caller can order them as its table."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.noted: list[tuple[str | None, str]] = []
 
-    def add(self, line: str) -> None:
-        self.lines.append(line)
+    @property
+    def lines(self) -> list[str]:
+        return [line for _, line in self.noted]
 
-    def take(self, check: Callable[[], T]) -> T | None:
-        """The check's value, or None with its problems noted."""
+    def add(self, line: str, setting: str | None = None) -> None:
+        self.noted.append((setting, line))
+
+    def take(self, check: Callable[[], T], setting: str | None = None) -> T | None:
+        """The check's value, or None with its problems noted (about `setting`)."""
         try:
             return check()
         except ConfigError as err:
-            self.lines.extend(problems_of(err))
+            self.noted.extend((setting, line) for line in problems_of(err))
             return None
 
     def raise_any(self) -> None:
-        if self.lines:
+        if self.noted:
             raise ConfigProblems(self.lines)
 
 
@@ -113,7 +113,9 @@ class UpstreamError(B24Error):
 
 
 class AnswerError(UpstreamError):
-    """The portal answered, but not with what the method's documentation describes (nothing to show)."""
+    """The portal answered, but not with what the method's documentation describes (nothing to show).
+
+    Final whatever its status: a 503 too large to read is not a rate limit, and fetching it again costs as much."""
 
 
 class AuthError(B24Error):
@@ -330,6 +332,17 @@ def portal_error(
         fill.update({k: str(v) for k, v in call.items() if k in fill})
         message += " " + hint.format_map(fill)
     return PortalError(message, code=code, status=status, description=said)
+
+
+def available_later(err: PortalError, method: str, wait: float | None) -> PortalError:
+    """A method's time-budget refusal (OPERATION_TIME_LIMIT) that cannot be waited out: when it is available again."""
+    when = "in a few minutes" if wait is None else f"in {wait:.0f} s"
+    return PortalError(
+        f"{err.message} {method} is available again {when}; Bitrix24 limits each method's total run time.",
+        code=err.code,
+        status=err.status,
+        description=err.description,
+    )
 
 
 # --- which failures are worth another try --------------------------------------------------------------------------

@@ -1,23 +1,8 @@
-"""Bearer tokens on Streamable HTTP, checked by the SDK's own machinery: a `TokenVerifier` and `AuthSettings`.
+"""Bearer tokens on Streamable HTTP: the SDK's `TokenVerifier` for a tokens file, for JWTs, or for both.
 
-The SDK does the protocol: a request without a valid token gets 401 with
-`WWW-Authenticate: Bearer ..., resource_metadata="<url>"`, and it publishes that protected-resource metadata
-(RFC 9728) at `/.well-known/oauth-protected-resource/mcp`. This module only decides whether a token is good:
-
-- a tokens file (`B24_HTTP_TOKENS_FILE`): the SHA-256 of the presented token is compared with every digest in the
-  file in constant time (`hmac.compare_digest`, no early exit), so timing tells nothing about which digest came
-  close. The file is re-read when it changes (stat per request); a file that turns bad admits no one until fixed,
-  since keeping the old set would keep a revoked token alive;
-- JWTs from the team's identity provider, with PyJWT (already a dependency of the SDK, imported only here):
-  signature against the provider's JWKS, `iss`, `aud` and `exp` required and checked; only asymmetric
-  algorithms (a JWKS holds public keys: `HS256` with a public key as the secret is the classic forgery, and
-  `none` is never accepted). The JWKS is fetched with a time, size and nesting bound, cached for `JWKS_TTL`, and
-  fetched again (one fetch at a time, at most once per `JWKS_MIN_REFETCH`, stale or not) for an unknown `kid` or
-  in the background once stale, so neither forged `kid`s nor a provider outage make requests wait in line or
-  hammer the provider.
-
-The token itself is never logged, never kept (the AccessToken the SDK stores carries its fingerprint), and never
-reaches Bitrix24: the REST client signs with its own webhook or OAuth credentials and never sees the request.
+The SDK does the protocol (the 401 with `WWW-Authenticate`, the RFC 9728 protected-resource metadata); this
+module only decides whether a token is good. The token is never logged or kept, and never reaches Bitrix24:
+the REST client signs with its own credentials and never sees the request.
 """
 
 from __future__ import annotations
@@ -48,6 +33,7 @@ JWKS_MIN_REFETCH = 30.0  # an unknown kid triggers a fetch at most this often
 JWKS_TIMEOUT = 5.0
 JWKS_MAX_BYTES = 256 * 1024
 LEEWAY = 30  # seconds of clock skew allowed on exp/nbf/iat
+# Asymmetric only: a JWKS holds public keys, and HS256 with a public key as the secret is the classic forgery.
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 
@@ -82,6 +68,8 @@ class TokenFileVerifier:
         return _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _refresh(self) -> None:
+        """Re-read the file if it changed (a stat per request). A file that turns bad admits no one until it is
+        fixed: keeping the old set would keep a revoked token alive."""
         stamp = self._stat()
         if stamp == self._stamp:
             return
@@ -99,6 +87,7 @@ class TokenFileVerifier:
         self._broken = False
 
     def accepts(self, token: str) -> bool:
+        """Whether the token's digest is listed: compared with every one in constant time, no early exit."""
         self._refresh()
         presented = digest(token).encode()
         found = False

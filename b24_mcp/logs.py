@@ -1,15 +1,7 @@
 """Logging to stderr only, and the redactor that keeps secrets out of every log line and every message.
 
-stdout carries JSON-RPC and nothing else, so every record goes to stderr. Two things would leak a secret
-if left alone: httpx logs each request URL at INFO (a webhook URL holds its code), and any message might
-quote a token. So httpx's loggers are held at WARNING, and one filter on the handler masks webhook codes in
-URLs and every secret the configuration knows of, whatever logger the record comes from.
-
-Secrets are matched as whole values (not inside longer words), whatever their length, so a short token is
-still masked and an ordinary word that happens to contain it is not garbled. Only letters and digits make a
-word: a secret followed by `_`, a full stop, a comma or `=` is still whole and still masked. The process-wide
-set holds the configuration's secrets and the few newest OAuth tokens; a caller's own `botToken` is masked in
-that call's output only (`redact(text, extra)`), so the set cannot grow with every call.
+stdout carries JSON-RPC and nothing else. One filter on the stderr handler masks webhook codes in URLs and every
+secret the configuration knows of, whatever logger the record comes from, so no library's line can leak one.
 """
 
 from __future__ import annotations
@@ -29,7 +21,10 @@ ROTATED_KEPT = 8  # OAuth tokens rotate hourly; the newest few stay masked, olde
 
 
 def _whole(secret: str) -> str:
-    """The secret as a pattern that does not match inside a longer word (checked only where it has a word edge)."""
+    """The secret as a pattern that does not match inside a longer word (checked only where it has a word edge).
+
+    Whole values, whatever their length: a short token is still masked, and an ordinary word that happens to
+    contain it is not garbled."""
     head = r"(?<![^\W_])" if _WORD_CHAR.match(secret[0]) else ""
     tail = r"(?![^\W_])" if _WORD_CHAR.match(secret[-1]) else ""
     return head + re.escape(secret) + tail
@@ -59,6 +54,7 @@ class Redactor:
         self._compiled = _pattern([*self._fixed, *self._rotating])
 
     def __call__(self, text: str, extra: Iterable[str | None] = ()) -> str:
+        """`text` masked; `extra` (a caller's own `botToken`) only in this text, so the set cannot grow per call."""
         for pattern in (self._compiled, _pattern(s for s in extra if s)):
             if pattern is not None:
                 text = pattern.sub("***", text)
@@ -92,7 +88,7 @@ def setup(level: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2"):  # httpx logs each URL at INFO: a webhook's has its code
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # B24_LOG_LEVEL=DEBUG means b24-mcp's own lines (one per portal request), not the libraries' internals.
     for library in ("mcp", "asyncio", "filelock", "redis", "anyio", "uvicorn", "jwt"):

@@ -1,19 +1,8 @@
 """The MCP server: the tools and resources of `tools/` on an `MCPServer`, and the connection they share.
 
-The connection (HTTP client, auth, Bitrix24 client) is made on first use, not at start-up: hosts launch every
-configured server at once and start-up time is felt. For the same reason the tools' output schemas are read from
-the committed contract (`contract.json`) rather than generated from the models at each launch. Once the first
-`tools/list` is answered, the connection is warmed in the background (httpx and the client imported in a thread,
-the answer parsers built, the portal connection opened), so the first call skips all of that.
-Tools take their raw arguments (`RawTool`): the SDK's argument validation would quote the input (a bot token,
-say) and drop unknown arguments silently; `arguments.py` does both jobs instead. The advertised output schema
-is kept, but the SDK does not validate `structuredContent` a second time: the client already did.
-
-What hosts show: the icon (a data: URI, nothing to fetch) on the server, every tool and resource template;
-completions of the templates' `dialogId` from the chats this server has answered for, most recent first (the
-demo's chats in `--demo`); and, for 2026-07-28 clients, cache hints: the lists are public and long-lived (they
-change only with a new version), a chat read is private and short. `tools/call` results have no cache fields in
-that protocol (only the list methods, `resources/read` and `server/discover` do), so tool reads carry none.
+The connection (HTTP client, auth, Bitrix24 client) is made on first use and warmed after the first tools/list,
+and output schemas are served from the committed contract (`contract.json`), not generated from the models:
+hosts launch every configured server at once, so start-up time is felt.
 """
 
 from __future__ import annotations
@@ -23,7 +12,7 @@ import json
 import logging
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -31,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp.server import CacheHint
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
-from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_types import (
     CallToolResult,
@@ -45,6 +33,7 @@ from mcp_types import (
 from mcp_types import Resource as MCPResource
 from mcp_types import Tool as MCPTool
 
+from .app import mask_secrets
 from .chat_resources import KnownChats
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
@@ -179,34 +168,6 @@ class Connection:
             await http.aclose()
 
 
-class RawTool(Tool):
-    """A tool that receives its arguments as sent (see the module docstring)."""
-
-    call: Any = None  # async (arguments, context) -> CallToolResult
-
-    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
-        return await self.call(arguments, context)
-
-
-def _tool(spec: ToolSpec, call: Callable[[dict[str, Any], Context | None], Any]) -> RawTool:
-    async def placeholder() -> CallToolResult:  # only its metadata is used: RawTool.run replaces it
-        raise NotImplementedError
-
-    base = Tool.from_function(
-        placeholder,
-        name=spec.name,
-        title=spec.title,
-        description=spec.description,
-        annotations=READ_ONLY.model_copy(update={"title": spec.title}),
-        icons=ICONS,
-        structured_output=False,
-    )
-    tool = RawTool(**{name: getattr(base, name) for name in Tool.model_fields}, call=call)
-    tool.parameters = input_schema(spec.args)
-    tool.fn_metadata.output_schema = _output_schema(spec)  # advertised; not validated again
-    return tool
-
-
 CONTRACT = "contract.json"  # the published tools/list, committed; tests/test_contract.py keeps it true
 
 
@@ -229,22 +190,50 @@ def _output_schema(spec: ToolSpec) -> dict[str, Any]:
     return spec.output.model_json_schema()  # a tool not yet in the contract (the contract test then fails)
 
 
+ToolCall = Callable[[dict[str, Any], Context | None], Awaitable[CallToolResult]]
+
+
 class B24Server(MCPServer):
-    """MCPServer that tells the connection when the host has its tool list (the moment to warm it)."""
+    """MCPServer whose tools take their arguments as sent (the SDK's own validation would quote a bad value, a bot
+    token say, and drop unknown arguments; `tools.arguments` does both jobs instead): `list_tools` and `call_tool`,
+    the SDK's public methods behind tools/list and tools/call, serve the `ToolSpec`s. The first tools/list tells the
+    connection it may warm up."""
 
     connection: Connection | None = None
+    calls: dict[str, ToolCall]
+    listing: list[MCPTool]
 
     async def list_tools(self) -> list[MCPTool]:
-        tools = await super().list_tools()
         if self.connection is not None and self.connection.listed is not None:
             self.connection.listed.set()
-        return tools
+        return self.listing
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult:
+        call = self.calls.get(name)
+        if call is None:
+            raise ToolError(f"Unknown tool: {name}; the tools are {', '.join(self.calls)}.")
+        return await call(arguments, context)
 
     async def list_resources(self) -> list[MCPResource]:
         resources = await super().list_resources()
         if self.connection is not None and self.connection.known is not None:
             resources += self.connection.known.listed()  # the chats the journal knows
         return resources
+
+
+def listed(spec: ToolSpec) -> MCPTool:
+    """What tools/list says of a tool: its input schema made from its arguments, its output schema from the contract."""
+    return MCPTool(
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        input_schema=input_schema(spec.args),
+        output_schema=_output_schema(spec),
+        annotations=READ_ONLY.model_copy(update={"title": spec.title}),
+        icons=ICONS,
+    )
 
 
 def build_server(
@@ -260,7 +249,7 @@ def build_server(
     bus = InMemorySubscriptionBus()  # subscriptions/listen: the journal announces its chats' changes on it
     connection.known = KnownChats(bus, connection.inbox)
     if isinstance(settings, Settings):
-        redact.add(settings.secrets)
+        mask_secrets(settings)
     notice = None
     if isinstance(settings, Settings) and settings.demo:
         notice = DEMO_NOTICE  # from settings: importing demo.py would bring httpx onto the start-up path
@@ -279,15 +268,15 @@ def build_server(
 
     budget = settings.result_budget if isinstance(settings, Settings) else RESULT_BUDGET
     chosen = settings.tools if isinstance(settings, Settings) else None
-    listed = [spec for spec in TOOLS if chosen is None or spec.name in chosen]
+    shown = [spec for spec in TOOLS if chosen is None or spec.name in chosen]
 
-    def bind(spec: ToolSpec) -> RawTool:
+    def bind(spec: ToolSpec) -> ToolCall:
         async def call(raw: dict[str, Any], ctx: Context | None) -> CallToolResult:
             return await handle(
                 spec, connection.client, raw, ctx, notice, connection.recent.answered, budget, connection.inbox
             )
 
-        return _tool(spec, call)
+        return call
 
     server = B24Server(
         "b24-mcp",
@@ -295,7 +284,6 @@ def build_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         icons=ICONS,
-        tools=[bind(spec) for spec in listed],
         lifespan=lifespan,
         cache_hints=_hints(settings),
         subscriptions=bus,
@@ -304,6 +292,8 @@ def build_server(
         log_level="WARNING",  # only used when nothing set logging up before (tests); see logs.setup
     )
     server.connection = connection
+    server.calls = {spec.name: bind(spec) for spec in shown}
+    server.listing = [listed(spec) for spec in shown]
 
     def resource(spec: ToolSpec) -> Callable[[str], Any]:
         assert spec.resource is not None
@@ -334,7 +324,7 @@ def build_server(
 
         return read_file if param == "fileId" else read
 
-    resources = [spec for spec in RESOURCES if spec in listed]
+    resources = [spec for spec in RESOURCES if spec in shown]
     for spec in resources:
         assert spec.resource is not None
         example = spec.resource.uri_template.replace("{dialogId}", "chat5")

@@ -1,13 +1,8 @@
 """Configuration: every setting read from the environment, checked once, at start-up.
 
-Shaped so that a bad setting never crashes the host's start-up: `load()` either returns a `Settings` or
-raises one `ConfigError` that lists every bad setting at once, one line each, naming the variable, what is
-wrong and the expected form (`problems_of` gives the lines). The server keeps that error and returns it from
-every tool call, so the model can tell the user what to fix. Hand-written rather than pydantic-settings: the
-messages are the product here, and they must never echo a secret (the webhook code, tokens) back.
-
-`VARIABLES` is the one home of the variables' names, of how much of each may be shown, and of their one-line
-meanings: `check`, the help text and the unknown-variable warning ("did you mean …?") all read it.
+`load()` returns a `Settings` or raises one `ConfigError` listing every bad setting, one line each, naming the
+variable and the expected form; the server returns it from every tool call, so a bad setting never crashes the
+host's start-up. Hand-written rather than pydantic-settings: the messages are the product, and never echo a secret.
 """
 
 from __future__ import annotations
@@ -20,9 +15,20 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, ConfigProblems, Problems
-from .forms import check_base_url
+from .forms import (
+    BOT_TOKEN_MAX,
+    PORTAL_FORM,
+    WEBHOOK_FORM,
+    check_base_url,
+    check_secret,
+    copied_wrong,
+    mask_webhook_url,
+    number,
+    parse_bot_id,
+    parse_tools,
+)
 from .journal_settings import DAYS_MAX, MEMORY, JournalConfig, load_journal
-from .paths import check_token_path, default_token_file
+from .paths import check_ca, check_token_file, default_token_file, token_path
 from .team import TeamConfig
 from .team import load as load_team
 
@@ -39,8 +45,6 @@ CALL_BUDGET = 3  # a get_chat call ends within 3 x B24_TIMEOUT, whatever the por
 # tokens and refuses 25,000 (MAX_MCP_OUTPUT_TOKENS). The floor keeps one whole 20,000-character message readable.
 RESULT_BUDGET = 40_000
 RESULT_BUDGET_MIN = 24_000
-MAX_ID = 2**31 - 1  # Bitrix24 ids are signed 32-bit integers.
-BOT_TOKEN_MAX = 40  # imbot.v2.Bot.register: fields.botToken is at most 40 characters.
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class Variable:
     group: Literal["webhook", "bot", "oauth", "oauth-optional", "tuning", "tls", "team"] = "tuning"
 
 
+# The one home of the variables' names, what of each may be shown and their meanings: `check`, the help text and
+# the unknown-variable warning ("did you mean ...?") all read it.
 VARIABLES: tuple[Variable, ...] = (
     Variable("B24_WEBHOOK_URL", "webhook URL: https://{portal}/rest/{user_id}/{code}/", "masked", "webhook"),
     Variable("B24_BOT_ID", "the bot's id (a tool's botId argument overrides it)", "value", "bot"),
@@ -94,7 +100,6 @@ TEAM_VARS = tuple(v.name for v in VARIABLES if v.group == "team")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>[0-9]+)/(?P<code>[A-Za-z0-9_-]+)/?$")
-_SECRET_LIKE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: tokens and codes
 
 
 @dataclass(frozen=True)
@@ -171,40 +176,6 @@ class Settings:
         return self.auth.host
 
 
-def mask_webhook_url(url: str) -> str:
-    """The webhook URL with its secret code replaced, safe for logs and messages."""
-    return re.sub(r"(/rest/[0-9]+/)[^/?#\s]+", r"\1***", url)
-
-
-# --- what is refused before a value is parsed: quotes, and the examples from the README --------------------------
-
-WEBHOOK_FORM = "https://your-portal.bitrix24.com/rest/{user_id}/{webhook_code}/"  # {...}: never masked as a code
-PORTAL_FORM = "https://your-portal.bitrix24.com"
-_EXAMPLES: tuple[tuple[re.Pattern[str], str | None], ...] = (  # (pattern, what to call it; None: the match itself)
-    (re.compile(r"://your-portal\.", re.IGNORECASE), "your-portal"),
-    (re.compile(r"(?<![A-Za-z0-9])your_(?:webhook_code|bot_token|access_token|refresh_token|client_secret)"), None),
-    (re.compile(r"/absolute/path/to/"), "/absolute/path/to/"),
-    (re.compile(r"/rest/[0-9]+/abc123xyz/?$"), "abc123xyz"),
-    (re.compile(r"^local\.0123456789abcd\.01234567$"), None),
-)
-_QUOTES = "'\"‘’“”"  # typographic quotes too: they arrive when a value is copied from a chat or a document
-
-
-def _copied_wrong(var: Variable, value: str) -> str | None:
-    """A value pasted with its quotes, or an example never replaced: said in one line, without the value."""
-    for pattern, called in _EXAMPLES:
-        found = pattern.search(value)
-        if found:
-            return (
-                f"{var.name} still holds an example value ('{called or found.group(0)}') from the README or "
-                "claude_config.example.json: replace it with your own"
-            )
-    wrapped = len(value) >= 2 and value[0] in _QUOTES and value[-1] in _QUOTES
-    if wrapped or (var.shown != "secret" and (value[0] in _QUOTES or value[-1] in _QUOTES)):
-        return f"{var.name} is wrapped in quotes, which became part of the value: remove them"
-    return None
-
-
 # --- each value -----------------------------------------------------------------------------------------------
 
 
@@ -239,61 +210,8 @@ def parse_oauth_server(raw: str) -> str:
     return f"{scheme}://{netloc}"
 
 
-WHOLE_NUMBER_RULE = '789, 789.0 and "789" are read alike'
-
-
-def whole_number(value: object) -> int | None:
-    """The one rule for an integer from outside (an argument or a variable): a JSON integer, a number with no
-    fraction (JSON Schema's "integer" admits 789.0), or a string of up to 10 digits; None for anything else."""
-    if isinstance(value, bool):
-        return None  # True is an int in Python, not a number
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}", value.strip()):
-        return int(value.strip())
-    return value if isinstance(value, int) else None
-
-
-def parse_bot_id(value: object, name: str) -> int:
-    """A bot id from an argument or a variable: a positive 32-bit integer, by `whole_number`'s rule."""
-    number = whole_number(value)
-    if number is None or not 1 <= number <= MAX_ID:
-        raise _bad_id(name)
-    return number
-
-
-def _bad_id(name: str) -> ConfigError:
-    return ConfigError(
-        f"{name} must be a positive integer bot id (1 to {MAX_ID}), e.g. 456: the BOT_ID returned by "
-        "imbot.v2.Bot.register or listed by imbot.v2.Bot.list"
-    )
-
-
-def check_secret(value: str, name: str, max_len: int | None = None) -> str:
-    """Tokens and codes: printable, no spaces. The message never repeats the value."""
-    if not value:
-        raise ConfigError(f"{name} is empty")
-    if not _SECRET_LIKE.match(value):
-        raise ConfigError(f"{name} contains spaces or control characters; paste the value exactly as issued")
-    if max_len is not None and len(value) > max_len:
-        raise ConfigError(f"{name} is {len(value)} characters long; Bitrix24 allows at most {max_len}")
-    return value
-
-
-def _number(raw: str, name: str, default: float, low: float, high: float, form: str) -> float:
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; expected {form}") from None
-    if not low < value <= high:
-        raise ConfigError(f"{name}={raw!r} is out of range; expected {form}")
-    return value
-
-
 def _burst(raw: str) -> int:
-    value = _number(raw, "B24_RATE_BURST", 10, 0, 10_000, "a whole number of requests, e.g. 10 (Enterprise: 250)")
+    value = number(raw, "B24_RATE_BURST", 10, 0, 10_000, "a whole number of requests, e.g. 10 (Enterprise: 250)")
     if value != int(value):
         raise ConfigError(f"B24_RATE_BURST={raw!r} must be a whole number, e.g. 10")
     return int(value)
@@ -301,7 +219,7 @@ def _burst(raw: str) -> int:
 
 def _file_max_bytes(raw: str) -> int:
     form = f"a whole number of bytes from 1024 to {FILE_MAX_BYTES_LIMIT} (100 MiB), e.g. {FILE_MAX_BYTES} (5 MiB)"
-    value = _number(raw, "B24_FILE_MAX_BYTES", FILE_MAX_BYTES, 1023, FILE_MAX_BYTES_LIMIT, form)
+    value = number(raw, "B24_FILE_MAX_BYTES", FILE_MAX_BYTES, 1023, FILE_MAX_BYTES_LIMIT, form)
     if value != int(value):
         raise ConfigError(f"B24_FILE_MAX_BYTES={raw!r} must be {form}")
     return int(value)
@@ -313,95 +231,10 @@ def _log_level(raw: str) -> str:
     return raw.upper() or "WARNING"
 
 
-def check_ca(env: Mapping[str, str], *, load: bool = False) -> None:
-    """SSL_CERT_FILE (or SSL_CERT_DIR) as httpx will read it, checked now rather than at the first call.
-
-    At start-up the file is only read and looked at (a PEM certificate in it): parsing a whole system bundle
-    takes tens of milliseconds, which httpx spends anyway, off the start-up path. `load=True` (the doctor)
-    parses it as httpx will."""
-    cafile = env.get("SSL_CERT_FILE", "")
-    if cafile:
-        path = Path(cafile)
-        where = "" if path.is_absolute() else " (a relative path depends on the directory the host starts in)"
-        fix = "point it to your CA's PEM file with an absolute path, or unset it"
-        if not path.exists():
-            raise ConfigError(f"SSL_CERT_FILE={cafile!r} does not exist{where}; {fix}")
-        if not path.is_file():
-            raise ConfigError(f"SSL_CERT_FILE={cafile!r} is not a file; {fix}")
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"SSL_CERT_FILE={cafile!r} cannot be read ({exc.strerror}); {fix}") from None
-        if not re.search(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----", pem):
-            raise ConfigError(f"SSL_CERT_FILE={cafile!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----); {fix}")
-        if load:
-            import ssl
-
-            try:
-                ssl.create_default_context(cafile=cafile)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    f"SSL_CERT_FILE={cafile!r} could not be loaded as a CA bundle ({type(exc).__name__}); {fix}"
-                ) from None
-        return
-    capath = env.get("SSL_CERT_DIR", "")
-    if capath and not Path(capath).is_dir():
-        raise ConfigError(
-            f"SSL_CERT_DIR={capath!r} is not a directory; point it to a directory of CA files, or unset it"
-        )
-
-
 def token_file_of(auth: OAuthConfig) -> Path:
     """Where the OAuth token pair lives: B24_TOKEN_FILE, or the default file in the user's data directory."""
 
     return auth.token_file or default_token_file(auth.host, auth.client_id)
-
-
-def _token_path(raw: str) -> Path:
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        raise ConfigError(
-            f"B24_TOKEN_FILE={raw!r} is a relative path, which would depend on the directory the host starts the "
-            "server in; expected an absolute path to a file"
-        )
-    return path
-
-
-def check_token_file(path: Path, *, explicit: bool) -> None:
-    """The token file can be read and written (or created) by this user, in a place no one else can swap it."""
-    import os
-
-    name = (
-        f"B24_TOKEN_FILE={str(path)!r}" if explicit else f"The OAuth token file {path} (set B24_TOKEN_FILE to move it)"
-    )
-    if path.is_dir():
-        raise ConfigError(f"{name} is a directory; expected a file path")
-    if path.exists():
-        if not path.is_file():
-            raise ConfigError(f"{name} is not a regular file; expected a file path")
-        if not os.access(path, os.R_OK | os.W_OK):
-            raise ConfigError(f"{name} cannot be read and written by this user; fix its permissions or choose another")
-        if not os.access(path.parent, os.W_OK | os.X_OK):  # a renewed pair is saved by a rename in the directory
-            raise ConfigError(
-                f"{name} is in a directory this user may not write to ({path.parent}), so a renewed token pair "
-                "could not be saved; make the directory writable, or choose a file in a directory you own"
-            )
-    else:
-        existing = path.parent
-        while not existing.exists() and existing.parent != existing:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise ConfigError(f"{name} cannot be created: {existing} is a file, not a directory")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(
-                f"{name} cannot be created: this user may not write to {existing}; create the directory, or choose "
-                "a file in a directory you own"
-            )
-
-    check_token_path(path)
-
-
-# --- all of it at once ------------------------------------------------------------------------------------------
 
 
 _NEAR_PREFIX = re.compile(r"(BITRIX24|BITRIX|B24)_?")  # BITRIX24_WEBHOOK_URL, B24WEBHOOK_URL: near misses
@@ -444,21 +277,6 @@ def log_level(env: Mapping[str, str]) -> str:
         return "WARNING"  # the default; load() reports the bad value
 
 
-def parse_tools(raw: str, known: Sequence[str]) -> tuple[str, ...] | None:
-    """B24_TOOLS: names from `known` (the registry's, handed in by the command), comma-separated."""
-    if not raw:
-        return None
-    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
-    unknown = [name for name in names if known and name not in known]
-    if not names or unknown:
-        shown = ", ".join(repr(name[:40]) for name in unknown[:5]) or "no tool"
-        raise ConfigError(
-            f"B24_TOOLS names {shown}, which b24-mcp does not have; the tools are {', '.join(known)} "
-            "(comma-separated; leave B24_TOOLS unset for all)"
-        )
-    return names
-
-
 def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = ()) -> Settings:
     """Read and check every setting; raise one `ConfigError` listing every bad one (`problems_of`). `tools` are the
     tool names B24_TOOLS may choose from (none given: any name is taken)."""
@@ -470,44 +288,45 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         if not value or (demo and var.group not in ("tuning", "team")):  # the demo: its own portal, bot, no CA
             continue
         present.add(var.name)
-        wrong = _copied_wrong(var, value)
+        wrong = copied_wrong(var.name, value, secret=var.shown == "secret")
         if wrong:
-            problems.add(wrong)
+            problems.add(wrong, var.name)
         else:
             values[var.name] = value
 
     def get(name: str) -> str:
         return values.get(name, "")
 
-    problems.take(lambda: _log_level(get("B24_LOG_LEVEL")))
+    problems.take(lambda: _log_level(get("B24_LOG_LEVEL")), "B24_LOG_LEVEL")
     timeout = problems.take(
-        lambda: _number(
+        lambda: number(
             get("B24_TIMEOUT"), "B24_TIMEOUT", 10.0, 0, 60, "seconds one request may take, e.g. 10 (at most 60)"
-        )
+        ),
+        "B24_TIMEOUT",
     )
     rate = problems.take(
-        lambda: _number(
+        lambda: number(
             get("B24_RATE_LIMIT"), "B24_RATE_LIMIT", 2.0, 0, 1000, "requests per second, e.g. 2 (Enterprise plans: 5)"
-        )
+        ),
+        "B24_RATE_LIMIT",
     )
-    burst = problems.take(lambda: _burst(get("B24_RATE_BURST")))
-    listed = problems.take(lambda: parse_tools(get("B24_TOOLS"), tools))
+    burst = problems.take(lambda: _burst(get("B24_RATE_BURST")), "B24_RATE_BURST")
+    listed = problems.take(lambda: parse_tools(get("B24_TOOLS"), tools), "B24_TOOLS")
     budget = problems.take(
-        lambda: _number(
+        lambda: number(
             get("B24_RESULT_BUDGET"),
             "B24_RESULT_BUDGET",
             RESULT_BUDGET,
             RESULT_BUDGET_MIN - 1,
             10**7,
             f"characters, e.g. {RESULT_BUDGET} (at least {RESULT_BUDGET_MIN:,})",
-        )
+        ),
+        "B24_RESULT_BUDGET",
     )
-    file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")))
-    journal = problems.take(lambda: load_journal(get))
+    file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")), "B24_FILE_MAX_BYTES")
+    journal = problems.take(lambda: load_journal(get), "B24_JOURNAL")
     if demo:
-        journal = JournalConfig(
-            file=Path(MEMORY), days=DAYS_MAX, backfill=0, memory=True
-        )  # the demo's messages are old
+        journal = JournalConfig(file=Path(MEMORY), days=DAYS_MAX, backfill=0, memory=True)  # its messages are old
         auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
         bot_id: int | None = DEMO_BOT_ID
         bot_token: str | None = DEMO_BOT_TOKEN
@@ -515,10 +334,10 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
     else:
         auth, bot_id, bot_token, secrets = _auth(get, present, problems)
         if not {"SSL_CERT_FILE", "SSL_CERT_DIR"} & (present - set(values)):  # not already refused as an example
-            problems.take(lambda: check_ca(env))
+            problems.take(lambda: check_ca(env), "SSL_CERT_FILE")
     team = None
     if any(v.group == "team" and v.name in values for v in VARIABLES):
-        team = problems.take(lambda: load_team(values))
+        team = problems.take(lambda: load_team(values), TEAM_VARS[0])  # the team's, in their own order, last
         if team is not None and team.redis is not None:
             secrets = (*secrets, *team.redis.secrets)  # masked wherever the URL might be quoted
     if (
@@ -530,7 +349,9 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         or budget is None
         or file_max is None
     ):
-        raise ConfigProblems(sorted(problems.lines or ["the configuration could not be read"], key=_table_order))
+        order = {v.name: i for i, v in enumerate(VARIABLES)}  # problems in the table's order; the whole setup's first
+        noted = sorted(problems.noted, key=lambda problem: order.get(problem[0] or "", -1))
+        raise ConfigProblems([line for _, line in noted] or ["the configuration could not be read"])
     return Settings(
         auth=auth,
         bot_id=bot_id,
@@ -548,19 +369,21 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
     )
 
 
-def _table_order(problem: str) -> int:
-    """Problems in the order of the variables they name; those about the whole setup first."""
-    problem = problem.replace("The OAuth token file", "B24_TOKEN_FILE", 1)
-    return next((i for i, v in enumerate(VARIABLES) if re.match(rf"{v.name}\b", problem)), -1)
-
-
 def _auth(
     get: Callable[[str], str], present: set[str], problems: Problems
 ) -> tuple[WebhookConfig | OAuthConfig | None, int | None, str | None, tuple[str, ...]]:
     """Which way to authenticate, decided by which variables are set; and the secrets to keep out of output."""
-    bot_id = problems.take(lambda: parse_bot_id(get("B24_BOT_ID"), "B24_BOT_ID")) if get("B24_BOT_ID") else None
+    bot_id = (
+        problems.take(lambda: parse_bot_id(get("B24_BOT_ID"), "B24_BOT_ID"), "B24_BOT_ID")
+        if get("B24_BOT_ID")
+        else None
+    )
     raw_token = get("B24_BOT_TOKEN")
-    bot_token = problems.take(lambda: check_secret(raw_token, "B24_BOT_TOKEN", BOT_TOKEN_MAX)) if raw_token else None
+    bot_token = (
+        problems.take(lambda: check_secret(raw_token, "B24_BOT_TOKEN", BOT_TOKEN_MAX), "B24_BOT_TOKEN")
+        if raw_token
+        else None
+    )
     oauth_set = [name for name in OAUTH_VARS if name in present]
 
     if "B24_WEBHOOK_URL" in present and oauth_set:
@@ -571,7 +394,7 @@ def _auth(
         return None, bot_id, bot_token, ()
     if "B24_WEBHOOK_URL" in present:
         raw = get("B24_WEBHOOK_URL")
-        webhook = problems.take(lambda: parse_webhook_url(raw)) if raw else None
+        webhook = problems.take(lambda: parse_webhook_url(raw), "B24_WEBHOOK_URL") if raw else None
         secrets = tuple(s for s in (webhook.code if webhook else None, bot_token) if s)
         return webhook, bot_id, bot_token, secrets
     if oauth_set:
@@ -597,7 +420,7 @@ def _oauth(get: Callable[[str], str], present: set[str], problems: Problems) -> 
 
     def checked(name: str, parse: Callable[[str], str]) -> str | None:
         raw = get(name)
-        return problems.take(lambda: parse(raw)) if raw else None
+        return problems.take(lambda: parse(raw), name) if raw else None
 
     portal_url = checked("B24_PORTAL_URL", parse_portal_url)
     access_token = checked("B24_ACCESS_TOKEN", lambda v: check_secret(v, "B24_ACCESS_TOKEN"))
@@ -607,7 +430,7 @@ def _oauth(get: Callable[[str], str], present: set[str], problems: Problems) -> 
     server_set = "B24_OAUTH_SERVER" in present
     oauth_server = checked("B24_OAUTH_SERVER", parse_oauth_server) if server_set else "https://oauth.bitrix.info"
     raw_file = get("B24_TOKEN_FILE")
-    token_file = problems.take(lambda: _token_path(raw_file)) if raw_file else None
+    token_file = problems.take(lambda: token_path(raw_file), "B24_TOKEN_FILE") if raw_file else None
     if not (portal_url and access_token and refresh_token and client_id and client_secret and oauth_server):
         return None
     if "B24_TOKEN_FILE" in present and token_file is None:
@@ -621,5 +444,5 @@ def _oauth(get: Callable[[str], str], present: set[str], problems: Problems) -> 
         oauth_server=oauth_server,
         token_file=token_file,
     )
-    problems.take(lambda: check_token_file(token_file_of(oauth), explicit=token_file is not None))
+    problems.take(lambda: check_token_file(token_file_of(oauth), explicit=token_file is not None), "B24_TOKEN_FILE")
     return oauth

@@ -1,10 +1,8 @@
 """A stand-in Bitrix24 portal: its data and its answers, as pure functions of a request (no sockets, no logging).
 
-The demo (`demo.py`, an httpx transport) and the tests' HTTP portal (`tests/portal.py`) both serve it, so they
-cannot drift apart; the methods a tool calls are answered by that tool's `Call.standin`. The data is shaped as a
-portal's own serializers write it where that differs from the docs (`textFieldEnabled` true, `uuid` null on system
-messages, `params` [], `recentConfig`); `DOC_CHAT` keeps the docs' example verbatim. Each fact is stated once:
-membership in `MEMBERS`, message counts from `MESSAGES`.
+The demo (`demo.py`) and the tests' HTTP portal (`tests/portal.py`) both serve it, so they cannot drift apart; a
+tool's methods are answered by its `Call.standin`. The data is written as a portal's own serializers write it
+where that differs from the docs (`PORTAL_CHAT`); `DOC_CHAT` keeps the docs' example verbatim.
 """
 
 from __future__ import annotations
@@ -22,9 +20,7 @@ from typing import Any
 from .standin_events import Chatter, EventQueue, history
 from .standin_files import FileStore, StoredFile
 from .tools import standin_answers
-
-Answer = tuple[int, dict[str, Any]]
-"""(HTTP status, JSON body)."""
+from .tools.spec import PortalAnswer
 
 BOT_ID = 456  # the bot in every example on the imbot.v2 pages
 BOT_CODE = "support_bot"
@@ -231,7 +227,7 @@ _ERRORS = {  # code -> (HTTP status, error_description), as the docs spell them
 _REST_PATH = re.compile(r"/rest/(?:(?P<user>[^/]+)/(?P<code>[^/]+)/)?(?P<method>[A-Za-z0-9_.]+?)(?:\.json)?")
 
 
-def error(code: str) -> Answer:
+def error(code: str) -> PortalAnswer:
     status, description = _ERRORS[code]
     return status, {"error": code, "error_description": description}
 
@@ -246,7 +242,7 @@ def time_block() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _ok(result: Any) -> Answer:
+def _ok(result: Any) -> PortalAnswer:
     # A deep copy: callers may change what they get without changing the portal.
     return 200, {"result": copy.deepcopy(result), "time": time_block()}
 
@@ -318,7 +314,7 @@ class StandIn:
             self.events, self.chats, [d for d in self.chats if self._is_member(d)], self.users, self.messages.values()
         )
         self.chatter = Chatter(self.events, self.chats, self.users, self.messages, _message)
-        self._methods: dict[str, Callable[[dict[str, Any], bool], Answer]] = {
+        self._methods: dict[str, Callable[[dict[str, Any], bool], PortalAnswer]] = {
             **{method: functools.partial(answer, self) for method, answer in standin_answers().items()},
             "imbot.v2.bot.get": self._bot_get,
             "scope": self._scope,
@@ -331,7 +327,7 @@ class StandIn:
         self.invalid_grants = 0
 
     # -- REST ------------------------------------------------------------------------------------------------
-    def answer(self, http_method: str, path: str, query: Mapping[str, str], body: Mapping[str, Any]) -> Answer:
+    def answer(self, http_method: str, path: str, query: Mapping[str, str], body: Mapping[str, Any]) -> PortalAnswer:
         """One REST call. A POST's parameters are its query and body together (the body wins), as a portal
         reads them; a GET has only its query."""
         match = _REST_PATH.fullmatch(path)
@@ -357,7 +353,7 @@ class StandIn:
             return error("insufficient_scope")
         return handler(params, oauth_call)
 
-    def bot_refusal(self, params: dict[str, Any], oauth_call: bool) -> Answer | None:
+    def bot_refusal(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer | None:
         """The checks every imbot.v2 chat method makes first; None when the caller may act as the bot."""
         if params.get("botId") in (None, ""):
             return error("BOT_ID_REQUIRED")
@@ -378,7 +374,7 @@ class StandIn:
     def _is_member(self, dialog: str) -> bool:
         return self.bot_id in self.members.get(dialog, ())
 
-    def chat_of_call(self, params: dict[str, Any], oauth_call: bool) -> Answer | str:
+    def chat_of_call(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer | str:
         """The dialog a chat method may read, or the refusal a portal gives (bot checks, then membership)."""
         refusal = self.bot_refusal(params, oauth_call)
         if refusal:
@@ -388,7 +384,7 @@ class StandIn:
             return error("ACCESS_DENIED")
         return dialog
 
-    def readable_message(self, params: dict[str, Any], oauth_call: bool) -> dict[str, Any] | Answer:
+    def readable_message(self, params: dict[str, Any], oauth_call: bool) -> dict[str, Any] | PortalAnswer:
         """The message Chat.Message.get/getContext name, or the error they answer with."""
         refusal = self.bot_refusal(params, oauth_call)
         if refusal:
@@ -402,7 +398,7 @@ class StandIn:
             return error("MESSAGE_ACCESS_DENIED")
         return message
 
-    def readable_file(self, params: dict[str, Any], oauth_call: bool) -> StoredFile | Answer:
+    def readable_file(self, params: dict[str, Any], oauth_call: bool) -> StoredFile | PortalAnswer:
         """The file File.download names, or the error it answers with (the bot must be in the file's chat)."""
         refusal = self.bot_refusal(params, oauth_call)
         if refusal:
@@ -422,7 +418,7 @@ class StandIn:
         """The user Chat.Message.get gives as a message's author: a NullUser for a system message."""
         return self.users.get(message["authorId"], NULL_USER)
 
-    def _bot_get(self, params: dict[str, Any], oauth_call: bool) -> Answer:
+    def _bot_get(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer:
         bot_id, code = params.get("botId"), params.get("code")
         if bot_id in (None, "") and not code:
             return error("PARAMS_REQUIRED")
@@ -451,11 +447,11 @@ class StandIn:
             }  # fmt: skip
         return bot
 
-    def _scope(self, params: dict[str, Any], oauth_call: bool) -> Answer:
+    def _scope(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer:
         return _ok(list(ALL_SCOPES if _truthy(params.get("full")) else self.scopes))
 
     # -- OAuth -----------------------------------------------------------------------------------------------
-    def token(self, params: Mapping[str, str]) -> Answer:
+    def token(self, params: Mapping[str, str]) -> PortalAnswer:
         """`/oauth/token/` with grant_type=refresh_token. The pair rotates: a used refresh token is dead."""
         oauth = self.oauth
         if oauth is None or params.get("grant_type") != "refresh_token":

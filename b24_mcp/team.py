@@ -1,17 +1,8 @@
 """The team deployment's settings: who may call the HTTP endpoint, and where replicas share their state.
 
-Stdlib only: the desktop default loads it with the settings, and nothing new with it. Each problem is a
-one-line `ConfigError` naming the variable and never echoing a secret (a Redis password, a token). What uses
-these settings lives elsewhere: `http_auth` (bearer tokens on Streamable HTTP, on the SDK's TokenVerifier) and
-`redis_state` (the shared pacing bucket, portal-wide blocks and OAuth pair).
-
-- `B24_HTTP_TOKENS_FILE`: SHA-256 hex digests of accepted bearer tokens, one a line (`#` comments and blank lines
-  allowed); `b24-mcp token` makes a token and its line. Read at start (a bad file refuses to start) and again
-  whenever it changes, so a token is added or revoked without a restart.
-- `B24_HTTP_JWKS_URL`, `B24_HTTP_ISSUER`, `B24_HTTP_AUDIENCE`: JWTs from the team's identity provider; all three or
-  none. `B24_HTTP_RESOURCE_URL`: the endpoint's public URL (behind the proxy), named in the protected-resource
-  metadata and in `WWW-Authenticate`.
-- `B24_REDIS_URL`: `redis://[:password@]host:port/db` (or `rediss://` for TLS).
+Stdlib only, since the desktop default loads it with the settings: it must bring nothing new with it. Each
+problem is a one-line `ConfigError` naming the variable, never echoing a secret. The variables are described
+in docs/team.md; what uses them is `http_auth` (bearer tokens) and `redis_state` (the shared state).
 """
 
 from __future__ import annotations

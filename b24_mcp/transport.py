@@ -1,24 +1,8 @@
-"""Serving the MCP server over a transport: stdio, or Streamable HTTP with a Host/Origin policy for every bind.
+"""Serving the MCP server over stdio, or over Streamable HTTP with a Host/Origin policy for every bind.
 
-The SDK turns on DNS-rebinding protection (checking the Host and Origin headers) only when the bind address
-is literally 127.0.0.1, localhost or ::1; bound to 127.0.0.2 or 0.0.0.0 it accepts any Host, so a web page
-on a domain that resolves to this machine could drive the server from a browser. `transport_security`
-decides the policy for any bind address as a pure function, so it can be tested as a table and checked
-before anything is served:
-
-- a loopback bind accepts the loopback names (127.0.0.1, localhost, [::1] and the bound address itself);
-- any other bind accepts only the names given with `--allowed-host`, and refuses to start without one;
-- `--allowed-host` also extends a loopback bind (a local reverse proxy passing its own Host header);
-- Origins follow the allowed hosts, over http and https.
-
-Authentication (`team.require_auth`, `http_auth`): bearer tokens from B24_HTTP_TOKENS_FILE or the team's identity
-provider, checked by the SDK's TokenVerifier machinery. A non-loopback bind without it refuses to start unless
-`--no-auth` says a proxy in front authenticates; like the Host policy, this is decided before the SDK is imported.
-
-`serve_http` runs uvicorn itself rather than through `MCPServer.run`, so that its logs pass through our
-stderr handler (which masks secrets), nothing ever reaches stdout, and the "serving at" line is printed
-only once the port is really bound (by us: a port in use is one line naming --port). `http_app` adds the two
-answers the SDK's app lacks at /mcp: 405 for GET, and a 401 that says what to send.
+The SDK checks Host and Origin (against DNS rebinding) only when bound to literally 127.0.0.1, localhost or
+::1, so `transport_security` decides the policy for any bind address, as a pure function checked (like
+`bearer_auth`) before the SDK is even imported.
 """
 
 from __future__ import annotations
@@ -128,7 +112,7 @@ def transport_security(bind_host: str, allowed_hosts: Iterable[str] = ()) -> Tra
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def http_auth(bind_host: str, no_auth: bool, env: Mapping[str, str]) -> HttpAuthConfig | None:
+def bearer_auth(bind_host: str, no_auth: bool, env: Mapping[str, str]) -> HttpAuthConfig | None:
     """The bearer-token check to serve with (None: none); `ConfigError` (one line) when serving would be unsafe."""
     from .team import require_auth
 
@@ -162,7 +146,8 @@ def http_server(
     security: TransportSecuritySettings,
     header_timeout: float = HEADER_TIMEOUT,
 ) -> uvicorn.Server:
-    """The uvicorn server `serve_http` runs."""
+    """The uvicorn server `serve_http` runs: ours rather than `MCPServer.run`'s, so its logs pass through the
+    masking stderr handler, nothing reaches stdout, and "serving at" is printed only once the port is bound."""
     import uvicorn
 
     authenticated = server.settings.auth is not None

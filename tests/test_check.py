@@ -55,7 +55,7 @@ def test_demo_check_passes() -> None:
 def test_refused_chat_is_a_verdict_naming_the_fix(https_portal: StandInPortal) -> None:
     code, out = run(dialog="chat7", env=webhook_vars(https_portal.webhook_url))
     assert code == 1
-    assert "ACCESS_DENIED" in out and "Add the bot to that chat" in out
+    assert "ACCESS_DENIED" in out and "add the bot to that chat in Bitrix24" in out  # the hint, said once
     assert CODE not in out and TOKEN not in out
 
 
@@ -107,7 +107,8 @@ def test_a_wrong_webhook_code_fails_the_credentials(https_portal: StandInPortal)
     code, out = run(env=webhook_vars(wrong))
     assert code == 1
     assert "✗ credentials: Bitrix24 error NO_AUTH_FOUND" in out
-    assert "Verdict: the portal refused the credentials. Re-check the webhook (B24_WEBHOOK_URL)" in out
+    assert "Copy the inbound webhook URL again" in out  # the code's one hint (errors.HINTS), said once
+    assert "Verdict: the portal refused the credentials; the message above says what to fix." in out
     assert "wrongCODE999" not in out and TOKEN not in out
 
 

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from b24_mcp import settings as config
-from b24_mcp.bitrix24.auth import OAuth, Webhook
+from b24_mcp.app import make_client, mask_secrets
+from b24_mcp.bitrix24.auth import OAuth
 from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.bitrix24.oauth import OAuthSession
 from b24_mcp.bitrix24.wire import make_http
@@ -71,7 +72,7 @@ class Portal:
 def make(portal: Portal, **env: str) -> B24Client:
     settings = config.load(webhook_vars(**{"B24_RATE_BURST": "50", **env}))
     assert isinstance(settings.auth, config.WebhookConfig)
-    return B24Client(settings, make_http(settings.timeout, httpx.MockTransport(portal)), Webhook(settings.auth))
+    return make_client(settings, make_http(settings.timeout, httpx.MockTransport(portal)))
 
 
 # --- request shapes ---------------------------------------------------------------------------------------------
@@ -170,6 +171,7 @@ def make_oauth(portal: Portal) -> tuple[B24Client, FakeSession]:
     assert isinstance(settings.auth, config.OAuthConfig)
     session = FakeSession()
     auth = OAuth(settings.auth, cast(OAuthSession, session))
+    mask_secrets(settings)
     return B24Client(settings, make_http(settings.timeout, httpx.MockTransport(portal)), auth), session
 
 

@@ -16,8 +16,8 @@ import pytest
 from mcp import Client
 
 from b24_mcp import demo, settings
+from b24_mcp.forms import MAX_ID
 from b24_mcp.server import build_server
-from b24_mcp.settings import MAX_ID
 from b24_mcp.standin import CHATS, INJECTION_MESSAGE_ID, MEMBERS, MESSAGES, USERS, StandIn
 from b24_mcp.tools.quoting import UNTRUSTED
 from b24_mcp.tools.spec import CODE_META, UNTRUSTED_DATA

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from b24_mcp import settings as config
+from b24_mcp.app import make_client
 from b24_mcp.bitrix24 import client as client_module
-from b24_mcp.bitrix24.auth import Webhook
 from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import PortalError
@@ -38,7 +38,7 @@ def portal_error(status: int, code: str) -> httpx.Response:
 def client(transport: httpx.MockTransport) -> B24Client:
     settings = config.load(webhook_vars(B24_RATE_BURST="50", B24_RATE_LIMIT="20"))  # a retry's turn: 50 ms
     assert isinstance(settings.auth, config.WebhookConfig)
-    return B24Client(settings, make_http(settings.timeout, transport), Webhook(settings.auth))
+    return make_client(settings, make_http(settings.timeout, transport))
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:

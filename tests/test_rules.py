@@ -24,8 +24,8 @@ from b24_mcp.errors import (
     clean_text,
     portal_error,
 )
+from b24_mcp.forms import MAX_ID
 from b24_mcp.logs import ROTATED_KEPT, Redactor
-from b24_mcp.settings import MAX_ID
 from b24_mcp.tools import arguments
 from b24_mcp.tools.arguments import BOT, DIALOG_ID, MESSAGE_ID, RANGE, parse
 

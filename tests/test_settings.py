@@ -10,6 +10,7 @@ import trustme
 
 from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError, problems_of
+from b24_mcp.paths import check_ca
 from tests.values import CODE, HOOK, HOST, TOKEN
 
 
@@ -261,9 +262,9 @@ def test_ssl_cert_file_is_checked_at_start_up(tmp_path: Path, ca: trustme.CA) ->
     broken = tmp_path / "broken.pem"
     broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     env = {"SSL_CERT_FILE": str(broken)}
-    config.check_ca(env)
+    check_ca(env)
     with pytest.raises(ConfigError, match=r"could not be loaded as a CA bundle \(SSLError\)"):
-        config.check_ca(env, load=True)
+        check_ca(env, load=True)
 
 
 def test_ssl_cert_dir_must_be_a_directory(tmp_path: Path) -> None:

@@ -277,3 +277,9 @@ def test_counts_of_one_are_singular() -> None:
     summary = chat_summary({"id": 9, "dialogId": "chat9", "userCounter": 1, "messageCount": 1})
     assert "1 member," in summary and summary.endswith("1 message.")
     assert "2 members, 0 messages" in chat_summary({"id": 9, "dialogId": "chat9", "userCounter": 2, "messageCount": 0})
+
+
+async def test_an_unknown_tool_is_an_error_naming_the_tools_there_are() -> None:
+    async with Client(demo_server(), mode="legacy") as client:
+        result = await client.call_tool("get_chats", {"dialogId": "chat5"})
+    assert result.is_error and "Unknown tool: get_chats" in text_of(result) and "get_chat, " in text_of(result)

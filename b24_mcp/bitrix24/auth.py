@@ -1,10 +1,8 @@
 """How each request is signed, and how a rejected one is recovered: one object, chosen once from the settings.
 
-Webhook or OAuth is decided here and nowhere else (the way httpx's `Auth` works): the client asks the auth
-object for the method's URL and for the body to send, and hands it back any rejection. A webhook signs with
-the code in the URL path and cannot recover; an OAuth application signs with `auth=` and, when the portal
-rejects the token (`expired_token`, `invalid_token`, or `NO_AUTH_FOUND` after another window rotated it),
-re-reads the shared pair or renews it once, within the call's deadline (`oauth.OAuthSession.recover`).
+Webhook or OAuth is decided here and nowhere else (like httpx's `Auth`): the client asks it for the method's URL
+and body and hands it back any rejection. A webhook signs in the URL path and cannot recover; OAuth signs with
+`auth=` and recovers within the call's deadline (`oauth.OAuthSession.recover`).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from ..errors import (
     InputError,
     PortalError,
     UpstreamError,
+    available_later,
     classify,
     clean_text,
     error_parts,
@@ -90,7 +91,6 @@ class B24Client:
         self._bucket: SharedBucket = (
             shared.bucket if shared is not None else LocalBucket(LeakyBucket(settings.rate_limit, settings.rate_burst))
         )
-        redact.add(settings.secrets)
 
     @property
     def host(self) -> str:
@@ -244,13 +244,7 @@ class B24Client:
         reset_at = self._reset_at.get(method)
         wait = None if reset_at is None else max(0.0, reset_at - time.time())
         if wait is None or wait >= _left(deadline):
-            when = "in a few minutes" if wait is None else f"in {wait:.0f} s"
-            raise PortalError(
-                f"{err.message} {method} is available again {when}; Bitrix24 limits each method's total run time.",
-                code=err.code,
-                status=err.status,
-                description=err.description,
-            )
+            raise available_later(err, method, wait)
         return wait
 
     async def _send(self, method: str, body: dict[str, Any], deadline: float, waited: float = 0.0) -> Reply:

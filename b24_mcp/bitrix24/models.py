@@ -1,11 +1,8 @@
 """The shapes of what Bitrix24 answers: Chat, User, Message and each method's result.
 
-Each model mirrors "Objects and Fields" (chat-bots-v2/entities.md) field by field, with each field's documented type
-and, where real portals send another (their own code and captured answers), that one too: `textFieldEnabled` is
-documented "Y"/"N" and sent as a boolean. Their JSON schemas are the tools' `outputSchema`s, which clients validate
-`structuredContent` against. Only ids are required; absent stays absent (dumped with exclude_unset); unknown fields
-pass through (`extra="allow"`); opaque objects accept `[]`, PHP's empty array. Validation is strict: nothing is
-rewritten, and a value of another type is set aside and reported in `notAsDocumented` (`mismatches.py`).
+Each model mirrors "Objects and Fields" (chat-bots-v2/entities.md), plus the type real portals send where it differs
+(`textFieldEnabled`: "Y"/"N" documented, a boolean sent). Their schemas are the tools' `outputSchema`s, which
+clients validate against, so nothing is rewritten: a value of another type is set aside in `notAsDocumented`.
 """
 
 from __future__ import annotations
@@ -18,8 +15,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 EmptyArray = Annotated[list[Any], Field(max_length=0), WithJsonSchema({"type": "array", "maxItems": 0})]
 Opaque = dict[str, Any] | EmptyArray
 
-# An absent field stays absent (the model is dumped with exclude_unset), so optional fields default to None
-# while keeping their documented, non-nullable type. Typed Any so the type checker accepts that default.
+# Only ids are required. An absent field stays absent (the model is dumped with exclude_unset), so optional fields
+# default to None while keeping their documented, non-nullable type. Typed Any so the type checker accepts that.
 ABSENT: Any = None
 
 

@@ -1,12 +1,8 @@
 """OAuth for Bitrix24 applications: one renewal algorithm (`OAuthSession`) over a small store of the shared pair.
 
-Bitrix24 rotates refresh tokens: every refresh returns a new pair and kills the old one, so a pair received and then
-lost locks the user out until they re-authorise. Several processes share one pair, through a `PairStore`: the token
-file (`token_file`, editor windows) or Redis (`redis_state`, replicas). A rejected token is most often one another
-process already replaced, so the store is re-read first; only a rejected token that is still the stored one is
-refreshed, under the store's lock, and the new pair is written with a compare-and-set on the refresh token it
-replaces. Once the token request is sent it runs in a task the process owns (`RENEWALS`), bounded by its own limit,
-and stores its pair the moment it arrives: a caller cancelled, out of time or shut down cannot lose a rotated pair.
+Bitrix24 rotates refresh tokens: every refresh kills the old pair, so a pair received and then lost locks the user
+out until they re-authorise. Hence the store (`token_file` or `redis_state`) is re-read first, only a token that is
+still the stored one is refreshed, under the store's lock, and the new pair is written with a compare-and-set.
 """
 
 from __future__ import annotations
@@ -97,7 +93,8 @@ class PairStore(Protocol):
 
 
 class Renewals:
-    """Token requests under way, owned by the process rather than by the calls that wanted them."""
+    """Token requests under way, owned by the process rather than by the calls that wanted them: each stores its
+    pair the moment it arrives, so a caller cancelled, out of time or shut down cannot lose a rotated pair."""
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -1,19 +1,8 @@
 """Client-side pacing that mirrors Bitrix24's own leaky bucket, so the portal never has to refuse us.
 
-Bitrix24 counts each request as 1 in a bucket that drains R per second and refuses requests above B
-(standard plans: R=2, B=50; Enterprise: R=5, B=250), and the whole portal shares it. This is the same bucket
-run on our side as GCRA (the "virtual scheduling" form of a leaky bucket): each request is given its send time
-the moment it asks, so waiting calls go out in arrival order without a queue, a lock or a background task, and
-every caller knows at once how long it will wait (which the tool reports as progress).
-Hand-written rather than aiolimiter: FIFO order and the up-front wait are the two properties we need, and
-`saturate()` lets a refusal from the portal resynchronise us with the portal's real counter. A caller that
-would wait longer than it may takes no slot, and one that stops waiting gives its slot back (`release`), so
-a burst of impatient callers never leaves an idle bucket looking full.
-One request of headroom is kept below `burst`: the portal counts arrivals, not our send times, and a few
-milliseconds of jitter between two requests would otherwise tip a bucket filled to exactly `burst` over.
-
-Replicas that share one portal share one bucket: `SharedBucket` is the same interface, awaited, and
-`redis_state.RedisBucket` runs the same GCRA (same `gcra` parameters) atomically in Redis.
+It runs as GCRA: each request gets its send time the moment it asks, so waiting calls go out in arrival order
+with no queue, lock or background task, and each knows its wait at once (the tool reports it). Hand-written
+rather than aiolimiter for those two properties, and for `saturate()`, which resynchronises us after a refusal.
 """
 
 from __future__ import annotations
@@ -24,7 +13,10 @@ from typing import Protocol
 
 
 def gcra(rate: float, burst: int) -> tuple[float, int, float]:
-    """(interval between requests, capacity, tolerance) of the bucket: `burst - 1` at once, `rate` per second."""
+    """(interval between requests, capacity, tolerance) of the bucket: `burst - 1` at once, `rate` per second.
+
+    One request of headroom: the portal counts arrivals, not our send times, and a few milliseconds of jitter
+    would tip a bucket filled to exactly `burst` over."""
     if rate <= 0 or burst < 1:
         raise ValueError("rate must be > 0 and burst >= 1")
     interval = 1.0 / rate

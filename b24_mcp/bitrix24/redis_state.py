@@ -1,21 +1,8 @@
-"""What replicas of b24-mcp share through Redis (`B24_REDIS_URL`): one portal's budget, its blocks, its OAuth pair.
+"""What replicas of b24-mcp share through Redis (`B24_REDIS_URL`): one portal's bucket, its blocks, its OAuth pair.
 
-Each b24-mcp process paces itself at the portal's rate; N replicas pacing alone would spend N times the portal's
-budget and be refused. With `B24_REDIS_URL` set, three things live in Redis instead of in each process:
-
-- the pacing bucket (`RedisBucket`): the same GCRA as `pacing.LeakyBucket`, one per portal, run atomically in a
-  Lua script on Redis's own clock (replicas' clocks never enter it: each gets back how long to wait);
-- portal-wide blocks (`SharedPortal`): `OPERATION_TIME_LIMIT` on a method until the portal's `operating_reset_at`,
-  and `OVERLOAD_LIMIT` for `OVERLOAD_HOLD` seconds: once one replica is refused, the others wait or fail at once
-  instead of spending requests on a portal that will refuse them;
-- the OAuth pair (`RedisPairs`, the `oauth.PairStore` replicas share): a lock with a TTL (`SET NX PX`) and a
-  compare-and-set write on the refresh token the new pair replaces (Lua), so a replica whose lock ran out cannot
-  overwrite a newer pair or fork the chain. The lock's TTL is short and extended while it is held.
-
-Redis unreachable is an error for that call, naming B24_REDIS_URL (`unreachable`); there is no fallback to a
-per-process state, which would silently multiply the budget. Redis is imported only when configured.
-Durability: the pair is the one copy of a rotating secret, kept in plaintext, so run Redis with AOF persistence
-and a password, off public networks (README, "Run it for a team").
+N replicas pacing alone would spend N times the portal's budget, so these live in Redis, and Redis unreachable is
+an error for that call naming B24_REDIS_URL, never a fall-back to per-process state. The pair is the one copy of a
+rotating secret, kept in plaintext: docs/team.md says how to run Redis for it. Redis is imported only when configured.
 """
 
 from __future__ import annotations
@@ -30,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from ..errors import B24Error, PortalError, UpstreamError, portal_error
-from ..logs import fingerprint, redact
+from ..errors import B24Error, PortalError, UpstreamError, available_later, portal_error
+from ..logs import fingerprint
 from ..team import REDIS_URL, RedisConfig
 from .oauth import LockBusy, SaveFailed, Stored, TokenPair
 from .pacing import OnWait, SharedBucket, gcra, tolerance
@@ -116,7 +103,6 @@ class Redis:
     def __init__(self, config: RedisConfig) -> None:
         self.config = config
         self._client: redis.asyncio.Redis | None = None
-        redact.add(config.secrets)
 
     @property
     def client(self) -> redis.asyncio.Redis:
@@ -252,12 +238,7 @@ class SharedPortal:
                 host=self.host,
                 call=call,
             )
-            raise PortalError(
-                f"{err.message} {method} is available again in {wait:.0f} s; Bitrix24 limits each method's total "
-                "run time.",
-                code="OPERATION_TIME_LIMIT",
-                description=err.description,
-            )
+            raise available_later(err, method, wait)
         if on_wait is not None:
             await on_wait(wait, f"waiting {wait:.1f} s for {method}'s time budget on the portal to reset")
         await anyio.sleep(wait)

@@ -1,13 +1,8 @@
 """One HTTP exchange with a Bitrix24 portal or OAuth server, bounded in size, and its failures explained.
 
-Whatever comes back is read as a stream and stops at `MAX_ANSWER_BYTES` after decompression, with our own
-decompressor (httpx's would inflate a gzip bomb's 64 KiB chunk into ~64 MiB before we saw it), so a hostile
-or broken upstream costs a few MiB at most and ends in a clear error. Redirects are never followed: a POST
-carrying a webhook code or a token must not be replayed to another host; the error names where it pointed.
-An answer that is too large, or in an encoding we did not ask for, is an `AnswerError`: final whatever its status
-(a 503 that big is not a rate limit, and fetching it again would only cost another 8 MiB).
-Every failure below HTTP becomes an `UpstreamError` (or a `ConfigError` for a setting such as SSL_CERT_FILE)
-whose message names the host and the likely cause, never the URL, whose path holds the webhook code.
+An answer is read as a stream and stops at `MAX_ANSWER_BYTES` after decompression, so a hostile or broken
+upstream costs a few MiB and ends in a clear error. Redirects are never followed: a POST carrying a webhook code
+or a token must not be replayed to another host. Errors name the host and the likely cause, never the URL.
 """
 
 from __future__ import annotations
@@ -47,7 +42,8 @@ class Reply:
 
 
 class _Inflater:
-    """Incremental, bounded decompression of one Content-Encoding."""
+    """Incremental, bounded decompression of one Content-Encoding: ours, since httpx's inflates each compressed
+    chunk whole before we see a byte of it, and a gzip bomb's chunk alone would pass any bound."""
 
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding

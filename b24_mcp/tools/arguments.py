@@ -1,10 +1,8 @@
 """Tool arguments: each one's limits, its check and its JSON schema, made from the same constants.
 
-The SDK's own argument validation is bypassed (see `tools.py`): its messages quote the input, which may be a
-bot token, and it ignores unknown arguments. Here every argument is an `Arg` whose `check` names the field
-and the accepted form without echoing a secret, and whose `schema` is built from the same limits, so the
-published input schema and the checks cannot drift apart. `parse` refuses unknown arguments by name, and
-nothing is sent to Bitrix24 for input that fails here.
+The SDK's own argument validation is bypassed (`server.py`): its messages quote the input, which may be a bot
+token, and it ignores unknown arguments. So each `Arg`'s `check` names the field and the accepted form without
+echoing a secret, `parse` refuses unknown arguments by name, and nothing is sent to Bitrix24 for input that fails.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ConfigError, InputError
-from ..settings import BOT_TOKEN_MAX, MAX_ID, WHOLE_NUMBER_RULE, check_secret, parse_bot_id, whole_number
+from ..forms import BOT_TOKEN_MAX, MAX_ID, WHOLE_NUMBER_RULE, check_secret, parse_bot_id, whole_number
 
 DIALOG_ID_MAX = 20
 DIALOG_ID_PATTERN = r"^(chat)?[1-9][0-9]{0,10}$"

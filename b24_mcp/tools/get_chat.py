@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from ..bitrix24.models import Chat, reported
 from . import arguments as args
 from .quoting import count, named, said
-from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Portal, PortalAnswer, ToolSpec, Values
+from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Portal, PortalAnswer, ToolSpec, Values, ask
 
 if TYPE_CHECKING:
     from ..bitrix24.client import B24Client, OnWait
@@ -40,9 +40,8 @@ async def read_chat(
     bot_token: str | None = None,
     on_wait: OnWait | None = None,
 ) -> Chat:
-    params = {**client.bot_params(bot_id, bot_token), "dialogId": dialog_id}
     result: ChatResult
-    result, report = await client.call(CHAT_GET.method, params, CHAT_GET.result, on_wait, secrets=[bot_token])
+    result, report = await ask(client, CHAT_GET, {"dialogId": dialog_id}, bot_id, bot_token, on_wait)
     return reported(result.chat, report)
 
 

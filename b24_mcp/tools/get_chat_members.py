@@ -10,7 +10,20 @@ from pydantic import BaseModel, Field
 from ..bitrix24.models import NotAsDocumented, Ours, User, not_as_documented, notice_field, reported, shaped
 from . import arguments as args
 from .quoting import count, person, said
-from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Fits, Portal, PortalAnswer, ToolSpec, Values, most_that_fit
+from .spec import (
+    BOT_ARGS,
+    ERRORS,
+    Call,
+    ChatResource,
+    Fits,
+    Portal,
+    PortalAnswer,
+    ToolSpec,
+    Values,
+    ask,
+    given,
+    most_that_fit,
+)
 
 if TYPE_CHECKING:
     from ..bitrix24.client import B24Client, OnWait
@@ -67,13 +80,9 @@ async def read_members(
     bot_token: str | None = None,
     on_wait: OnWait | None = None,
 ) -> Members:
-    params: dict[str, Any] = {**client.bot_params(bot_id, bot_token), "dialogId": dialog_id}
-    if order is not None:
-        params["order"] = order
-    if limit is not None:
-        params["limit"] = limit
+    params = {"dialogId": dialog_id, "order": order, "limit": limit}
     users: list[User]
-    users, report = await client.call(USER_LIST.method, params, USER_LIST.result, on_wait, secrets=[bot_token])
+    users, report = await ask(client, USER_LIST, given(params), bot_id, bot_token, on_wait)
     return reported(Members(dialogId=dialog_id, users=users), report)
 
 

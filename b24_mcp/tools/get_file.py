@@ -1,10 +1,8 @@
-"""get_file: a file shared in a chat, fetched by its one-time link and shown as what its bytes are
-(imbot.v2.File.download, then the link).
+"""get_file: a file shared in a chat, fetched by its one-time link (imbot.v2.File.download, then the link).
 
-The link carries an authorisation token: it is fetched once and goes no further than `wire.download` (never into
-a result, an error or a log). The sender chose the file's name and Content-Type, so its bytes decide how it is
-read: only a PNG/JPEG/GIF/WebP signature makes an image block, only "%PDF-" is parsed (by pypdf, imported then),
-and text must decode as text. What a file holds is quoted as untrusted content, like a message's text.
+The link carries an authorisation token: it goes no further than `wire.download` (never a result, error or log).
+The sender chose the file's name and Content-Type, so its bytes decide how it is read (`sniff`): an image block,
+PDF text (pypdf, imported then) or text; what a file holds is quoted as untrusted content, like a message's text.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from ..errors import InputError, UpstreamError
 from ..settings import CALL_BUDGET
 from . import arguments as args
 from .quoting import blockquote, count, named, said
-from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Portal, PortalAnswer, ToolSpec, Values
+from .spec import BOT_ARGS, ERRORS, Call, ChatResource, Portal, PortalAnswer, ToolSpec, Values, ask
 
 if TYPE_CHECKING:
     from ..bitrix24.client import B24Client, OnWait
@@ -96,9 +94,8 @@ async def read_file(
 ) -> FileResult:
     from ..bitrix24.wire import download  # with the client: httpx stays off the start-up path
 
-    params = {**client.bot_params(bot_id, bot_token), "fileId": file_id}
     link: DownloadLink
-    link, report = await client.call(FILE_DOWNLOAD.method, params, FILE_DOWNLOAD.result, on_wait, secrets=[bot_token])
+    link, report = await ask(client, FILE_DOWNLOAD, {"fileId": file_id}, bot_id, bot_token, on_wait)
     budget = CALL_BUDGET * client.settings.timeout
     limit = client.settings.file_max_bytes
     try:

@@ -20,7 +20,7 @@ from ..bitrix24.models import (
 )
 from . import arguments as args
 from .quoting import UNTRUSTED, quote
-from .spec import BOT_ARGS, ERRORS, READERS, Call, Fits, Portal, PortalAnswer, ToolSpec, Values, most_that_fit
+from .spec import BOT_ARGS, ERRORS, READERS, Call, Fits, Portal, PortalAnswer, ToolSpec, Values, ask, most_that_fit
 
 if TYPE_CHECKING:
     from ..bitrix24.client import B24Client, OnWait
@@ -55,9 +55,8 @@ async def read_message(
     bot_token: str | None = None,
     on_wait: OnWait | None = None,
 ) -> OneMessage:
-    params = {**client.bot_params(bot_id, bot_token), "messageId": message_id}
     result: OneMessage
-    result, report = await client.call(MESSAGE_GET.method, params, MESSAGE_GET.result, on_wait, secrets=[bot_token])
+    result, report = await ask(client, MESSAGE_GET, {"messageId": message_id}, bot_id, bot_token, on_wait)
     return reported(result, report)
 
 

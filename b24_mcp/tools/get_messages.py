@@ -25,6 +25,8 @@ from .spec import (
     PortalAnswer,
     ToolSpec,
     Values,
+    ask,
+    given,
     most_that_fit,
 )
 
@@ -68,11 +70,9 @@ async def read_window(
     bot_token: str | None = None,
     on_wait: OnWait | None = None,
 ) -> MessageWindow:
-    params: dict[str, Any] = {**client.bot_params(bot_id, bot_token), "messageId": message_id}
-    if range_ is not None:
-        params["range"] = range_
     window: MessageWindow
-    window, report = await client.call(GET_CONTEXT.method, params, GET_CONTEXT.result, on_wait, secrets=[bot_token])
+    params = {"messageId": message_id, "range": range_}
+    window, report = await ask(client, GET_CONTEXT, given(params), bot_id, bot_token, on_wait)
     return reported(window, report)
 
 

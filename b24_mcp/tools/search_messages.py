@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..bitrix24.models import ABSENT, Ours, notice_field
 from ..errors import InputError
-from ..settings import MAX_ID
+from ..forms import MAX_ID
 from . import arguments as args
 from .inbox import INBOX_ERRORS, INBOX_NOTE, SINCE, UNTIL, JournalState, journal_off, journal_state, state_line
 from .quoting import UNTRUSTED, blockquote, count, named, said

@@ -25,12 +25,13 @@ from .quoting import set_aside
 
 if TYPE_CHECKING:  # the client (and httpx) load after the first tools/list, off the start-up path
     from ..bitrix24.client import B24Client, OnWait
+    from ..bitrix24.models import Mismatch
     from ..journal.inbox import Inbox
 
 log = logging.getLogger("b24_mcp.tools")
 
 UNEXPECTED = "b24-mcp failed unexpectedly (a bug); the details are in the server's log."
-CODE_META = "b24-mcp/code"  # the Bitrix24 error code of an isError result, for programs
+CODE_META = "b24-mcp/code"  # the Bitrix24 error code of an isError result, for programs to read
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 CHAT_URI = "bitrix24://chat/{dialogId}"
 
@@ -200,6 +201,25 @@ def _progress(ctx: Context | None) -> OnWait | None:
             log.debug("progress notification failed", exc_info=True)
 
     return report
+
+
+async def ask(
+    client: B24Client,
+    call: Call,
+    params: dict[str, Any],
+    bot_id: int | None,
+    bot_token: str | None,
+    on_wait: OnWait | None,
+) -> tuple[Any, list[Mismatch]]:
+    """One of a tool's Bitrix24 calls, made as the bot (botId, and a webhook's botToken, masked in any error): the
+    validated result and what of it was set aside as not documented."""
+    signed = {**client.bot_params(bot_id, bot_token), **params}
+    return await client.call(call.method, signed, call.result, on_wait, secrets=[bot_token])
+
+
+def given(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a call was given: those left out (None) are not sent, so the portal's defaults hold."""
+    return {name: value for name, value in params.items() if value is not None}
 
 
 Answered = Callable[[str], None]  # told each dialogId a call answered for (the completions offer them)
