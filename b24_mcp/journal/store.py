@@ -348,10 +348,6 @@ class Journal:
         self.db.execute("DELETE FROM messages WHERE ts < ?", (cutoff,))
         self.db.execute("DELETE FROM changes WHERE ts < ?", (cutoff,))
 
-    def prune(self) -> None:
-        with _transaction(self.db):
-            self._prune(self._clock())
-
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
