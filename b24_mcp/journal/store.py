@@ -17,13 +17,13 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..bitrix24.events import ADD, BOT_DELETED, DELETE, EVENT_GET, JOIN, UPDATE, Event, EventData
 from ..bitrix24.mismatches import Unusable, accept
 from ..bitrix24.models import Chat, Message, User
+from ..forms import stamp
 
 log = logging.getLogger("b24_mcp.journal")
 
@@ -54,17 +54,6 @@ CREATE TRIGGER IF NOT EXISTS messages_au AFTER UPDATE OF text ON messages BEGIN
     INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text); END;
 """
 KINDS = {JOIN: "joined", ADD: "new", UPDATE: "edited", DELETE: "deleted", BOT_DELETED: "bot deleted"}
-
-
-def stamp(value: str | None) -> float | None:
-    """An ISO 8601 time as a Unix time; None when it is not one."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.timestamp() if moment.tzinfo else None
 
 
 @dataclass(frozen=True)

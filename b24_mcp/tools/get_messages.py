@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from ..bitrix24.models import Message, MessageWindow, Mismatch, reported
 from ..errors import AnswerError, InputError
-from ..journal.store import stamp
+from ..forms import stamp
 from . import arguments as args
 from .get_chat import CHAT_GET, read_chat
 from .quoting import UNTRUSTED, count, quote
