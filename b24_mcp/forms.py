@@ -1,4 +1,5 @@
-"""How a setting's value (or a tool's id argument) is read: URLs (https unless loopback), ids, secrets, numbers, ISO times.
+"""How a setting's value (or a tool's id argument) is read: URLs (https unless loopback), ids, secrets, numbers;
+and a portal's ISO times.
 
 Each check raises one `ConfigError` line that names the variable and the expected form and never echoes a secret.
 """
