@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -188,3 +190,56 @@ async def test_a_chat_that_appears_has_its_history_read_back_in_bounded_pages() 
     assert journal.db.execute("SELECT count(*) FROM changes").fetchone()[0] == 1  # history is not news
     await Drainer(lambda: client, journal, backfill=2).drain()
     assert len(contexts) == 2  # read back once
+
+
+async def test_a_burst_of_get_chat_while_the_journal_drains_is_never_refused_and_never_waits_behind_it() -> None:
+    """Against a portal with Bitrix24's bucket (1/s, so that it hardly drains during the test): the journal has sent
+    3 pages (3 of the client's 9 slots); 4 get_chat calls go out, the journal asks for its next page, 2 more get_chat
+    calls follow. The journal's page waits for a spare half of the bucket, so all 6 go out at once: had it taken a
+    slot, the last would wait for it. The portal refuses nothing."""
+    from tests.portal import StandInPortal
+
+    with StandInPortal(webhook_code=CODE, bot_token=TOKEN, rate=1, burst=10) as portal:
+        for n in range(60):
+            portal.standin.chatter.say("chat5", 1, f"note {n}", "2025-03-18T10:00:00+01:00")
+        settings = config.load(webhook_vars(portal.webhook_url, B24_RATE_LIMIT="1", B24_RATE_BURST="10"))
+        async with make_http(settings.timeout) as http:
+            client = make_client(settings, http)
+            paused, burst_out = anyio.Event(), anyio.Event()
+            gaps = [0]
+
+            async def sleep(seconds: float) -> None:  # between pages (2 s) and while deferred (1 s): shortened
+                gaps[0] += 1
+                if gaps[0] == 3:
+                    paused.set()
+                    await burst_out.wait()
+                    return  # the next page at once: it meets the burst in the bucket
+                await anyio.sleep(min(seconds, 0.05))
+
+            drainer = Drainer(lambda: client, Journal(":memory:", days=3650), limit=1, sleep=sleep)
+            waits: list[float] = []
+
+            async def on_wait(seconds: float, why: str) -> None:
+                waits.append(seconds)
+
+            async def get_chat() -> None:
+                params = {**client.bot_params(None, None), "dialogId": "chat5"}
+                await client.call("imbot.v2.Chat.get", params, dict, on_wait)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drainer.drain)
+                with anyio.fail_after(10):
+                    await paused.wait()
+                    async with anyio.create_task_group() as burst:
+                        for _ in range(4):
+                            burst.start_soon(get_chat)
+                        await anyio.lowlevel.checkpoint()  # each call has taken its slot: now the journal tries
+                        burst_out.set()
+                        for _ in range(3):
+                            await anyio.lowlevel.checkpoint()  # the journal has asked the bucket for its slot
+                        for _ in range(2):
+                            burst.start_soon(get_chat)
+                tg.cancel_scope.cancel()  # the journal's page would wait seconds for its spare half at 1/s
+        methods = [r.path.rsplit("/", 1)[-1] for r in portal.requests if "/rest/" in r.path]
+        assert methods == ["imbot.v2.Event.get"] * 3 + ["imbot.v2.Chat.get"] * 6
+        assert portal.refusals == 0 and waits == []
