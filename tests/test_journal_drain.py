@@ -243,3 +243,18 @@ async def test_a_burst_of_get_chat_while_the_journal_drains_is_never_refused_and
         methods = [r.path.rsplit("/", 1)[-1] for r in portal.requests if "/rest/" in r.path]
         assert methods == ["imbot.v2.Event.get"] * 3 + ["imbot.v2.Chat.get"] * 6
         assert portal.refusals == 0 and waits == []
+
+
+async def test_an_inbox_call_waits_for_two_pages_at_most_and_says_more_are_waiting() -> None:
+    standin = chatty(40)
+    portal = Portal(standin)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    journal = Journal(":memory:", days=3650)
+    drainer = Drainer(lambda: client_for(portal), journal, limit=10, sleep=sleep)
+    await drainer.refresh(5.0, now=1e12)  # the last drain long ago
+    assert len(portal.calls) == 2 and slept == [MORE_GAP]  # the background poll reads the rest
+    assert journal.stats()["behind"] is True

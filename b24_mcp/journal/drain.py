@@ -29,6 +29,7 @@ log = logging.getLogger("b24_mcp.journal")
 PAGE = 100  # events a call asks for (Event.get's default; at most LIMIT_MAX)
 MORE_GAP = 2.0  # seconds between calls while hasMore (the docs: at least 2 s)
 PAGES_MAX = 50  # pages one drain reads at most; the next drain reads on
+ON_DEMAND_PAGES = 2  # pages an inbox tool waits for (one 2 s gap at most); the background poll reads the rest
 DEFERRED_WAIT = 1.0  # seconds to wait for a spare slot when interactive calls hold the bucket
 DEFERRED_TRIES = 5
 
@@ -73,10 +74,10 @@ class Drainer:
         """Drain if the last drain (by any process on this file) is older than `fresh` seconds."""
         drained_at = self.journal.get_meta("drained_at")
         if drained_at is None or now - float(drained_at) >= fresh:
-            await self.drain()  # None: another process is draining; what it has committed is read
+            await self.drain(ON_DEMAND_PAGES)  # None: another process drains; what it has committed is read
 
-    async def drain(self) -> Drained | None:
-        """Read the queue into the journal; None if another process is draining it right now."""
+    async def drain(self, pages: int = PAGES_MAX) -> Drained | None:
+        """Read up to `pages` pages of the queue into the journal; None if another process is draining it now."""
         async with self._here:
             if self._lock is not None:
                 try:
@@ -84,17 +85,19 @@ class Drainer:
                 except Timeout:
                     return None
             try:
-                drained = await self._pages()
+                drained = await self._pages(pages)
                 await self._backfill()
                 return drained
             finally:
                 if self._lock is not None:
                     self._lock.release()
 
-    async def _pages(self) -> Drained:
+    async def _pages(self, pages: int) -> Drained:
         client = self._client()
         done = Drained()
-        for _ in range(PAGES_MAX):
+        for n in range(pages):
+            if n:
+                await self._sleep(MORE_GAP)  # the queue said hasMore: the docs ask for 2 s between calls
             params: dict[str, Any] = {**client.bot_params(None, None), "limit": self.limit}
             position = self.journal.position()
             if position is not None:
@@ -107,7 +110,6 @@ class Drainer:
                 await self.journaled(applied.chats)
             if not page.hasMore:
                 return done
-            await self._sleep(MORE_GAP)
         done.more = True
         return done
 

@@ -20,7 +20,7 @@ import anyio
 from ..bitrix24.client import B24Client
 from ..bitrix24.events import EVENT_GET, Event, EventPage
 from ..bitrix24.redis_state import Redis
-from .drain import MORE_GAP, PAGE, PAGES_MAX, Drained, Drainer, Journaled, Sleep
+from .drain import MORE_GAP, ON_DEMAND_PAGES, PAGE, PAGES_MAX, Drained, Drainer, Journaled, Sleep
 from .store import Journal
 
 log = logging.getLogger("b24_mcp.journal")
@@ -116,21 +116,23 @@ class SharedDrainer(Drainer):
         """Apply the log; and drain, if this replica can lead and the last drain by any replica is stale."""
         drained_at = await self.shared.drained_at()
         if drained_at is None or now - drained_at >= fresh:
-            await self.drain()
+            await self.drain(ON_DEMAND_PAGES)
         else:
             async with self._here:
                 await self.catch_up()
 
-    async def drain(self) -> Drained | None:
+    async def drain(self, pages: int = PAGES_MAX) -> Drained | None:
         async with self._here:
             done = Drained()
             if await self.shared.lead(self.replica):
-                await self._lead(self._client(), done)
+                await self._lead(self._client(), done, pages)
             done.events = await self.catch_up()
             return done
 
-    async def _lead(self, client: B24Client, done: Drained) -> None:
-        for _ in range(PAGES_MAX):
+    async def _lead(self, client: B24Client, done: Drained, pages: int) -> None:
+        for n in range(pages):
+            if n:
+                await self._sleep(MORE_GAP)
             params: dict[str, Any] = {**client.bot_params(None, None), "limit": self.limit}
             position = await self.shared.position()
             if position is not None:
@@ -142,7 +144,6 @@ class SharedDrainer(Drainer):
             done.pages += 1
             if not page.hasMore or not await self.shared.lead(self.replica):
                 return
-            await self._sleep(MORE_GAP)
         done.more = True
 
     async def catch_up(self) -> int:
