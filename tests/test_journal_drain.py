@@ -258,3 +258,23 @@ async def test_an_inbox_call_waits_for_two_pages_at_most_and_says_more_are_waiti
     await drainer.refresh(5.0, now=1e12)  # the last drain long ago
     assert len(portal.calls) == 2 and slept == [MORE_GAP]  # the background poll reads the rest
     assert journal.stats()["behind"] is True
+
+
+async def test_a_full_disk_fails_the_drain_by_name_and_the_next_one_resumes(tmp_path: Path) -> None:
+    standin = chatty(200)
+    portal = Portal(standin)
+    journal = Journal(tmp_path / "journal.sqlite3", days=3650)
+
+    async def sleep(seconds: float) -> None:
+        pass
+
+    drainer = Drainer(lambda: client_for(portal), journal, limit=50, sleep=sleep)
+    pages = journal.db.execute("PRAGMA page_count").fetchone()[0]
+    journal.db.execute(f"PRAGMA max_page_count = {pages + 8}")  # room for a page or two of events, not all
+    with pytest.raises(B24Error, match=r"could not be written .*full"):
+        await drainer.drain()
+    held = journal.position()
+    assert held is not None and held < standin.events.next_id
+    journal.db.execute("PRAGMA max_page_count = 1073741823")
+    await drainer.drain()
+    once_each(journal, standin)

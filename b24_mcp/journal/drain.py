@@ -10,6 +10,7 @@ out as `background` calls (`B24Client.call`): only while half the bucket is free
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from filelock import FileLock, Timeout
 
 from ..bitrix24.client import B24Client, Deferred
 from ..bitrix24.events import EVENT_GET, LIMIT_MAX, EventPage
+from ..errors import B24Error
 from .backfill import backfill
 from .store import Journal
 
@@ -103,7 +105,14 @@ class Drainer:
             if position is not None:
                 params["offset"] = position  # confirms what the journal holds
             page = await self._call(client, params)
-            applied = self.journal.apply(page.events, page.nextOffset, bool(page.hasMore))
+            try:
+                applied = self.journal.apply(page.events, page.nextOffset, bool(page.hasMore))
+            except sqlite3.Error as err:  # a full disk, a file made read-only: the page was not written, nor its offset
+                raise B24Error(
+                    f"The journal {self.journal.path} could not be written ({err}); it keeps what it held, and the "
+                    "next read of the bot's queue starts again from there. Free some disk space, or set "
+                    "B24_JOURNAL_FILE to a writable place."
+                ) from None
             done.events += applied.new
             done.pages += 1
             if applied.chats and self.journaled is not None:

@@ -376,7 +376,10 @@ class _transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, *rest: object) -> None:
-        self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
+        if kind is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:  # SQLite has rolled back itself on some errors (a full disk)
+            self.db.execute("ROLLBACK")
 
 
 def _private_file(path: Path) -> None:
