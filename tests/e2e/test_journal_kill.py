@@ -89,3 +89,42 @@ async def test_a_drainer_killed_mid_drain_loses_and_doubles_nothing(http_portal:
     )
     readable = {m["id"] for m in standin.messages.values() if m["chatId"] in (5, 12, 31)}
     assert {row[0] for row in journal.db.execute("SELECT id FROM messages")} == readable
+    await client.http.aclose()
+
+
+def hold_lock(lock: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Another process that takes the journal's drain lock and keeps it; returned once it holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, lock], cwd=ROOT, env=env, stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+    return holder
+
+
+HOLDER = """
+import sys, time
+from filelock import FileLock
+lock = FileLock(sys.argv[1], timeout=0, thread_local=False)
+lock.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+async def test_while_another_process_drains_this_one_does_not_and_takes_over_when_it_dies(
+    http_portal: StandInPortal, tmp_path: Path
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    env = webhook_env(http_portal, B24_LOG_LEVEL="ERROR")
+    settings = config.load(env)
+    client = make_client(settings, make_http(settings.timeout))
+    drainer = Drainer(lambda: client, Journal(path, days=3650))
+    holder = await anyio.to_thread.run_sync(hold_lock, f"{path}.lock", env)
+    try:
+        assert await drainer.drain() is None
+        assert http_portal.count("imbot.v2.Event.get") == 0
+        os.kill(holder.pid, signal.SIGKILL)  # its OS lock dies with it
+        await anyio.to_thread.run_sync(holder.wait, 10)
+    finally:
+        kill_left([holder])
+    drained = await drainer.drain()
+    assert drained is not None and drained.events > 0
+    await client.http.aclose()
