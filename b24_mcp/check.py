@@ -112,9 +112,10 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
 
 
 def spawn_env(env: Mapping[str, str]) -> dict[str, str]:
-    """What the spawned server needs: B24_* and the TLS/proxy variables (the SDK passes neither by itself)."""
+    """What the spawned server needs: B24_* and the TLS/proxy variables (the SDK passes neither by itself); not the
+    journal's, which check reports itself: the round trip must not read (and so confirm) the bot's queue."""
     wanted = set(PASS_THROUGH) | {v.lower() for v in PASS_THROUGH}
-    return {k: v for k, v in env.items() if k.startswith("B24_") or k in wanted}
+    return {k: v for k, v in env.items() if (k.startswith("B24_") and not k.startswith("B24_JOURNAL")) or k in wanted}
 
 
 async def _reach(settings: config.Settings) -> str:
@@ -352,8 +353,16 @@ async def _journal(settings: config.Settings, client: B24Client, report: Report)
     if settings.journal is None:
         report.line("✓", "journal: off (B24_JOURNAL=on keeps one for list_chats, get_updates, search_messages)")
         return
+    if settings.team is not None and settings.team.redis is not None:
+        report.line("✓", f"journal: on, shared by the replicas through Redis at {settings.team.redis.where}")
+        return
     from .app import make_inbox
+    from .paths import default_journal_file
 
+    path = settings.journal.file or default_journal_file(settings.host, settings.bot_id)
+    if not settings.demo and not path.exists():  # check makes no file: the server does, when it reads the queue
+        report.line("✓", f"journal: on, {path}; not made yet (the server makes it when it first reads the queue)")
+        return
     inbox = make_inbox(settings, lambda: client)
     assert inbox is not None
     try:
