@@ -165,3 +165,12 @@ async def test_the_journal_s_chats_are_resources_and_its_events_are_announced(tm
                     break
         listed = {str(r.uri) for r in (await client.list_resources()).resources}
         assert "bitrix24://chat/chat40/messages" in listed
+
+
+async def test_the_bot_deleted_is_said_plainly(tmp_path: Path) -> None:
+    standin = StandIn(bot_token=TOKEN, webhook_code=CODE)
+    standin.events.push("ONIMBOTV2DELETE", "2025-03-20T10:00:00+01:00", {})
+    async with Client(journal_server(standin, tmp_path / "j.sqlite3", B24_RATE_LIMIT="1000")) as client:
+        result = await client.call_tool("list_chats", {})
+        assert structured(result)["journal"]["botDeleted"] == "2025-03-20T10:00:00+01:00"
+        assert "Bitrix24 said the bot itself was deleted (2025-03-20T10:00:00+01:00)" in text_of(result)
