@@ -1,4 +1,4 @@
-"""Shared fixtures: anyio on asyncio, the test CA, the stand-in portal over HTTP and HTTPS, retries at once, an
+"""Shared fixtures: anyio on asyncio, the test CA, the stand-in portal over HTTP and HTTPS, an
 environment without B24_* variables, and the SDK's metaschema check made once per schema.
 
 What the fixtures need is imported inside them: every pytest process loads this file first, the xdist controller
@@ -73,14 +73,6 @@ def no_b24_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in [k for k in os.environ if k.startswith("B24_")]:
         monkeypatch.delenv(name)
     return monkeypatch
-
-
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries at once: for tests of what is retried and how it ends, not of how long the client waits."""
-    from b24_mcp.bitrix24 import client as client_module
-
-    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: 0.0)
 
 
 @pytest.fixture(scope="session")
