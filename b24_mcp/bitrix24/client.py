@@ -72,6 +72,11 @@ class B24Client:
         return self._auth.host
 
     @property
+    def auth(self) -> Auth:
+        """How its requests are signed: a webhook, or an OAuth application over its pair store."""
+        return self._auth
+
+    @property
     def http(self) -> httpx.AsyncClient:
         """The process's HTTP client, for what is fetched beyond REST calls (get_file's one-time download)."""
         return self._http
