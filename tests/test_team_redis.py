@@ -274,7 +274,7 @@ async def test_a_redis_that_lost_its_data_does_not_make_a_replica_drop_its_live_
             await read_chat(holder, "chat5")  # took the renewed pair: newer than the environment's, never spent here
             redis.Redis.from_url(redis_url).flushdb()  # Redis lost its data
             async with replicas(portal, 1, **env) as (newcomer,):
-                await newcomer._auth.sign({})  # seeds Redis with the dead pair
+                await newcomer.auth.sign({})  # seeds Redis with the dead pair
             portal.expire_access_token()
             assert (await read_chat(holder, "chat5")).name == "Support Chat"
         assert (portal.refresh_count, portal.invalid_grants) == (2, 0)
@@ -287,7 +287,8 @@ async def test_a_renewal_slower_than_the_lock_ttl_keeps_its_lock(redis_url: str)
     with StandInPortal(oauth=OAuthSettings()) as portal:
         async with replicas(portal, 2, **oauth_env(portal, redis_url, B24_TIMEOUT="1")) as (a, b):
             await calls([a, b], 1)
-            store = a._auth.session.store  # type: ignore[attr-defined]
+            store = session_of(a).store
+            assert isinstance(store, RedisPairs)
             assert store.lock_ttl == 2.0
             portal.after_rotation, portal.rotated_delay = "late", 2.5  # longer than the TTL, within the call
             portal.expire_access_token()
