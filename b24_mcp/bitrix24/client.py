@@ -1,10 +1,9 @@
 """The Bitrix24 REST client: one method call, paced, bounded in time and size, retried by Bitrix24's error code.
 
-It knows Bitrix24 and nothing of MCP. Every outcome is either the method's validated result or a `B24Error`
-whose text is safe to show. A call is sent in layers, each a small step: the retry policy (`retry.py`) around
-admission (portal-wide blocks, then the bucket), signing and recovery (`auth.py`), one exchange bounded in time
-(`wire.py`), and decoding (`answers.py`). Signing follows the wait for a turn, so a wait never sends a token
-another window rotated meanwhile. One `httpx.AsyncClient` serves the process.
+It knows nothing of MCP; every outcome is the validated result or a `B24Error` safe to show. A call is sent in
+layers: the retry policy (`retry.py`) around admission (portal-wide blocks, then the bucket), signing and
+recovery (`auth.py`), one bounded exchange (`wire.py`) and decoding (`answers.py`). Signing follows the wait for
+a turn, so a long wait never sends a token another window rotated meanwhile.
 """
 
 from __future__ import annotations

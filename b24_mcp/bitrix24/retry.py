@@ -1,9 +1,8 @@
 """Whether a refused request is sent again, and after how long: the retry policy, with its back-off passed in.
 
-`errors.classify` names the rule a refusal falls under and `errors.POLICIES` how often each rule repeats a call;
-`Tries` keeps one call's count by rule across every kind of retry (a renewed token and a back-off draw on the
-same call), so a call that alternates between refusals still ends. The back-off is a parameter, as the bucket's
-clock is (`LeakyBucket(clock=…)`): a test of what is retried hands in one that does not wait.
+`errors.classify` names a refusal's rule, `errors.POLICIES` how often each rule repeats a call. One call's
+`Tries` count every kind of retry together, so a call that alternates refusals still ends. The back-off is a
+parameter, as the bucket's clock is (`LeakyBucket(clock=…)`): a test of retries hands in one that does not wait.
 """
 
 from __future__ import annotations
