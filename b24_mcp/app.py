@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the client, and httpx with it, load with the first call: st
     from .bitrix24.auth import Auth
     from .bitrix24.client import B24Client, SharedPortal
     from .bitrix24.oauth import PairStore
+    from .bitrix24.retry import RetryPolicy
     from .journal.drain import Journaled
     from .journal.inbox import Inbox
 
@@ -67,12 +68,12 @@ def shared_portal(settings: Settings) -> SharedPortal | None:
     return RedisPortal(settings)
 
 
-def make_client(settings: Settings, http: httpx.AsyncClient) -> B24Client:
-    """The Bitrix24 client with its auth and, for replicas, their shared state."""
+def make_client(settings: Settings, http: httpx.AsyncClient, retry: RetryPolicy | None = None) -> B24Client:
+    """The Bitrix24 client with its auth and, for replicas, their shared state; `retry` for another back-off."""
     from .bitrix24.client import B24Client
 
     mask_secrets(settings)
-    return B24Client(settings, http, make_auth(settings, http), shared_portal(settings))
+    return B24Client(settings, http, make_auth(settings, http), shared_portal(settings), retry)
 
 
 def mask_secrets(settings: Settings) -> None:

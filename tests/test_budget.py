@@ -4,6 +4,7 @@ and B24_TOOLS chooses what is listed. Through the SDK's in-memory client against
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from b24_mcp.errors import ConfigError, problems_of
 from b24_mcp.server import build_server
 from b24_mcp.standin import MESSAGES, USERS, StandIn
 from b24_mcp.tools import names
+from tests.sessions import Session, anyio_backend, module_session  # noqa: F401 - anyio_backend: for the module
 from tests.values import CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio
@@ -30,12 +32,33 @@ def size(result: CallToolResult) -> tuple[int, int]:
     return text + structured, structured
 
 
-async def call(portal: StandIn, tool: str, arguments: dict[str, Any], **env: str) -> CallToolResult:
+session = module_session()
+
+
+Call = Callable[[StandIn, str, dict[str, Any]], Awaitable[CallToolResult]]
+
+
+@pytest.fixture
+def call(session: Session) -> Call:
+    """Call a tool on the module's server with `portal` behind it; the SDK's Client checks structuredContent
+    against the outputSchema."""
+
+    async def call(portal: StandIn, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        session.answer = lambda request: demo.answer(portal, request)
+        result = await session.client.call_tool(tool, arguments)
+        assert not result.is_error, result.content
+        return result
+
+    return call
+
+
+async def call_with(portal: StandIn, tool: str, arguments: dict[str, Any], **env: str) -> CallToolResult:
+    """The same on a server of its own, with `env` added to its settings."""
     server = build_server(
         settings.load(webhook_vars(B24_RATE_BURST="50", **env)),
         transport=httpx.MockTransport(lambda request: demo.answer(portal, request)),
     )
-    async with Client(server, mode="legacy") as client:  # it checks structuredContent against the outputSchema
+    async with Client(server, mode="legacy") as client:
         result = await client.call_tool(tool, arguments)
     assert not result.is_error, result.content
     return result
@@ -46,7 +69,7 @@ def long_chat(count: int = 101) -> StandIn:
     return StandIn(bot_token=TOKEN, webhook_code=CODE, messages=[*MESSAGES, *messages])
 
 
-async def test_the_largest_window_fits_and_says_how_to_read_on() -> None:
+async def test_the_largest_window_fits_and_says_how_to_read_on(call: Call) -> None:
     result = await call(long_chat(), "get_messages", {"messageId": 7050, "range": 50})
     total, structured = size(result)
     assert total <= settings.RESULT_BUDGET and structured <= settings.RESULT_BUDGET
@@ -64,7 +87,7 @@ async def test_the_largest_window_fits_and_says_how_to_read_on() -> None:
     assert "b24-mcp: cut to fit the result budget" in result.content[0].text  # type: ignore[union-attr]
 
 
-async def test_the_latest_messages_keep_the_newest_and_page_back_to_the_rest() -> None:
+async def test_the_latest_messages_keep_the_newest_and_page_back_to_the_rest(call: Call) -> None:
     portal = long_chat()
     portal.chats["chat5"] = {**portal.chats["chat5"], "lastMessageId": 7100}
     data = (await call(portal, "get_messages", {"dialogId": "chat5"})).structured_content
@@ -72,19 +95,19 @@ async def test_the_latest_messages_keep_the_newest_and_page_back_to_the_rest() -
     assert "later" not in data["paging"]  # nothing newer was dropped: the portal's own hasNextPage stands
 
 
-async def test_a_page_forward_keeps_the_nearest_and_leaves_the_rest_for_later() -> None:
+async def test_a_page_forward_keeps_the_nearest_and_leaves_the_rest_for_later(call: Call) -> None:
     data = (await call(long_chat(), "get_messages", {"afterMessageId": 7000, "range": 50})).structured_content
     assert data is not None and data["messages"][0]["id"] == 7001 and data["hasNextPage"] is True
     assert data["hasPrevPage"] is True  # the anchor itself is earlier
 
 
-async def test_a_window_within_the_budget_is_left_whole() -> None:
+async def test_a_window_within_the_budget_is_left_whole(call: Call) -> None:
     data = (await call(long_chat(), "get_messages", {"messageId": 782, "range": 2})).structured_content
     assert data is not None and [m["id"] for m in data["messages"]] == [779, 780, 782, 784, 786]
     assert not any("textTruncated" in m for m in data["messages"]) and "Cut" not in data["notice"]
 
 
-async def test_two_hundred_members_fit_and_the_rest_are_named_as_left_out() -> None:
+async def test_two_hundred_members_fit_and_the_rest_are_named_as_left_out(call: Call) -> None:
     users = {uid: {**USERS[1], "id": uid, "name": f"Person {uid}", "workPosition": "x" * 500} for uid in range(1, 200)}
     portal = StandIn(bot_token=TOKEN, webhook_code=CODE, users={**USERS, **users}, members={"chat5": [456, *users]})
     result = await call(portal, "get_chat_members", {"dialogId": "chat5", "limit": 200})
@@ -95,11 +118,11 @@ async def test_two_hundred_members_fit_and_the_rest_are_named_as_left_out() -> N
     assert [u["id"] for u in data["users"]] == [456, *range(1, shown)]  # the first ones, in the portal's order
 
 
-async def test_one_message_is_cut_only_when_the_budget_is_too_small_for_it() -> None:
+async def test_one_message_is_cut_only_when_the_budget_is_too_small_for_it(call: Call) -> None:
     portal = long_chat(1)
     whole = await call(portal, "get_message", {"messageId": 7000})
     assert whole.structured_content is not None and "textTruncated" not in whole.structured_content["message"]
-    small = await call(portal, "get_message", {"messageId": 7000}, B24_RESULT_BUDGET="24000")
+    small = await call_with(portal, "get_message", {"messageId": 7000}, B24_RESULT_BUDGET="24000")
     message = small.structured_content["message"] if small.structured_content else {}
     assert size(small)[0] <= 24_000 and message["textTruncated"] and message["textLength"] == len(f"0: {WORDS}")
 

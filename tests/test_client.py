@@ -2,7 +2,7 @@
 hint, malformed answers, the retry rule of each kind of failure, and the per-call deadline.
 
 The mock portal records every request, so "nothing was sent" and "retried twice" are counted, not assumed.
-Back-off is patched to zero where the rule under test is the count of tries, not the wait.
+Retries go at once (`make_at_once`) where the rule under test is the count of tries, not the wait.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from b24_mcp.app import make_client, mask_secrets
 from b24_mcp.bitrix24.auth import OAuth
 from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.bitrix24.oauth import OAuthSession
+from b24_mcp.bitrix24.retry import Backoff, RetryPolicy, jittered
 from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import HINTS, POLICIES, AnswerError, B24Error, InputError, PortalError, UpstreamError
 from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.tools.get_chat_members import read_members
 from b24_mcp.tools.get_message import read_message
 from b24_mcp.tools.get_messages import read_window
-from tests.values import BOT_ID, CHAT, CODE, HOOK, HOST, TOKEN, webhook_vars
+from tests.values import BOT_ID, CHAT, CODE, HOOK, HOST, TOKEN, at_once, webhook_vars
 
 pytestmark = pytest.mark.anyio
 
@@ -70,9 +71,19 @@ class Portal:
 
 
 def make(portal: Portal, **env: str) -> B24Client:
+    """A webhook client of `portal`, with the real back-off."""
+    return _make(portal, jittered, env)
+
+
+def make_at_once(portal: Portal, **env: str) -> B24Client:
+    """The same, retrying at once: where the rule under test is the count of tries, not the wait."""
+    return _make(portal, at_once, env)
+
+
+def _make(portal: Portal, backoff: Backoff, env: dict[str, str]) -> B24Client:
     settings = config.load(webhook_vars(**{"B24_RATE_BURST": "50", **env}))
     assert isinstance(settings.auth, config.WebhookConfig)
-    return make_client(settings, make_http(settings.timeout, httpx.MockTransport(portal)))
+    return make_client(settings, make_http(settings.timeout, httpx.MockTransport(portal)), RetryPolicy(backoff))
 
 
 # --- request shapes ---------------------------------------------------------------------------------------------
@@ -344,10 +355,10 @@ async def test_secret_echoed_by_portal_is_masked() -> None:
     ],
 )
 async def test_malformed_answers_name_the_host_and_status(
-    fast_backoff: None, response: httpx.Response, kind: type[B24Error], words: str
+    response: httpx.Response, kind: type[B24Error], words: str
 ) -> None:
     with pytest.raises(kind) as info:
-        await read_chat(make(Portal(response)), "chat5")
+        await read_chat(make_at_once(Portal(response)), "chat5")
     assert HOST in str(info.value)
     assert words in str(info.value)
     assert CODE not in str(info.value)
@@ -385,44 +396,44 @@ def refuse(request: httpx.Request) -> httpx.Response:
     "failure",
     [httpx.Response(502, content=b"<html>bad gateway</html>"), httpx.Response(500, json={"weird": 1}), refuse],
 )
-async def test_transient_failures_are_retried_twice(fast_backoff: None, failure: Answer) -> None:
+async def test_transient_failures_are_retried_twice(failure: Answer) -> None:
     portal = Portal(failure)
     with pytest.raises(UpstreamError):
-        await read_chat(make(portal), "chat5")
+        await read_chat(make_at_once(portal), "chat5")
     assert len(portal.requests) == TRANSIENT_TRIES == 3
 
 
-async def test_transient_failure_then_success(fast_backoff: None) -> None:
+async def test_transient_failure_then_success() -> None:
     portal = Portal(refuse, ok({"chat": CHAT}))
-    assert (await read_chat(make(portal), "chat5")).id == 5
+    assert (await read_chat(make_at_once(portal), "chat5")).id == 5
     assert len(portal.requests) == 2
 
 
-async def test_connection_errors_are_explained(fast_backoff: None) -> None:
+async def test_connection_errors_are_explained() -> None:
     with pytest.raises(UpstreamError, match=rf"^Could not connect to {HOST} \(\[Errno 111\] .*check the address"):
-        await read_chat(make(Portal(refuse)), "chat5")
+        await read_chat(make_at_once(Portal(refuse)), "chat5")
 
 
-async def test_query_limit_is_retried_until_it_passes(fast_backoff: None) -> None:
+async def test_query_limit_is_retried_until_it_passes() -> None:
     limit = err(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
     portal = Portal(limit, limit, limit, ok({"chat": CHAT}))
-    assert (await read_chat(make(portal, B24_RATE_LIMIT="1000"), "chat5")).id == 5
+    assert (await read_chat(make_at_once(portal, B24_RATE_LIMIT="1000"), "chat5")).id == 5
     assert len(portal.requests) == 4
 
 
 @pytest.mark.parametrize(
     "refusal", [httpx.Response(429, content=b"Too many requests"), httpx.Response(503, content=b"<html>busy</html>")]
 )
-async def test_bare_429_or_503_counts_as_a_rate_limit(fast_backoff: None, refusal: httpx.Response) -> None:
+async def test_bare_429_or_503_counts_as_a_rate_limit(refusal: httpx.Response) -> None:
     portal = Portal(refusal, refusal, ok({"chat": CHAT}))
-    assert (await read_chat(make(portal, B24_RATE_LIMIT="1000"), "chat5")).id == 5
+    assert (await read_chat(make_at_once(portal, B24_RATE_LIMIT="1000"), "chat5")).id == 5
     assert len(portal.requests) == 3  # more than the two retries a transient failure gets would be wrong too
 
 
-async def test_query_limit_gives_up_after_bounded_tries(fast_backoff: None) -> None:
+async def test_query_limit_gives_up_after_bounded_tries() -> None:
     portal = Portal(err(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
     with pytest.raises(PortalError, match=rf"QUERY_LIMIT_EXCEEDED.*gave up after {LIMIT_TRIES} tries"):
-        await read_chat(make(portal, B24_RATE_LIMIT="1000"), "chat5")
+        await read_chat(make_at_once(portal, B24_RATE_LIMIT="1000"), "chat5")
     assert len(portal.requests) == LIMIT_TRIES == 8
 
 
@@ -438,13 +449,13 @@ async def test_query_limit_backoff_respects_the_call_deadline() -> None:
     assert 1 <= len(portal.requests) < LIMIT_TRIES
 
 
-async def test_a_retry_that_runs_out_of_time_reports_the_portals_refusal(fast_backoff: None) -> None:
+async def test_a_retry_that_runs_out_of_time_reports_the_portals_refusal() -> None:
     # Each refusal saturates the bucket, so each retry waits one slot (0.05 s at 20/s); the call may take 0.3 s,
     # fewer than the 8 tries fit, and the slot after the last one is past the deadline.
     portal = Portal(err(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
     with anyio.fail_after(5):
         with pytest.raises(B24Error) as info:
-            await read_chat(make(portal, B24_TIMEOUT="0.1", B24_RATE_LIMIT="20"), "chat5")
+            await read_chat(make_at_once(portal, B24_TIMEOUT="0.1", B24_RATE_LIMIT="20"), "chat5")
     assert 1 < len(portal.requests) < LIMIT_TRIES
     assert isinstance(info.value, PortalError) and info.value.code == "QUERY_LIMIT_EXCEEDED", str(info.value)
 
@@ -484,12 +495,12 @@ async def test_a_call_that_would_wait_too_long_for_its_turn_takes_no_slot() -> N
     assert len(portal.requests) == 1
 
 
-async def test_no_error_ever_contains_a_secret(fast_backoff: None) -> None:
+async def test_no_error_ever_contains_a_secret() -> None:
     answers: list[httpx.Response] = [err(s, c, f"{d} {CODE} {TOKEN}") for s, c, d, _ in DOCUMENTED]
     answers += [httpx.Response(502, content=f"<html>{HOOK}</html>".encode()), httpx.Response(200, content=b"{")]
     for answer in answers:
         with pytest.raises(B24Error) as info:
-            await read_chat(make(Portal(answer)), "chat5")
+            await read_chat(make_at_once(Portal(answer)), "chat5")
         assert CODE not in str(info.value) and TOKEN not in str(info.value)
 
 

@@ -35,8 +35,10 @@ from b24_mcp import settings
 from b24_mcp.app import make_client
 from b24_mcp.bitrix24 import wire
 from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.retry import RetryPolicy
 from b24_mcp.errors import AnswerError, B24Error, ConfigError, PortalError, UpstreamError
 from b24_mcp.tools.get_chat import read_chat
+from tests.values import at_once
 
 pytestmark = pytest.mark.anyio
 
@@ -125,7 +127,7 @@ def upstream(tls: ssl.SSLContext | None = None) -> Iterator[Upstream]:
 
 
 @asynccontextmanager
-async def client_for(base: str, **env: str) -> AsyncIterator[B24Client]:
+async def client_for(base: str, retry: RetryPolicy | None = None, **env: str) -> AsyncIterator[B24Client]:
     """A B24Client as the server builds it, for a webhook at `base`."""
     s = settings.load(
         {
@@ -137,7 +139,7 @@ async def client_for(base: str, **env: str) -> AsyncIterator[B24Client]:
         }
     )
     async with wire.make_http(s.timeout) as http:
-        yield make_client(s, http)
+        yield make_client(s, http, retry)
 
 
 @pytest.fixture(autouse=True)
@@ -443,11 +445,11 @@ def closed_port() -> int:
     return port
 
 
-async def test_a_dead_https_proxy_is_named(monkeypatch: pytest.MonkeyPatch, fast_backoff: None) -> None:
+async def test_a_dead_https_proxy_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     proxy = f"127.0.0.1:{closed_port()}"
     monkeypatch.setenv("HTTPS_PROXY", f"http://{proxy}")
     with upstream(serving(trustme.CA(), "127.0.0.1")) as server:
-        async with client_for(server.base, B24_TIMEOUT="2") as client:  # time for the retries
+        async with client_for(server.base, RetryPolicy(at_once), B24_TIMEOUT="2") as client:  # time for the retries
             err = await failure(lambda: read_chat(client, "chat5"))
         assert server.requests == 0  # the request went to the (dead) proxy, not straight to the portal
     assert f"through the proxy {proxy}" in str(err) and "HTTPS_PROXY" in str(err) and "NO_PROXY" in str(err)

@@ -18,6 +18,7 @@ from b24_mcp import settings as config
 from b24_mcp.app import make_client
 from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.bitrix24.pacing import LeakyBucket
+from b24_mcp.bitrix24.retry import RetryPolicy
 from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import B24Error
 from b24_mcp.journal.drain import IDLE_FIRST, IDLE_MAX, MORE_GAP, Drainer, Poller
@@ -46,8 +47,13 @@ class Portal:
 
 
 def client_for(portal: Portal, **env: str) -> B24Client:
+    """A client of `portal` that retries at once (these tests are about what is retried, not how long it waits)."""
     settings = config.load(webhook_vars(B24_RATE_LIMIT="1000", B24_RATE_BURST="1000", **env))
-    return make_client(settings, make_http(settings.timeout, httpx.MockTransport(portal)))
+    return make_client(settings, make_http(settings.timeout, httpx.MockTransport(portal)), RetryPolicy(at_once))
+
+
+def at_once(attempt: int, base: float, cap: float) -> float:
+    return 0.0
 
 
 def chatty(extra: int = 40) -> StandIn:
@@ -86,7 +92,6 @@ async def test_pages_are_read_with_limit_confirmed_by_offset_and_spaced_while_ha
     once_each(journal, standin)
 
 
-@pytest.mark.usefixtures("fast_backoff")
 async def test_a_portal_failing_mid_drain_loses_nothing_and_doubles_nothing() -> None:
     standin = chatty()
     portal = Portal(standin, fail_at=2)

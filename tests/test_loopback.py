@@ -20,14 +20,14 @@ from mcp import Client
 
 from b24_mcp import settings as config
 from b24_mcp.app import make_client
-from b24_mcp.bitrix24 import client as client_module
 from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.retry import RetryPolicy, jittered
 from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import B24Error, PortalError, UpstreamError
 from b24_mcp.server import build_server
 from b24_mcp.tools.get_chat import read_chat
 from tests.portal import Fault, StandInPortal
-from tests.values import BOT_ID, CODE, TOKEN, webhook_vars
+from tests.values import BOT_ID, CODE, TOKEN, at_once, webhook_vars
 
 pytestmark = pytest.mark.anyio
 
@@ -39,11 +39,11 @@ def settings_for(portal: StandInPortal, **env: str) -> config.Settings:
 
 
 @asynccontextmanager
-async def connected(portal: StandInPortal, **env: str) -> AsyncIterator[B24Client]:
+async def connected(portal: StandInPortal, retry: RetryPolicy | None = None, **env: str) -> AsyncIterator[B24Client]:
     """The client as the server makes it (make_http: SSL_CERT_FILE is read here), against `portal`."""
     settings = settings_for(portal, **env)
     async with make_http(settings.timeout) as http:
-        yield make_client(settings, http)
+        yield make_client(settings, http, retry)
 
 
 async def get_chats(b24: B24Client, n: int) -> list[Any]:
@@ -151,11 +151,9 @@ async def test_unreadable_ssl_cert_file_is_a_configuration_error(
 
 
 @pytest.mark.parametrize(("drops", "succeeds"), [(2, True), (3, False)])
-async def test_dropped_connections_are_retried_twice(
-    https_portal: StandInPortal, fast_backoff: None, drops: int, succeeds: bool
-) -> None:
+async def test_dropped_connections_are_retried_twice(https_portal: StandInPortal, drops: int, succeeds: bool) -> None:
     https_portal.script(*[Fault.drop()] * drops)
-    async with connected(https_portal) as b24:
+    async with connected(https_portal, RetryPolicy(at_once)) as b24:
         if succeeds:
             assert (await read_chat(b24, "chat5")).id == 5
         else:
@@ -189,13 +187,13 @@ async def test_burst_with_matching_settings_is_never_refused() -> None:
     assert limited.count() == 4
 
 
-async def test_burst_against_a_stricter_portal_still_answers_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = client_module._backoff  # the real back-off, jitter and all, 10x faster like the portal
-    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: real(attempt, base / 10, cap / 10))
+async def test_burst_against_a_stricter_portal_still_answers_every_call() -> None:
+    # The real back-off, jitter and all, 10x faster like the portal.
+    faster = RetryPolicy(lambda attempt, base, cap: jittered(attempt, base / 10, cap / 10))
     # The client believes the portal allows 40/s and 30 at once; the portal allows 20/s and 3 (refusals are the
     # point here, so no headroom for jitter is needed).
     with StandInPortal(webhook_code=CODE, bot_token=TOKEN, rate=20, burst=3) as strict:
-        async with connected(strict, B24_RATE_LIMIT="40", B24_RATE_BURST="30") as b24:
+        async with connected(strict, faster, B24_RATE_LIMIT="40", B24_RATE_BURST="30") as b24:
             outcomes = await get_chats(b24, 6)
     assert [str(o) for o in outcomes if isinstance(o, B24Error)] == []
     assert strict.refusals > 0  # the portal did refuse some...
@@ -218,11 +216,11 @@ async def test_concurrent_tool_calls_run_in_parallel() -> None:
         assert portal.max_in_flight >= 6  # not serialised (serial calls show 1; a busy machine may stagger some)
 
 
-async def test_plain_http_to_an_https_portal_says_to_use_https(https_portal: StandInPortal, fast_backoff: None) -> None:
+async def test_plain_http_to_an_https_portal_says_to_use_https(https_portal: StandInPortal) -> None:
     """Allowed on loopback, http:// to a portal that speaks only TLS read as a dropped answer ("try again")."""
     settings = config.load(webhook_vars(https_portal.webhook_url.replace("https://", "http://", 1)))
     async with make_http(settings.timeout) as http:
-        b24 = make_client(settings, http)
+        b24 = make_client(settings, http, RetryPolicy(at_once))
         with pytest.raises(UpstreamError) as info:
             await read_chat(b24, "chat5")
     message = str(info.value)

@@ -74,15 +74,22 @@ def portal() -> Iterator[StandInPortal]:
         yield p
 
 
-def session(portal: StandInPortal | str, file: Path, http: httpx.AsyncClient, seed: TokenPair = SEED) -> OAuthSession:
-    """A session against the stand-in portal's token endpoint, or against `portal` as a token URL."""
+def session(
+    portal: StandInPortal | str,
+    file: Path,
+    http: httpx.AsyncClient,
+    seed: TokenPair = SEED,
+    store: Callable[[Path], TokenFile] = TokenFile,
+) -> OAuthSession:
+    """A session against the stand-in portal's token endpoint, or against `portal` as a token URL, over the token
+    file (or another `store` of it)."""
     return OAuthSession(
         http=http,
         token_url=portal if isinstance(portal, str) else f"{portal.base_url}/oauth/token/",
         client_id="local.test.app",
         client_secret=SECRET,
         seed=seed,
-        store=TokenFile(file),
+        store=store(file),
     )
 
 
@@ -166,24 +173,23 @@ async def test_token_file_is_private_and_written_whole(portal: StandInPortal, tm
     assert saved["refresh_token"] != SEED.refresh_token and saved["access_token"] in portal.current_access_tokens
 
 
-async def test_crash_before_saving_keeps_the_old_file(
-    portal: StandInPortal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class Died(Exception):
+    pass
+
+
+class DiesBeforeSaving(TokenFile):
+    async def write(self, new: Stored, replaces: str, *, locked: bool) -> bool | None:
+        raise Died  # the process dies between receiving the pair and saving it
+
+
+async def test_crash_before_saving_keeps_the_old_file(portal: StandInPortal, tmp_path: Path) -> None:
     file = tmp_path / "t.json"
     async with make_http(5.0) as http:
         first = session(portal, file, http)
         await first.recover(await first.access_token(), soon())
         before = file.read_text()
         portal.expire_access_token()
-        crashing = session(portal, file, http)
-
-        class Died(Exception):
-            pass
-
-        def crash(new: Stored) -> None:
-            raise Died  # the process dies between receiving the pair and saving it
-
-        monkeypatch.setattr(crashing.store, "_write", crash)
+        crashing = session(portal, file, http, store=DiesBeforeSaving)
         with pytest.raises(Died):
             await crashing.recover(await crashing.access_token(), soon())
         assert file.read_text() == before  # intact and readable, never half-written

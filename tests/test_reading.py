@@ -1,5 +1,6 @@
 """Reading a conversation: get_chat_members, get_messages, get_message and their resources, through the SDK's
-in-memory client against the stand-in portal's logic (`b24_mcp.standin`) behind an httpx MockTransport.
+in-memory client (one session for the module's tool calls, `tests/sessions.py`) against the stand-in portal's
+logic (`b24_mcp.standin`) behind an httpx MockTransport, a portal of each test's own.
 
 What the portal received is recorded, so "botToken and an integer botId went on the wire" and "nothing was
 sent" are facts. The process boundary adds nothing to these rules; tests/e2e has one stdio call per tool.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -21,6 +23,7 @@ from b24_mcp.server import build_server
 from b24_mcp.standin import CHATS, INJECTION_MESSAGE_ID, MEMBERS, MESSAGES, USERS, StandIn
 from b24_mcp.tools.quoting import UNTRUSTED
 from b24_mcp.tools.spec import CODE_META, UNTRUSTED_DATA
+from tests.sessions import Session, anyio_backend, module_session  # noqa: F401 - anyio_backend: for the module
 from tests.values import CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio
@@ -38,24 +41,37 @@ class Recorded:
         return demo.answer(self.portal, request)
 
 
+session = module_session()
+
+
+@pytest.fixture
+def call(session: Session) -> Call:
+    """Call a tool on the module's server with `recorded` as its portal: the result, checked by the SDK's Client
+    against the tool's outputSchema, and free of the webhook code and the bot token."""
+
+    async def call(recorded: Recorded, tool: str, arguments: dict[str, Any]) -> Any:
+        session.answer = recorded
+        result = await session.client.call_tool(tool, arguments)
+        dumped = result.model_dump_json()
+        assert CODE not in dumped and TOKEN not in dumped
+        return result
+
+    return call
+
+
+Call = Callable[[Recorded, str, dict[str, Any]], Awaitable[Any]]
+
+
 def server(recorded: Recorded) -> Any:
     s = settings.load(webhook_vars(B24_RATE_BURST="50"))
     return build_server(s, transport=httpx.MockTransport(recorded))
-
-
-async def call(recorded: Recorded, tool: str, arguments: dict[str, Any]) -> Any:
-    async with Client(server(recorded), mode="legacy") as client:
-        result = await client.call_tool(tool, arguments)  # the SDK's Client checks it against the outputSchema
-    dumped = result.model_dump_json()
-    assert CODE not in dumped and TOKEN not in dumped
-    return result
 
 
 def text(result: Any) -> str:
     return "\n".join(getattr(block, "text", "") for block in result.content)
 
 
-async def test_members_request_and_result() -> None:
+async def test_members_request_and_result(call: Call) -> None:
     recorded = Recorded()
     result = await call(recorded, "get_chat_members", {"dialogId": "chat5", "order": {"id": "desc"}, "limit": 2})
     assert not result.is_error, text(result)
@@ -69,7 +85,7 @@ async def test_members_request_and_result() -> None:
         assert f"(user {user['id']})" in text(result)
 
 
-async def test_latest_messages_read_the_chat_first_and_quote_every_line() -> None:
+async def test_latest_messages_read_the_chat_first_and_quote_every_line(call: Call) -> None:
     recorded = Recorded()
     result = await call(recorded, "get_messages", {"dialogId": "chat5", "range": 5})
     assert not result.is_error, text(result)
@@ -95,7 +111,7 @@ async def test_latest_messages_read_the_chat_first_and_quote_every_line() -> Non
         assert f"get_messages(beforeMessageId={ids[0]}, range=5)" in shown  # the caller's range kept
 
 
-async def test_paging_back_and_forth_returns_each_message_once() -> None:
+async def test_paging_back_and_forth_returns_each_message_once(call: Call) -> None:
     recorded = Recorded()
     chat5 = sorted(m["id"] for m in MESSAGES if m["chatId"] == 5)
     page = (await call(recorded, "get_messages", {"dialogId": "chat5", "range": 2})).structured_content
@@ -114,7 +130,7 @@ async def test_paging_back_and_forth_returns_each_message_once() -> None:
     assert both.is_error and "got dialogId and beforeMessageId" in text(both)
 
 
-async def test_messages_around_a_message_and_paging_flags() -> None:
+async def test_messages_around_a_message_and_paging_flags(call: Call) -> None:
     recorded = Recorded()
     result = await call(recorded, "get_messages", {"messageId": 777, "range": 50})
     assert not result.is_error, text(result)
@@ -123,7 +139,7 @@ async def test_messages_around_a_message_and_paging_flags() -> None:
     assert result.structured_content["hasPrevPage"] is False and result.structured_content["hasNextPage"] is False
 
 
-async def test_one_message_with_its_author() -> None:
+async def test_one_message_with_its_author(call: Call) -> None:
     recorded = Recorded()
     result = await call(recorded, "get_message", {"messageId": INJECTION_MESSAGE_ID})
     assert not result.is_error, text(result)
@@ -132,7 +148,7 @@ async def test_one_message_with_its_author() -> None:
     assert f"(user {data['user']['id']})" in text(result) and UNTRUSTED in text(result)
 
 
-async def test_long_texts_are_whole_in_structured_content_and_summarised_in_text() -> None:
+async def test_long_texts_are_whole_in_structured_content_and_summarised_in_text(call: Call) -> None:
     long_text = "word " * 4000
     messages = [{**m, "text": long_text} if m["id"] == 789 else m for m in MESSAGES]
     recorded = Recorded(messages=messages)
@@ -158,7 +174,7 @@ async def test_long_texts_are_whole_in_structured_content_and_summarised_in_text
     ],
 )
 async def test_each_documented_error_is_explained(
-    portal: dict[str, Any], tool: str, arguments: dict[str, Any], code: str, advice: str
+    portal: dict[str, Any], tool: str, arguments: dict[str, Any], code: str, advice: str, call: Call
 ) -> None:
     result = await call(Recorded(**portal), tool, arguments)
     assert result.is_error
@@ -183,7 +199,7 @@ async def test_each_documented_error_is_explained(
         ("get_chat_members", {"dialogId": "chat5", "offset": 5}, "unknown argument 'offset'"),
     ],
 )
-async def test_bad_arguments_send_nothing(tool: str, arguments: dict[str, Any], message: str) -> None:
+async def test_bad_arguments_send_nothing(tool: str, arguments: dict[str, Any], message: str, call: Call) -> None:
     recorded = Recorded()
     result = await call(recorded, tool, arguments)
     assert result.is_error and message in text(result), text(result)
@@ -244,7 +260,7 @@ GUEST: dict[str, Any] = {  # an Open Lines guest: no names, no job title, no sta
 }  # fmt: skip
 
 
-async def test_a_group_chat_as_a_portal_sends_it_is_read() -> None:
+async def test_a_group_chat_as_a_portal_sends_it_is_read(call: Call) -> None:
     recorded = Recorded()
     chat = await call(recorded, "get_chat", {"dialogId": "chat5"})
     assert not chat.is_error, text(chat)
@@ -257,14 +273,14 @@ async def test_a_group_chat_as_a_portal_sends_it_is_read() -> None:
     assert not alone.is_error and alone.structured_content["user"]["id"] is None and "system" in text(alone)
 
 
-async def test_guests_without_names_are_read() -> None:
+async def test_guests_without_names_are_read(call: Call) -> None:
     recorded = Recorded(users={**USERS, GUEST["id"]: GUEST}, members={**MEMBERS, "chat5": [*MEMBERS["chat5"], 77]})
     result = await call(recorded, "get_chat_members", {"dialogId": "chat5"})
     assert not result.is_error, text(result)
     assert result.structured_content["users"][-1] == GUEST and "unknown user (user 77)" in text(result)
 
 
-async def test_one_mistyped_field_in_a_hundred_messages_is_reported_not_a_failure() -> None:
+async def test_one_mistyped_field_in_a_hundred_messages_is_reported_not_a_failure(call: Call) -> None:
     hundred = [{**MESSAGES[2], "id": 5000 + i, "text": f"message {i}"} for i in range(100)]
     hundred[37]["date"] = 1742285580  # a Unix time where an ISO 8601 string belongs
     hundred[38]["isSystem"] = "N"
@@ -283,7 +299,7 @@ async def test_one_mistyped_field_in_a_hundred_messages_is_reported_not_a_failur
     assert "[message 5037, no date]" in text(result)
 
 
-async def test_a_chat_whose_last_message_id_is_unreadable_says_so() -> None:
+async def test_a_chat_whose_last_message_id_is_unreadable_says_so(call: Call) -> None:
     chats = {**CHATS, "chat5": {**CHATS["chat5"], "lastMessageId": "789"}}
     result = await call(Recorded(chats=chats), "get_messages", {"dialogId": "chat5"})
     assert result.is_error and "last message id of chat5" in text(result) and "messageId" in text(result)
@@ -316,7 +332,7 @@ def the_servers_own(line: str) -> bool:
 
 
 @pytest.mark.parametrize("nasty", NASTY)
-async def test_every_line_the_server_did_not_write_is_quoted(nasty: str) -> None:
+async def test_every_line_the_server_did_not_write_is_quoted(nasty: str, call: Call) -> None:
     recorded = hostile_portal(nasty)
     shown = text(await call(recorded, "get_messages", {"dialogId": "chat5"}))
     lines = shown.splitlines()

@@ -2,7 +2,7 @@
 
 The method, the dialog or message id, the HTTP status, the Bitrix24 code (or "ok"), how long the request took,
 and what happens next (a retry and its delay, or why not). Never a secret: the webhook code and the bot token
-are in every request, and in no line. Back-off is patched to a fixed short delay, so the line is predictable.
+are in every request, and in no line. The back-off handed in is fixed, so the line is predictable.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import pytest
 
 from b24_mcp import settings as config
 from b24_mcp.app import make_client
-from b24_mcp.bitrix24 import client as client_module
 from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.retry import Backoff, RetryPolicy, jittered
 from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import PortalError
 from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.tools.get_messages import read_window
-from tests.values import CHAT, CODE, TOKEN, webhook_vars
+from tests.values import CHAT, CODE, TOKEN, at_once, webhook_vars
 
 pytestmark = pytest.mark.anyio
 
@@ -35,22 +35,20 @@ def portal_error(status: int, code: str) -> httpx.Response:
     return httpx.Response(status, json={"error": code, "error_description": "said by the portal"})
 
 
-def client(transport: httpx.MockTransport) -> B24Client:
+def client(transport: httpx.MockTransport, backoff: Backoff = jittered) -> B24Client:
     settings = config.load(webhook_vars(B24_RATE_BURST="50", B24_RATE_LIMIT="20"))  # a retry's turn: 50 ms
     assert isinstance(settings.auth, config.WebhookConfig)
-    return make_client(settings, make_http(settings.timeout, transport))
+    return make_client(settings, make_http(settings.timeout, transport), RetryPolicy(backoff))
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "b24_mcp.client"]
 
 
-async def test_one_line_per_request_with_status_code_duration_and_the_retry(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: 0.01)
+async def test_one_line_per_request_with_status_code_duration_and_the_retry(caplog: pytest.LogCaptureFixture) -> None:
     b24 = client(
-        answers(portal_error(503, "QUERY_LIMIT_EXCEEDED"), httpx.Response(200, json={"result": {"chat": CHAT}}))
+        answers(portal_error(503, "QUERY_LIMIT_EXCEEDED"), httpx.Response(200, json={"result": {"chat": CHAT}})),
+        backoff=lambda attempt, base, cap: 0.01,
     )
     with caplog.at_level(logging.DEBUG, logger="b24_mcp.client"):
         await read_chat(b24, "chat5")
@@ -76,11 +74,8 @@ async def test_a_final_error_says_it_is_not_retried(caplog: pytest.LogCaptureFix
     ), line
 
 
-async def test_giving_up_is_said_with_the_count(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(client_module, "_backoff", lambda attempt, base, cap: 0.0)
-    b24 = client(answers(httpx.Response(502, text="<html>bad gateway</html>")))
+async def test_giving_up_is_said_with_the_count(caplog: pytest.LogCaptureFixture) -> None:
+    b24 = client(answers(httpx.Response(502, text="<html>bad gateway</html>")), backoff=at_once)
     with caplog.at_level(logging.DEBUG, logger="b24_mcp.client"), pytest.raises(Exception, match="HTTP 502"):
         await b24.scopes()
     logged = lines(caplog)

@@ -17,6 +17,7 @@ import redis
 
 from b24_mcp import settings as config
 from b24_mcp.app import make_auth, shared_portal
+from b24_mcp.bitrix24.auth import OAuth
 from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.bitrix24.oauth import OAuthSession, Stored, TokenPair
 from b24_mcp.bitrix24.pacing import LeakyBucket
@@ -94,6 +95,12 @@ async def replicas(portal: StandInPortal, n: int, **env: str) -> AsyncIterator[l
                 stack.push_async_callback(auth_redis.aclose)
             clients.append(client)
         yield clients
+
+
+def session_of(client: B24Client) -> OAuthSession:
+    """The OAuth session behind a replica's client: its pair store is the one in Redis."""
+    assert isinstance(client.auth, OAuth) and isinstance(client.auth.session, OAuthSession)
+    return client.auth.session
 
 
 async def test_redis_down_fails_each_call_by_name_and_never_falls_back(http_portal: StandInPortal) -> None:
@@ -204,8 +211,8 @@ async def test_a_dead_replicas_lock_expires_and_the_next_call_refreshes(redis_ur
     with StandInPortal(oauth=OAuthSettings()) as portal:
         async with replicas(portal, 1, **oauth_env(portal, redis_url)) as (client,):
             await read_chat(client, "chat5")
-            session = client._auth.session  # type: ignore[attr-defined]
-            assert isinstance(session, OAuthSession) and isinstance(session.store, RedisPairs)
+            session = session_of(client)
+            assert isinstance(session.store, RedisPairs)
             # A replica took the lock and died mid-refresh: its lock stays until its TTL.
             redis.Redis.from_url(redis_url).set(session.store.lock_key, "dead-replica", px=200)
             portal.expire_access_token()
@@ -218,7 +225,8 @@ async def test_the_pair_is_written_only_over_the_one_it_replaces(redis_url: str)
     with StandInPortal(oauth=OAuthSettings()) as portal:
         async with replicas(portal, 1, **oauth_env(portal, redis_url)) as (client,):
             await read_chat(client, "chat5")
-            store = client._auth.session.store  # type: ignore[attr-defined]
+            store = session_of(client).store
+            assert isinstance(store, RedisPairs)
             direct = redis.Redis.from_url(redis_url, decode_responses=True)
             direct.hset(store.key, mapping={"refresh_token": "newerREFRESH", "access_token": "newerACCESS"})
             seed = fingerprint(APP.refresh_token)
@@ -266,7 +274,7 @@ async def test_a_redis_that_lost_its_data_does_not_make_a_replica_drop_its_live_
             await read_chat(holder, "chat5")  # took the renewed pair: newer than the environment's, never spent here
             redis.Redis.from_url(redis_url).flushdb()  # Redis lost its data
             async with replicas(portal, 1, **env) as (newcomer,):
-                await newcomer._auth.sign({})  # seeds Redis with the dead pair
+                await newcomer.auth.sign({})  # seeds Redis with the dead pair
             portal.expire_access_token()
             assert (await read_chat(holder, "chat5")).name == "Support Chat"
         assert (portal.refresh_count, portal.invalid_grants) == (2, 0)
@@ -279,7 +287,8 @@ async def test_a_renewal_slower_than_the_lock_ttl_keeps_its_lock(redis_url: str)
     with StandInPortal(oauth=OAuthSettings()) as portal:
         async with replicas(portal, 2, **oauth_env(portal, redis_url, B24_TIMEOUT="1")) as (a, b):
             await calls([a, b], 1)
-            store = a._auth.session.store  # type: ignore[attr-defined]
+            store = session_of(a).store
+            assert isinstance(store, RedisPairs)
             assert store.lock_ttl == 2.0
             portal.after_rotation, portal.rotated_delay = "late", 2.5  # longer than the TTL, within the call
             portal.expire_access_token()

@@ -46,6 +46,11 @@ def oauth_vars(portal_url: str, **extra: str) -> dict[str, str]:
     }
 
 
+def at_once(attempt: int, base: float, cap: float) -> float:
+    """A back-off that does not wait (`RetryPolicy(at_once)`): for tests of what is retried, not of how long."""
+    return 0.0
+
+
 # What a client without the SDK says (the raw stdio and HTTP tests, the benches): the protocol version it speaks,
 # the Streamable HTTP request headers, and its initialize request.
 PROTOCOL_VERSION = "2025-11-25"

@@ -1,47 +1,30 @@
 """The Bitrix24 REST client: one method call, paced, bounded in time and size, retried by Bitrix24's error code.
 
-It knows Bitrix24 and nothing of MCP. Every outcome is either the method's validated result or a `B24Error`
-whose text is safe to show: Bitrix24's codes become `PortalError`s with what to do next (`errors.py`), and
-everything between here and the portal becomes an `UpstreamError` naming the host and the HTTP status, never
-the URL, whose path holds the webhook code (`wire.py`). Signing and recovery belong to the auth object
-(`auth.py`); which failures are retried, to `errors.classify`. One `httpx.AsyncClient` serves the process.
+It knows nothing of MCP; every outcome is the validated result or a `B24Error` safe to show. A call is sent in
+layers: the retry policy (`retry.py`) around admission (portal-wide blocks, then the bucket), signing and
+recovery (`auth.py`), one bounded exchange (`wire.py`) and decoding (`answers.py`). Signing follows the wait for
+a turn, so a long wait never sends a token another window rotated meanwhile.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import random
 import time
-from collections import Counter
 from collections.abc import Iterable
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
 import httpx
-from pydantic import TypeAdapter, ValidationError
-from pydantic_core import from_json
 
-from ..errors import (
-    POLICIES,
-    AnswerError,
-    B24Error,
-    InputError,
-    PortalError,
-    UpstreamError,
-    available_later,
-    classify,
-    clean_text,
-    error_parts,
-    portal_error,
-)
-from ..logs import redact
+from ..errors import POLICIES, B24Error, InputError, UpstreamError
 from ..settings import CALL_BUDGET, Settings
+from .answers import Answers, Report, adapter
 from .auth import Auth
-from .mismatches import Unusable, accept
-from .models import Answer, Bot, BotResult, Mismatch, reported
+from .models import Bot, BotResult, reported
 from .pacing import LeakyBucket, LocalBucket, OnWait, SharedBucket
-from .wire import MAX_JSON_VALUES, Reply, exchange, redirect_error, too_many_values
+from .retry import Decision, RetryPolicy, Tries
+from .wire import Reply, exchange
 
 log = logging.getLogger("b24_mcp.client")
 
@@ -64,27 +47,22 @@ class SharedPortal(Protocol):
     async def note(self, method: str, err: B24Error, reset_at: float | None) -> None: ...
 
 
-R = TypeVar("R")
-Report = list[Mismatch]
-"""What of an answer was set aside as not documented (`mismatches.py`), in the order of the answer."""
-
-
-@functools.cache
-def _adapter(result: Any) -> TypeAdapter[Any]:
-    """The one-pass parser of a whole body for a method's result type (built once per type)."""
-    return TypeAdapter(Answer[result])
-
-
 class B24Client:
     """Calls REST methods on one portal as one bot: `call` any of them; `get_bot` and `scopes` for `check`."""
 
     def __init__(
-        self, settings: Settings, http: httpx.AsyncClient, auth: Auth, shared: SharedPortal | None = None
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        auth: Auth,
+        shared: SharedPortal | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings
         self._http = http
         self._auth = auth
-        self._reset_at: dict[str, float] = {}  # method -> unix time its time budget resets
+        self._retry = retry or RetryPolicy()
+        self._answers = Answers(auth.host, auth.setting, auth.oauth)
         # Replicas share the bucket and the portal-wide blocks. Never a local fallback: with shared state, a
         # failure to reach it fails the call.
         self._shared = shared
@@ -97,6 +75,11 @@ class B24Client:
         return self._auth.host
 
     @property
+    def auth(self) -> Auth:
+        """How its requests are signed: a webhook, or an OAuth application over its pair store."""
+        return self._auth
+
+    @property
     def http(self) -> httpx.AsyncClient:
         """The process's HTTP client, for what is fetched beyond REST calls (get_file's one-time download)."""
         return self._http
@@ -105,7 +88,7 @@ class B24Client:
         """Before the first call: build the parsers of these result types and, if `connect`, open a kept-alive
         (TLS) connection to the portal with a HEAD of its home page (not a REST call: nothing is counted)."""
         for result in results:
-            _adapter(result)
+            adapter(result)
         if connect:
             with anyio.move_on_after(self.settings.timeout):
                 try:
@@ -143,7 +126,7 @@ class B24Client:
             )
         return {"botId": bot_id, "botToken": bot_token}
 
-    # --- one call ------------------------------------------------------------------------------------------------
+    # --- one call, in layers: the retry policy, admission and auth, one bounded exchange, decoding ------------
 
     async def call(
         self,
@@ -154,57 +137,62 @@ class B24Client:
         secrets: Iterable[str | None] = (),
         background: bool = False,
     ) -> tuple[Any, Report]:
-        """One REST call, bounded by CALL_BUDGET x B24_TIMEOUT, retried as `errors.classify` says: the validated
+        """One REST call, bounded by CALL_BUDGET x B24_TIMEOUT, retried as the retry policy says: the validated
         result, and what of it was set aside as not documented. A `background` call is sent only while half the
         bucket is free (else `Deferred`), so interactive calls never wait for it."""
-        deadline = time.monotonic() + CALL_BUDGET * self.settings.timeout
-        masked = [s for s in secrets if s]
-        used: Counter[str] = Counter()
-        last: B24Error | None = None  # the refusal being retried: what to report if the retry cannot fit
+        request = _Request(method, params, result, on_wait, [s for s in secrets if s], self._deadline(), background)
+        tries = self._retry.start(oauth=self._auth.oauth)
         while True:
-            if self._shared is not None:
-                await self._shared.check(method, deadline, on_wait)
-            waited = await (self._spare_slot() if background else self._paced(deadline, on_wait, last))
+            await self._admit(request, tries.refusal)
             body, credential = await self._auth.sign(params)
-            started = time.monotonic()
             try:
-                reply = await self._send(method, body, deadline, waited)
-                read = self._read(method, reply, params, result, masked)
-                self._log(method, params, reply.status, started, waited, "ok")
-                return read
+                return await self._send_single_request(request, body)
             except B24Error as err:
-                outcome = err.code or type(err).__name__
-                done = functools.partial(self._log, method, params, err.status, started, waited)  # + what next
-                if self._shared is not None:
-                    await self._shared.note(method, err, self._reset_at.get(method))
-                rule = classify(err, oauth=self._auth.oauth)
-                if rule == "final":
-                    done(outcome, "not retried")
-                    raise
-                used[rule] += 1
-                last = err
-                policy = POLICIES[rule]
-                if used[rule] > policy.tries:
-                    done(outcome, f"giving up after {used[rule]} tries")
-                    raise (err.gave_up(used[rule]) if rule == "rate_limit" else err) from None
-                if rule == "reauth":
-                    done(outcome, "renewing the OAuth token, then retrying")
-                    await self._auth.recover(credential, deadline)
-                    continue
-                if rule == "rate_limit":
-                    await self._bucket.saturate()
-                if rule == "wait_reset":
-                    assert isinstance(err, PortalError)
-                    try:
-                        delay = self._reset_wait(method, err, deadline)
-                    except PortalError:
-                        done(outcome, "not waited: its time budget resets too late")
-                        raise
-                else:
-                    delay = _backoff(used[rule], policy.base, policy.cap)
-                late = delay >= _left(deadline)  # then _sleep raises
-                done(outcome, "no time left for a retry" if late else f"retry {used[rule]} in {delay:.1f} s")
-                await self._sleep(delay, deadline, err, on_wait, policy.why)
+                retry = await self._decide(request, tries, err)  # raises when the call ends here
+            if retry.rule == "reauth":
+                await self._auth.recover(credential, request.deadline)
+            else:
+                await self._wait_to_retry(request, retry, tries)
+
+    def _deadline(self) -> float:
+        return time.monotonic() + CALL_BUDGET * self.settings.timeout
+
+    async def _admit(self, request: _Request, retrying: B24Error | None) -> None:
+        """Wait out a portal-wide block the replicas know of, then the request's turn under B24_RATE_LIMIT."""
+        if self._shared is not None:
+            await self._shared.check(request.method, request.deadline, request.on_wait)
+        paced = self._spare_slot() if request.background else self._paced(request.deadline, request.on_wait, retrying)
+        request.waited = await paced
+
+    async def _send_single_request(self, request: _Request, body: dict[str, Any]) -> tuple[Any, Report]:
+        """One exchange with the portal, decoded; logged when it succeeds (a refusal is logged by `_decide`)."""
+        request.started = time.monotonic()
+        reply = await self._send(request.method, body, request.deadline, request.waited)
+        read = self._answers.read(request.method, reply, request.params, request.result, request.secrets)
+        self._log(request, reply.status, "ok")
+        return read
+
+    async def _decide(self, request: _Request, tries: Tries, err: B24Error) -> Decision:
+        """Tell the replicas, ask the retry policy, log what follows; raise what ends the call."""
+        reset_at = self._answers.reset_at.get(request.method)
+        if self._shared is not None:
+            await self._shared.note(request.method, err, reset_at)
+        decision = tries.decide(err, request.method, reset_at, request.deadline)
+        if decision.rule == "rate_limit":  # the portal's bucket is full: ours is made to say so too
+            await self._bucket.saturate()
+        self._log(request, err.status, err.code or type(err).__name__, decision.then)
+        if decision.error is not None:
+            raise decision.error from None
+        return decision
+
+    async def _wait_to_retry(self, request: _Request, retry: Decision, tries: Tries) -> None:
+        if retry.delay >= _left(request.deadline):
+            assert tries.refusal is not None
+            raise tries.refusal
+        if request.on_wait is not None:
+            why = POLICIES[retry.rule].why
+            await request.on_wait(retry.delay, f"retrying in {retry.delay:.1f} s, waiting for {why}")
+        await anyio.sleep(retry.delay)
 
     async def _paced(self, deadline: float, on_wait: OnWait | None, retrying: B24Error | None = None) -> float:
         """Wait for the request's turn under B24_RATE_LIMIT; returns the seconds waited."""
@@ -233,20 +221,6 @@ class B24Client:
             raise Deferred(f"Interactive calls to Bitrix24 at {self.host} go first; the journal waits its turn.")
         return 0.0
 
-    async def _sleep(self, delay: float, deadline: float, err: B24Error, on_wait: OnWait | None, what: str) -> None:
-        if delay >= _left(deadline):
-            raise err
-        if on_wait is not None:
-            await on_wait(delay, f"retrying in {delay:.1f} s, waiting for {what}")
-        await anyio.sleep(delay)
-
-    def _reset_wait(self, method: str, err: PortalError, deadline: float) -> float:
-        reset_at = self._reset_at.get(method)
-        wait = None if reset_at is None else max(0.0, reset_at - time.time())
-        if wait is None or wait >= _left(deadline):
-            raise available_later(err, method, wait)
-        return wait
-
     async def _send(self, method: str, body: dict[str, Any], deadline: float, waited: float = 0.0) -> Reply:
         # httpx's timeout is per phase (connect, each read...): a trickling portal could outlast it many times
         # over. fail_after bounds the whole exchange.
@@ -270,179 +244,42 @@ class B24Client:
                 retryable=True,
             ) from None
 
-    def _read(
-        self, method: str, reply: Reply, call: dict[str, Any], result: Any, secrets: list[str]
-    ) -> tuple[Any, Report]:
-        status = reply.status
-        if reply.location is not None:
-            raise redirect_error(self.host, status, reply.location, self._auth.setting)
-        if too_many_values(reply.body):
-            raise AnswerError(
-                f"Bitrix24 at {self.host} answered HTTP {status} with more than {MAX_JSON_VALUES:,} JSON values; "
-                "no Bitrix24 answer holds that many, and reading it would take hundreds of MB. Nothing to show.",
-                status=status,
-            )
-        report: Report = []
-        try:
-            answer = _adapter(result).validate_json(reply.body)
-        except ValidationError as err:
-            answer, report = self._salvage(method, reply, call, result, err, secrets)
-        if b"NaN" in reply.body or b"Infinity" in reply.body:
-            _refuse_non_standard_numbers(self.host, reply.body)
-        self._note_time(method, answer.time)
-        if answer.error is not None:
-            self._raise_portal_error(method, answer, status, call, secrets)
-        if not 200 <= status < 300:
-            raise UpstreamError(
-                f"Bitrix24 at {self.host} answered HTTP {status} with JSON that is not a Bitrix24 error; a proxy or "
-                "the portal itself may be failing. Try again later.",
-                status=status,
-                retryable=status >= 500,
-            )
-        if "result" not in answer.model_fields_set or answer.result is None:
-            raise AnswerError(f"Bitrix24 at {self.host} answered {method} with JSON without a 'result' field.")
-        return answer.result, report
-
-    def _salvage(
-        self, method: str, reply: Reply, call: dict[str, Any], result: Any, err: ValidationError, secrets: list[str]
-    ) -> tuple[Answer[Any], Report]:
-        """The body did not parse as the method's answer: find the Bitrix24 error it still carries, or accept it
-        with what does not fit set aside, or say why it cannot be read."""
-        status, problems = reply.status, err.errors(include_url=False, include_input=False)
-        invalid_json = [p for p in problems if p["type"] == "json_invalid"]
-        if invalid_json:
-            detail = str(invalid_json[0].get("ctx", {}).get("error", ""))
-            if "recursion limit" in detail:
-                raise AnswerError(
-                    f"Bitrix24 at {self.host} answered HTTP {status} with JSON nested too deeply to read (more than "
-                    "about 200 levels); no Bitrix24 answer looks like that.",
-                    status=status,
-                )
-            ok = 200 <= status < 300
-            raise (AnswerError if ok else UpstreamError)(
-                f"Bitrix24 at {self.host} answered HTTP {status} with {_describe(reply.body)} instead of a "
-                f"Bitrix24 {'result' if ok else 'error'}" + ("." if ok else "; a proxy or the portal may be failing."),
-                status=status,
-                retryable=status >= 500,
-            )
-        loose: Answer[Any] = _adapter(Any).validate_json(reply.body)
-        if loose.error is not None:
-            self._raise_portal_error(method, loose, status, call, secrets)
-        if loose.result is None:  # an answer without a result: _read says so
-            return loose, []
-        try:
-            value, report = accept(result, loose.result, method)
-        except Unusable as unusable:
-            where = "; ".join(unusable.problems)
-        except ValidationError as still:  # what setting fields aside uncovered, pass after pass
-            where = "; ".join(f"result.{p['loc']}: {p['msg']}" for p in still.errors(include_url=False)[:5])
-        else:
-            if report:
-                log.warning(
-                    "%s answered %d value(s) unlike its documentation, set aside: %s",
-                    method,
-                    len(report),
-                    ", ".join(entry["path"] for entry in report[:10]),
-                )
-            return loose.model_copy(update={"result": value}), [Mismatch.model_construct(**e) for e in report]
-        # Name the fields and the documented types; never echo values (they are the portal's data).
-        raise AnswerError(
-            f"Bitrix24 at {self.host} answered {method} without what b24-mcp needs to show it ({where}). "
-            "Please report it with your portal's version."
-        )
-
-    def _raise_portal_error(
-        self, method: str, answer: Answer[Any], status: int, call: dict[str, Any], secrets: list[str]
-    ) -> None:
-        code, description = error_parts(answer.error, answer.error_description)
-        if code in (None, "0") and answer.error in ("", "0") and description:  # PHP's error with a message only
-            said = clean_text(description, mask=lambda text: redact(text, secrets))
-            raise AnswerError(
-                f"Bitrix24 at {self.host} answered HTTP {status} with an error that has no code: {said}",
-                status=status,
-                retryable=status >= 500,
-            )
-        if code is None:
-            raise AnswerError(
-                f"Bitrix24 at {self.host} answered HTTP {status} with an error whose code is not readable "
-                "(not repeated here); a proxy or the portal may be failing.",
-                status=status,
-                retryable=status >= 500,
-            )
-        raise portal_error(
-            code,
-            description,
-            status=status,
-            host=self.host,
-            call={
-                **{k: v for k, v in call.items() if k in ("dialogId", "botId", "messageId", "fileId")},
-                "method": method,
-            },
-            oauth=self._auth.oauth,
-            secrets=secrets,
-        )
-
-    def _note_time(self, method: str, block: object) -> None:
-        """Remember when the method's time budget resets (self-hosted portals may not say)."""
-        if isinstance(block, dict):
-            reset_at = block.get("operating_reset_at")
-            if isinstance(reset_at, (int, float)) and not isinstance(reset_at, bool):
-                self._reset_at[method] = float(reset_at)
-
-    def _log(
-        self,
-        method: str,
-        params: dict[str, Any],
-        status: int | None,
-        started: float,
-        waited: float,
-        outcome: str,
-        then: str = "",
-    ) -> None:
+    def _log(self, request: _Request, status: int | None, outcome: str, then: str = "") -> None:
         """DEBUG: one line per request (method, ids, HTTP status, Bitrix24 code, duration, waits, what comes next)."""
         if log.isEnabledFor(logging.DEBUG):
-            ids = "".join(f" {k}={params[k]}" for k in ("dialogId", "messageId") if k in params)
+            ids = "".join(f" {k}={request.params[k]}" for k in ("dialogId", "messageId") if k in request.params)
+            waited = request.waited
             paced = f" after waiting {waited:.1f} s for B24_RATE_LIMIT" if waited > 0 else ""
             log.debug(
                 "%s%s -> HTTP %s %s in %.0f ms%s%s",
-                method,
+                request.method,
                 ids,
                 status or "-",
                 outcome,
-                (time.monotonic() - started) * 1000,
+                (time.monotonic() - request.started) * 1000,
                 paced,
                 f"; {then}" if then else "",
             )
 
 
-def _refuse_non_standard_numbers(host: str, body: bytes) -> None:
-    """NaN and Infinity are not JSON; a lax parser would pass them on and the wire would turn them into null."""
-    try:
-        from_json(body, allow_inf_nan=False)
-    except ValueError:
-        raise AnswerError(
-            f"Bitrix24 at {host} answered with NaN or Infinity, which are not JSON numbers; nothing to show."
-        ) from None
+@dataclass
+class _Request:
+    """One call as its layers see it: what is asked, its deadline (monotonic), and its current request's wait
+    for its turn and start, for the log line."""
+
+    method: str
+    params: dict[str, Any]
+    result: Any
+    on_wait: OnWait | None
+    secrets: list[str]
+    deadline: float
+    background: bool = False  # the journal's: sent only while half the bucket is free
+    waited: float = 0.0
+    started: float = 0.0
 
 
 def _left(deadline: float) -> float:
     return deadline - time.monotonic()
-
-
-def _backoff(attempt: int, base: float, cap: float) -> float:
-    """Exponential back-off with jitter, so that refused callers do not come back in lockstep."""
-    ceiling = min(cap, base * 2.0 ** (attempt - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not cryptography
-
-
-def _describe(body: bytes) -> str:
-    """What came back, in a few words, without quoting it."""
-    head = body.lstrip()[:200].lower()
-    if not head:
-        return "an empty body"
-    if head.startswith((b"<!doctype html", b"<html", b"<")):
-        return "an HTML page"
-    return f"a body that is not JSON ({len(body)} bytes, perhaps cut short)"
 
 
 __all__ = ["B24Client", "B24Error", "OnWait"]
