@@ -8,9 +8,11 @@ the first call, the Redis-backed parts only when B24_REDIS_URL is set.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .logs import redact
+from .paths import default_journal_file
 from .settings import CALL_BUDGET, Settings, WebhookConfig, token_file_of
 
 if TYPE_CHECKING:  # the client, and httpx with it, load with the first call: start-up builds only the server
@@ -20,6 +22,8 @@ if TYPE_CHECKING:  # the client, and httpx with it, load with the first call: st
     from .bitrix24.client import B24Client, SharedPortal
     from .bitrix24.oauth import PairStore
     from .bitrix24.retry import RetryPolicy
+    from .journal.drain import Journaled
+    from .journal.inbox import Inbox
 
 
 def make_auth(settings: Settings, http: httpx.AsyncClient) -> Auth:
@@ -77,3 +81,24 @@ def mask_secrets(settings: Settings) -> None:
     every log line, error and tool result text: `logs.redact` is the one redactor, and this the one place that
     gives it the configured secrets (the OAuth renewal adds each rotated pair as it arrives)."""
     redact.add(settings.secrets)
+
+
+def make_inbox(settings: Settings, client: Callable[[], B24Client], journaled: Journaled | None = None) -> Inbox | None:
+    """The journal and its drain when B24_JOURNAL=on (the demo's in memory); None when it is off."""
+    config = settings.journal
+    if config is None:
+        return None
+    from .journal.drain import Drainer
+    from .journal.inbox import Inbox
+    from .journal.store import Journal
+
+    if settings.team is not None and settings.team.redis is not None:  # replicas: one drains into Redis, all read it
+        from .bitrix24.redis_state import Redis
+        from .journal.shared import SharedDrainer, SharedLog
+
+        shared = SharedLog(Redis(settings.team.redis), settings.host, settings.bot_id)
+        journal = Journal(":memory:", days=config.days)
+        return Inbox(SharedDrainer(client, journal, shared, journaled=journaled))
+    path = ":memory:" if config.memory else config.file or default_journal_file(settings.host, settings.bot_id)
+    drainer = Drainer(client, Journal(path, days=config.days), journaled=journaled, backfill=config.backfill)
+    return Inbox(drainer)

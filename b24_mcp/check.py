@@ -112,9 +112,10 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
 
 
 def spawn_env(env: Mapping[str, str]) -> dict[str, str]:
-    """What the spawned server needs: B24_* and the TLS/proxy variables (the SDK passes neither by itself)."""
+    """What the spawned server needs: B24_* and the TLS/proxy variables (the SDK passes neither by itself); not the
+    journal's, which check reports itself: the round trip must not read (and so confirm) the bot's queue."""
     wanted = set(PASS_THROUGH) | {v.lower() for v in PASS_THROUGH}
-    return {k: v for k, v in env.items() if k.startswith("B24_") or k in wanted}
+    return {k: v for k, v in env.items() if (k.startswith("B24_") and not k.startswith("B24_JOURNAL")) or k in wanted}
 
 
 async def _reach(settings: config.Settings) -> str:
@@ -280,7 +281,10 @@ async def _prove(settings: config.Settings, report: Report) -> int | None:
                 return 1
             what = "the webhook" if settings.mode == "webhook" else "the application's token"
             report.line("✓", f"credentials: {settings.host} accepted {what}; its permissions include imbot")
-            return await _prove_bot(settings, client, report)
+            failed = await _prove_bot(settings, client, report)
+            if failed is None:
+                await _journal(settings, client, report)
+            return failed
     except ConfigError as err:  # the HTTP client could not be made (a proxy setting httpx cannot use)
         report.line("✗", f"configuration: {err}")
         report.line("→", "Verdict: fix that setting, then run again.")
@@ -320,6 +324,14 @@ async def _prove_bot(settings: config.Settings, client: B24Client, report: Repor
         )
         report.line("→", "Verdict: use the token chosen when this bot was registered, or a bot registered by you.")
         return 1
+    mode = extended.get("eventMode")
+    shown_mode = clean_text(mode, 20) if isinstance(mode, str) else "not given"
+    if settings.journal is not None and mode != "fetch":
+        report.line(
+            "!",
+            f"{who}: eventMode {shown_mode}, so imbot.v2.Event.get has no events for the journal (B24_JOURNAL=on); "
+            'register the bot with fields.eventMode "fetch", or turn the journal off',
+        )
     kind = clean_text(bot.type, 40) if isinstance(bot.type, str) else None
     code = clean_text(bot.code, 60) if isinstance(bot.code, str) else None
     named = f"{who} ({code})" if code else who
@@ -333,6 +345,41 @@ async def _prove_bot(settings: config.Settings, client: B24Client, report: Repor
             "'personal' (see the README)",
         )
     return None
+
+
+async def _journal(settings: config.Settings, client: B24Client, report: Report) -> None:
+    """Whether the journal is on, where, what it holds and how far behind the queue it is (the demo's is drained
+    here, into memory, as its server drains it)."""
+    if settings.journal is None:
+        report.line("✓", "journal: off (B24_JOURNAL=on keeps one for list_chats, get_updates, search_messages)")
+        return
+    if settings.team is not None and settings.team.redis is not None:
+        report.line("✓", f"journal: on, shared by the replicas through Redis at {settings.team.redis.where}")
+        return
+    from .app import make_inbox
+    from .paths import default_journal_file
+
+    path = settings.journal.file or default_journal_file(settings.host, settings.bot_id)
+    if not settings.demo and not path.exists():  # check makes no file: the server does, when it reads the queue
+        report.line("✓", f"journal: on, {path}; not made yet (the server makes it when it first reads the queue)")
+        return
+    inbox = make_inbox(settings, lambda: client)
+    assert inbox is not None
+    try:
+        if settings.demo:
+            await report.step("reading the bot's event queue (imbot.v2.Event.get)", inbox.drainer.drain)
+        stats = inbox.journal.stats()
+    finally:
+        inbox.close()
+    where = "in memory" if inbox.journal.path == ":memory:" else inbox.journal.path
+    if settings.demo:
+        behind = "the demo portal's queue read through"
+    elif stats["drained_at"] is None:
+        behind = "the queue was never read yet (the server reads it once it runs)"
+    else:
+        ago = max(0.0, time.time() - stats["drained_at"])
+        behind = f"the queue was read {ago:.0f} s ago" + (", with more events waiting" if stats["behind"] else "")
+    report.line("✓", f"journal: on, {where}; {stats['chats']} chats, {stats['messages']} messages; {behind}")
 
 
 def _no_imbot(settings: config.Settings, scopes: list[str]) -> str:

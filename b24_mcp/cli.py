@@ -148,9 +148,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         parents=[_shared(argparse.SUPPRESS)],
     )
     check.add_argument("--dialog", metavar="DIALOG_ID", help="the chat to fetch, e.g. chat5 (demo default: chat5)")
+    journal = commands.add_parser(
+        "journal",
+        help="show what the journal of the bot's events keeps (B24_JOURNAL=on); forget a chat or everything",
+        description="Show the journal's file, its chats and messages and how far it has read the bot's queue.",
+    )
+    journal.add_argument("--forget", metavar="DIALOG_ID", help="forget one chat's messages, e.g. chat5")
+    journal.add_argument("--forget-all", action="store_true", help="forget every chat and message")
     helper = commands.add_parser("help", help="show this help, or a command's: b24-mcp help check")
-    helper.add_argument("topic", nargs="?", choices=("check", "token", "help"), metavar="COMMAND", help="check")
-    return parser, {"check": check, "token": token, "help": helper}
+    helper.add_argument(
+        "topic", nargs="?", choices=("check", "token", "journal", "help"), metavar="COMMAND", help="check"
+    )
+    return parser, {"check": check, "token": token, "journal": journal, "help": helper}
 
 
 def _version() -> str:
@@ -184,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ["--demo"] if args.demo else [], demo=args.demo, dialog=args.dialog, env=os.environ, out=sys.stdout
             )
         )
+
+    if args.command == "journal":
+        from .journal import command
+
+        sys.exit(command.run(os.environ, forget=args.forget, forget_all=args.forget_all, out=sys.stdout))
 
     if args.command == "token":
         from .team import append_new_token, print_new_token

@@ -24,12 +24,19 @@ NOTICE = DEMO_NOTICE
 
 _HOOK = urlsplit(DEMO_WEBHOOK_URL)
 _USER, _CODE = _HOOK.path.strip("/").split("/")[1:3]  # /rest/{user}/{code}/
-PORTAL = StandIn(
-    webhook_user=int(_USER),
-    webhook_code=_CODE,
-    bot_token=DEMO_BOT_TOKEN,
-    portal_url=f"{_HOOK.scheme}://{_HOOK.netloc}",
-)
+
+
+def portal() -> StandIn:
+    """A demo portal of its own: its event queue is drained (and confirmed) by the server that reads it."""
+    return StandIn(
+        webhook_user=int(_USER),
+        webhook_code=_CODE,
+        bot_token=DEMO_BOT_TOKEN,
+        portal_url=f"{_HOOK.scheme}://{_HOOK.netloc}",
+    )
+
+
+PORTAL = portal()
 
 
 def _params(request: httpx.Request) -> dict[str, Any]:
@@ -63,4 +70,6 @@ def handle(request: httpx.Request) -> httpx.Response:
 
 
 def transport() -> httpx.MockTransport:
-    return httpx.MockTransport(handle)
+    """A connection's demo portal: each server's journal reads the whole demo history from its own queue."""
+    own = portal()
+    return httpx.MockTransport(lambda request: answer(own, request))

@@ -1,4 +1,5 @@
-"""How a setting's value (or a tool's id argument) is read: URLs (https unless loopback), ids, secrets, numbers.
+"""How a setting's value (or a tool's id argument) is read: URLs (https unless loopback), ids, secrets, numbers;
+and a portal's ISO times.
 
 Each check raises one `ConfigError` line that names the variable and the expected form and never echoes a secret.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -148,3 +150,14 @@ def parse_tools(raw: str, known: Sequence[str]) -> tuple[str, ...] | None:
             "(comma-separated; leave B24_TOOLS unset for all)"
         )
     return names
+
+
+def stamp(value: str | None) -> float | None:
+    """An ISO 8601 time as a Unix time; None when it is not one."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo else None

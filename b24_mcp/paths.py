@@ -21,6 +21,14 @@ def default_token_file(portal_host: str, client_id: str) -> Path:
     return platformdirs.user_data_path("b24-mcp") / f"oauth-{safe_host}-{fingerprint(client_id)[:12]}.json"
 
 
+def default_journal_file(portal_host: str, bot_id: int | None) -> Path:
+    """The journal of one bot on one portal (its event queue is the bot's), beside the token files."""
+    import platformdirs
+
+    safe_host = re.sub(r"[^A-Za-z0-9.-]", "_", portal_host)
+    return platformdirs.user_data_path("b24-mcp") / f"journal-{safe_host}-bot{bot_id or 0}.sqlite3"
+
+
 def lock_file_of(token_file: Path) -> Path:
     """The lock beside the token file. An OS lock on it is what counts, not its existence: it stays in place."""
     return token_file.with_name(f"{token_file.name}.lock")

@@ -27,6 +27,7 @@ from .forms import (
     parse_bot_id,
     parse_tools,
 )
+from .journal_settings import DAYS_MAX, MEMORY, JournalConfig, load_journal
 from .paths import check_ca, check_token_file, default_token_file, token_path
 from .team import TeamConfig
 from .team import load as load_team
@@ -76,6 +77,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("B24_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR; logs go to stderr"),
     Variable("B24_TOOLS", "the tools to list, comma-separated (default: all)"),
     Variable("B24_RESULT_BUDGET", "characters one tool result may take (text and JSON)"),
+    Variable("B24_JOURNAL", "on: keep a journal of the bot's events (inbox tools)"),
+    Variable("B24_JOURNAL_FILE", "where the journal is kept (default: data directory)"),
+    Variable("B24_JOURNAL_DAYS", "days of messages the journal keeps (default 90)"),
+    Variable("B24_JOURNAL_BACKFILL", "history pages read when a chat appears (default 2)"),
     Variable("SSL_CERT_FILE", "a CA bundle (PEM) for a portal with an internal CA", "value", "tls"),
     Variable("SSL_CERT_DIR", "CA certificates' directory (if SSL_CERT_FILE is unset)", "value", "tls"),
     # The team deployment's (Streamable HTTP with authentication, replicas sharing state; parsed by team.py).
@@ -160,6 +165,7 @@ class Settings:
     team: TeamConfig | None = None  # B24_REDIS_URL and the HTTP auth variables (team.py)
     tools: tuple[str, ...] | None = None  # B24_TOOLS: the tools to list; None: all
     result_budget: int = RESULT_BUDGET
+    journal: JournalConfig | None = None  # B24_JOURNAL=on (journal_settings.py); the demo's is in memory
 
     @property
     def mode(self) -> Literal["webhook", "oauth"]:
@@ -318,7 +324,9 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         "B24_RESULT_BUDGET",
     )
     file_max = problems.take(lambda: _file_max_bytes(get("B24_FILE_MAX_BYTES")), "B24_FILE_MAX_BYTES")
+    journal = problems.take(lambda: load_journal(get), "B24_JOURNAL")
     if demo:
+        journal = JournalConfig(file=Path(MEMORY), days=DAYS_MAX, backfill=0, memory=True)  # its messages are old
         auth: WebhookConfig | OAuthConfig | None = parse_webhook_url(DEMO_WEBHOOK_URL)
         bot_id: int | None = DEMO_BOT_ID
         bot_token: str | None = DEMO_BOT_TOKEN
@@ -357,6 +365,7 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
         team=team,
         tools=listed,
         result_budget=int(budget),
+        journal=journal,
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .standin_events import Chatter, EventQueue, history
 from .standin_files import FileStore, StoredFile
 from .tools import standin_answers
 from .tools.spec import PortalAnswer
@@ -215,6 +216,8 @@ _ERRORS = {  # code -> (HTTP status, error_description), as the docs spell them
     "MESSAGE_ACCESS_DENIED": (403, "Message access denied"),
     "FILE_NOT_FOUND": (400, "File not found"),
     "FILE_ACCESS_ERROR": (403, "File access error"),
+    "SCOPE_ERROR": (400, "Scope error"),
+    "USER_NOT_SUBSCRIBED": (400, "User not subscribed"),
     "invalid_request": (400, "Unsupported grant"),
     "invalid_client": (401, "Invalid client credentials"),
     "invalid_grant": (400, "Invalid grant"),
@@ -305,6 +308,12 @@ class StandIn:
         self.messages = {m["id"]: m for m in (MESSAGES if messages is None else messages)}
         self._chat_of = {chat["id"]: dialog for dialog, chat in self.chats.items()}  # chatId -> dialogId
         self.files = FileStore(self.portal_url, files)
+        # The bot's event queue (imbot.v2.Event.get): its joins and its chats' messages so far, and what follows.
+        self.events = EventQueue(lambda: self._bot_entity(extended=True))
+        history(
+            self.events, self.chats, [d for d in self.chats if self._is_member(d)], self.users, self.messages.values()
+        )
+        self.chatter = Chatter(self.events, self.chats, self.users, self.messages, _message)
         self._methods: dict[str, Callable[[dict[str, Any], bool], PortalAnswer]] = {
             **{method: functools.partial(answer, self) for method, answer in standin_answers().items()},
             "imbot.v2.bot.get": self._bot_get,
@@ -344,7 +353,7 @@ class StandIn:
             return error("insufficient_scope")
         return handler(params, oauth_call)
 
-    def _bot_refusal(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer | None:
+    def bot_refusal(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer | None:
         """The checks every imbot.v2 chat method makes first; None when the caller may act as the bot."""
         if params.get("botId") in (None, ""):
             return error("BOT_ID_REQUIRED")
@@ -359,6 +368,7 @@ class StandIn:
 
     # What the tools' answers (`Call.standin`) are made with.
     ok = staticmethod(_ok)
+    refuse = staticmethod(error)
     bounded = staticmethod(_bounded)
 
     def _is_member(self, dialog: str) -> bool:
@@ -366,7 +376,7 @@ class StandIn:
 
     def chat_of_call(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer | str:
         """The dialog a chat method may read, or the refusal a portal gives (bot checks, then membership)."""
-        refusal = self._bot_refusal(params, oauth_call)
+        refusal = self.bot_refusal(params, oauth_call)
         if refusal:
             return refusal
         dialog = str(params.get("dialogId", ""))
@@ -376,7 +386,7 @@ class StandIn:
 
     def readable_message(self, params: dict[str, Any], oauth_call: bool) -> dict[str, Any] | PortalAnswer:
         """The message Chat.Message.get/getContext name, or the error they answer with."""
-        refusal = self._bot_refusal(params, oauth_call)
+        refusal = self.bot_refusal(params, oauth_call)
         if refusal:
             return refusal
         if self.bot_type not in READER_TYPES:
@@ -390,7 +400,7 @@ class StandIn:
 
     def readable_file(self, params: dict[str, Any], oauth_call: bool) -> StoredFile | PortalAnswer:
         """The file File.download names, or the error it answers with (the bot must be in the file's chat)."""
-        refusal = self._bot_refusal(params, oauth_call)
+        refusal = self.bot_refusal(params, oauth_call)
         if refusal:
             return refusal
         stored = self.files.files.get(_int(params.get("fileId")) or 0)

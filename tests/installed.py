@@ -46,7 +46,16 @@ async def round_trip(command: str, mode: str) -> None:
     params = StdioServerParameters(command=command, args=["--demo"], env=env)
     async with Client(stdio_client(params), mode=mode, read_timeout_seconds=60) as client:
         tools = [t.name for t in (await client.list_tools()).tools]
-        assert tools == ["get_chat", "get_chat_members", "get_messages", "get_message", "get_file"], tools
+        assert tools == [
+            "get_chat",
+            "get_chat_members",
+            "get_messages",
+            "get_message",
+            "get_file",
+            "list_chats",
+            "get_updates",
+            "search_messages",
+        ], tools
         result = await client.call_tool("get_chat", {"dialogId": "chat5"})
         assert not result.is_error and result.structured_content and result.structured_content["id"] == 5, result
         text = result.content[0]

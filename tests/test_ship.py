@@ -67,6 +67,10 @@ def secret_variables(tmp_path: Path) -> set[str]:
         "B24_LOG_LEVEL": "WARNING",
         "B24_TOOLS": "get_chat",
         "B24_RESULT_BUDGET": "30000",
+        "B24_JOURNAL": "on",
+        "B24_JOURNAL_FILE": str(tmp_path / "journal.sqlite3"),
+        "B24_JOURNAL_DAYS": "30",
+        "B24_JOURNAL_BACKFILL": "1",
         # the team deployment's (parsed by b24_mcp.team)
         "B24_HTTP_TOKENS_FILE": str(tokens),
         "B24_HTTP_JWKS_URL": "https://idp.example.com/.well-known/jwks.json",

@@ -32,6 +32,10 @@ GET_BOT = "imbot.v2.Bot.get"
 SCOPE = "scope"
 
 
+class Deferred(UpstreamError):
+    """A background call (the journal's) found no spare slot: interactive calls go first; try again later."""
+
+
 class SharedPortal(Protocol):
     """What replicas share of the portal (B24_REDIS_URL; `redis_state.SharedPortal`): its bucket, and the
     portal-wide blocks one replica was told about, so that every replica waits them out."""
@@ -131,10 +135,12 @@ class B24Client:
         result: Any,
         on_wait: OnWait | None = None,
         secrets: Iterable[str | None] = (),
+        background: bool = False,
     ) -> tuple[Any, Report]:
         """One REST call, bounded by CALL_BUDGET x B24_TIMEOUT, retried as the retry policy says: the validated
-        result, and what of it was set aside as not documented."""
-        request = _Request(method, params, result, on_wait, [s for s in secrets if s], self._deadline())
+        result, and what of it was set aside as not documented. A `background` call is sent only while half the
+        bucket is free (else `Deferred`), so interactive calls never wait for it."""
+        request = _Request(method, params, result, on_wait, [s for s in secrets if s], self._deadline(), background)
         tries = self._retry.start(oauth=self._auth.oauth)
         while True:
             await self._admit(request, tries.refusal)
@@ -155,7 +161,8 @@ class B24Client:
         """Wait out a portal-wide block the replicas know of, then the request's turn under B24_RATE_LIMIT."""
         if self._shared is not None:
             await self._shared.check(request.method, request.deadline, request.on_wait)
-        request.waited = await self._paced(request.deadline, request.on_wait, retrying)
+        paced = self._spare_slot() if request.background else self._paced(request.deadline, request.on_wait, retrying)
+        request.waited = await paced
 
     async def _send_single_request(self, request: _Request, body: dict[str, Any]) -> tuple[Any, Report]:
         """One exchange with the portal, decoded; logged when it succeeds (a refusal is logged by `_decide`)."""
@@ -209,6 +216,11 @@ class B24Client:
             raise
         return delay
 
+    async def _spare_slot(self) -> float:
+        if await self._bucket.reserve(0.0, spare=max(1, self.settings.rate_burst // 2)) is None:
+            raise Deferred(f"Interactive calls to Bitrix24 at {self.host} go first; the journal waits its turn.")
+        return 0.0
+
     async def _send(self, method: str, body: dict[str, Any], deadline: float, waited: float = 0.0) -> Reply:
         # httpx's timeout is per phase (connect, each read...): a trickling portal could outlast it many times
         # over. fail_after bounds the whole exchange.
@@ -261,6 +273,7 @@ class _Request:
     on_wait: OnWait | None
     secrets: list[str]
     deadline: float
+    background: bool = False  # the journal's: sent only while half the bucket is free
     waited: float = 0.0
     started: float = 0.0
 

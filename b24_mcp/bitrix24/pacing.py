@@ -24,6 +24,11 @@ def gcra(rate: float, burst: int) -> tuple[float, int, float]:
     return interval, capacity, (capacity - 1) * interval
 
 
+def tolerance(full: float, interval: float, spare: int) -> float:
+    """The bucket's tolerance for a caller that must leave `spare` slots free."""
+    return full - spare * interval
+
+
 OnWait = Callable[[float, str], Awaitable[None]]
 """Told (seconds, why) before each wait, so the tool layer can report progress."""
 
@@ -31,7 +36,7 @@ OnWait = Callable[[float, str], Awaitable[None]]
 class SharedBucket(Protocol):
     """`LeakyBucket`'s interface, awaited: a bucket kept outside the process (see `redis_state.RedisBucket`)."""
 
-    async def reserve(self, max_wait: float = float("inf")) -> float | None: ...
+    async def reserve(self, max_wait: float = float("inf"), spare: int = 0) -> float | None: ...
 
     async def release(self) -> None: ...
 
@@ -48,8 +53,9 @@ class LeakyBucket:
         self._clock = clock
         self._tat = clock()  # theoretical arrival time of the next request when the bucket is drained
 
-    def reserve(self, max_wait: float = float("inf")) -> float | None:
-        """Take the next slot if it comes within `max_wait` seconds; return the wait (0 = at once).
+    def reserve(self, max_wait: float = float("inf"), spare: int = 0) -> float | None:
+        """Take the next slot if it comes within `max_wait` seconds; return the wait (0 = at once). With `spare`,
+        only while that many slots stay free for others: how background calls (the journal's) go last.
 
         None, and nothing taken, when the slot is further off: a call that will not wait must not push every
         later caller back (a burst of refused calls would otherwise keep an idle portal's bucket "full").
@@ -58,7 +64,7 @@ class LeakyBucket:
         """
         now = self._clock()
         tat = max(self._tat, now)
-        send_at = max(now, tat - self._tolerance)
+        send_at = max(now, tat - tolerance(self._tolerance, self._interval, spare))
         if send_at > now and send_at - now > max_wait:
             return None
         self._tat = tat + self._interval
@@ -85,8 +91,8 @@ class LocalBucket:
     def __init__(self, bucket: LeakyBucket) -> None:
         self.bucket = bucket
 
-    async def reserve(self, max_wait: float = float("inf")) -> float | None:
-        return self.bucket.reserve(max_wait)
+    async def reserve(self, max_wait: float = float("inf"), spare: int = 0) -> float | None:
+        return self.bucket.reserve(max_wait, spare)
 
     async def release(self) -> None:
         self.bucket.release()

@@ -21,7 +21,7 @@ from ..errors import B24Error, PortalError, UpstreamError, available_later, port
 from ..logs import fingerprint
 from ..team import REDIS_URL, RedisConfig
 from .oauth import LockBusy, SaveFailed, Stored, TokenPair
-from .pacing import OnWait, SharedBucket, gcra
+from .pacing import OnWait, SharedBucket, gcra, tolerance
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -166,17 +166,17 @@ class RedisBucket:
         self._interval, self.capacity, self._tolerance = gcra(rate, burst)
         self._script = redis.client.register_script(_BUCKET)
 
-    async def _run(self, op: str, max_wait: float = -1.0) -> float:
-        args = [op, repr(self._interval), repr(self._tolerance), repr(max_wait)]
+    async def _run(self, op: str, max_wait: float = -1.0, spare: int = 0) -> float:
+        args = [op, repr(self._interval), repr(tolerance(self._tolerance, self._interval, spare)), repr(max_wait)]
         answer = str(await self._redis.run(lambda _: self._script(keys=[self._key], args=args)))
         if answer.startswith("!"):
             unreadable(self._key)
             answer = answer[1:]
         return float(answer)
 
-    async def reserve(self, max_wait: float = float("inf")) -> float | None:
+    async def reserve(self, max_wait: float = float("inf"), spare: int = 0) -> float | None:
         """As `LeakyBucket.reserve`: the wait for the next slot, or None (nothing taken) when it is too far."""
-        wait = await self._run("reserve", -1.0 if max_wait == float("inf") else max(0.0, max_wait))
+        wait = await self._run("reserve", -1.0 if max_wait == float("inf") else max(0.0, max_wait), spare)
         return None if wait < 0 else wait
 
     async def release(self) -> None:

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import get_chat, get_chat_members, get_file, get_message, get_messages
+from . import get_chat, get_chat_members, get_file, get_message, get_messages, get_updates, list_chats, search_messages
 from .spec import Call, StandInAnswer, ToolSpec
 
-TOOLS: list[ToolSpec] = [get_chat.TOOL, get_chat_members.TOOL, get_messages.TOOL, get_message.TOOL, get_file.TOOL]
+TOOLS: list[ToolSpec] = [
+    get_chat.TOOL,
+    get_chat_members.TOOL,
+    get_messages.TOOL,
+    get_message.TOOL,
+    get_file.TOOL,
+    list_chats.TOOL,
+    get_updates.TOOL,
+    search_messages.TOOL,
+]
 RESOURCES = [tool for tool in TOOLS if tool.resource is not None]
 
 

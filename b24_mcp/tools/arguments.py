@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ConfigError, InputError
@@ -170,6 +171,34 @@ check_before = _integer("beforeMessageId", 1, MAX_ID, 789, "read the messages be
 check_file_id = _integer("fileId", 1, MAX_ID, 138, "a file id, from a message's params.FILE_ID")
 check_page = _integer("page", 1, PAGE_MAX, 1, "which page of the file's text, from 1")
 check_after = _integer("afterMessageId", 1, MAX_ID, 789, "read the messages after this one")
+check_author = _integer("authorId", 1, MAX_ID, 1, "a user id, e.g. a message's authorId")
+
+
+def count_arg(name: str, high: int, default: int, what: str, absent: str | None = None) -> Arg:
+    """An integer argument from 1 to `high`: how many of something (`what`, e.g. "how many chats to list");
+    `absent` says what leaving it out means when that is not `default`."""
+    schema = {"type": "integer", "minimum": 1, "maximum": high, "description": f"{what[0].upper()}{what[1:]}, "
+              f"1–{high} ({absent or f'default {default}'})"}  # fmt: skip
+    return Arg(name, schema, _integer(name, 1, high, default, what))
+
+
+def time_arg(name: str, what: str) -> Arg:
+    def check(value: object) -> float:
+        form = 'an ISO 8601 time with its offset, e.g. "2025-03-18T09:00:00+01:00" or "2025-03-18T08:00:00Z"'
+        if not isinstance(value, str):
+            raise InputError(f"{name} must be {form}.")
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            shown = value if len(value) <= ECHO_MAX else value[:ECHO_MAX] + "…"
+            raise InputError(f"{name} {shown!r} is not a time: expected {form}.") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)  # said in the schema: a time without an offset is UTC
+        return moment.timestamp()
+
+    schema = {"type": "string", "description": f"{what}: an ISO 8601 time, e.g. 2025-03-18T09:00:00+01:00 (UTC "
+              "if no offset is given).", "maxLength": 40}  # fmt: skip
+    return Arg(name, schema, check)
 
 
 # --- the arguments, as published -----------------------------------------------------------------------------------

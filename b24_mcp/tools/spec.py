@@ -26,6 +26,7 @@ from .quoting import set_aside
 if TYPE_CHECKING:  # the client (and httpx) load after the first tools/list, off the start-up path
     from ..bitrix24.client import B24Client, OnWait
     from ..bitrix24.models import Mismatch
+    from ..journal.inbox import Inbox
 
 log = logging.getLogger("b24_mcp.tools")
 
@@ -74,6 +75,8 @@ CUT_NOTE_ROOM = 1_000  # characters kept free while fitting, for the sentences t
 
 Values = dict[str, Any]  # a call's checked arguments
 Run = Callable[["B24Client", Values, "OnWait | None"], Awaitable[BaseModel]]
+InboxRun = Callable[["Inbox", Values], Awaitable[BaseModel]]  # an inbox tool's run over the journal
+Inboxes = Callable[[], "Inbox | None"]  # the journal, if B24_JOURNAL=on
 Fits = Callable[[BaseModel], bool]  # whether a result, built whole, fits the budget
 Fit = Callable[[BaseModel, Values, Fits], tuple[BaseModel, str]]
 """A tool's way to make its result fit the budget: the smaller result and a sentence on what was left for later."""
@@ -87,8 +90,12 @@ class Portal(Protocol):
     members: dict[str, list[int]]
     users: dict[int, dict[str, Any]]
     messages: dict[int, dict[str, Any]]
+    scopes: tuple[str, ...]
+    events: Any  # the bot's event queue: page(offset, limit) -> Event.get's result (standin_events.EventQueue)
 
     def ok(self, result: Any) -> PortalAnswer: ...
+    def refuse(self, code: str) -> PortalAnswer: ...
+    def bot_refusal(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer | None: ...
     def bounded(self, value: Any, low: int, high: int, default: int) -> int: ...
     def chat_of_call(self, params: dict[str, Any], oauth_call: bool) -> PortalAnswer | str: ...
     def readable_message(self, params: dict[str, Any], oauth_call: bool) -> dict[str, Any] | PortalAnswer: ...
@@ -155,6 +162,7 @@ class ToolSpec:
     resource: ChatResource | None = None  # the same data as a resource: results with a dialogId link to it
     blocks: Callable[[BaseModel], list[ContentBlock]] | None = None  # content beyond text (get_file's image)
     untrusted: str = UNTRUSTED_DATA  # what of the result chat members wrote, as the notice says it
+    inbox: InboxRun | None = None  # an inbox tool's run over the journal; `run` answers when the journal is off
 
 
 def most_that_fit(low: int, high: int, fits: Callable[[int], bool]) -> int:
@@ -223,10 +231,15 @@ async def fetch(
     raw: Mapping[str, Any],
     ctx: Context | None,
     answered: Answered | None = None,
+    inboxes: Inboxes | None = None,
 ) -> tuple[BaseModel, Values]:
     """Check the raw arguments and call Bitrix24: the validated result and the checked arguments, or a B24Error."""
     values = args.parse(spec.args, raw)
-    model = await spec.run(client(), values, _progress(ctx))
+    inbox = inboxes() if spec.inbox is not None and inboxes is not None else None
+    if spec.inbox is not None and inbox is not None:
+        model = await spec.inbox(inbox, values)
+    else:
+        model = await spec.run(client(), values, _progress(ctx))
     dialog_id: str | None = values.get("dialogId")
     if dialog_id is not None and answered is not None:
         answered(dialog_id)
@@ -241,15 +254,20 @@ async def handle(
     notice: str | None = None,
     answered: Answered | None = None,
     budget: int = RESULT_BUDGET,
+    inboxes: Inboxes | None = None,
 ) -> CallToolResult:
     """One tool call: the result within `budget` characters, with structured content, text and a resource link,
     or an error via `tool_error`."""
     token = raw.get("botToken")
     extra = [token] if isinstance(token, str) and token else []
     try:
-        model, values = await fetch(spec, client, raw, ctx, answered)
+        model, values = await fetch(spec, client, raw, ctx, answered, inboxes)
         result = fitted(spec, model, values, notice, budget)
     except B24Error as err:
+        if err.code == "ACCESS_DENIED" and isinstance(raw.get("dialogId"), str) and inboxes is not None:
+            inbox = inboxes()  # no event says the bot left a chat: a read it is refused says so
+            if inbox is not None:
+                inbox.journal.mark_left(raw["dialogId"])
         return tool_error(err, extra)
     except Exception:
         log.exception("%s failed unexpectedly", spec.name)

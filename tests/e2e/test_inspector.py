@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
+from b24_mcp.tools import TOOLS
 from tests.e2e.helpers import clean_env, kill_left, npm_package
 from tests.values import HTTP_HEADERS, ROOT, initialize
 
@@ -80,6 +81,7 @@ TOOL_CALLS: list[tuple[str, str, Callable[[dict[str, Any]], bool]]] = [
     ("get_chat_members", "dialogId=chat5", lambda sc: len(sc["users"]) == 3),
     ("get_messages", "dialogId=chat5", lambda sc: sc["messages"][-1]["id"] == 789),
     ("get_message", "messageId=784", lambda sc: sc["message"]["id"] == 784),
+    ("search_messages", "query=export", lambda sc: 789 not in [h["messageId"] for h in sc["hits"]] and sc["hits"]),
 ]
 
 
@@ -189,7 +191,7 @@ def test_tools_call_error_over_stdio_is_reported_as_is_error(inspected: Inspecte
 def test_tools_list_is_portable_under_strict(inspected: Inspected) -> None:
     assert inspected.outcomes["tools/list"] == {"exit": 0}, inspected.stderr  # 6 for an error-severity problem
     tools = inspected.results["tools/list"]["tools"]
-    assert [t["name"] for t in tools] == ["get_chat", "get_chat_members", "get_messages", "get_message", "get_file"]
+    assert [t["name"] for t in tools] == [spec.name for spec in TOOLS]
     assert all(t["annotations"]["readOnlyHint"] is True for t in tools)
     assert "0 errors, 0 warnings" in inspected.stderr or "warning" not in inspected.stderr.lower(), inspected.stderr
 
