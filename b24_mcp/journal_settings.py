@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .paths import check_token_path
 
 JOURNAL = "B24_JOURNAL"
 JOURNAL_FILE = "B24_JOURNAL_FILE"
@@ -48,6 +49,7 @@ def load_journal(get: Callable[[str], str]) -> JournalConfig | None:
         file = Path(raw_file).expanduser()
         if not file.is_absolute():
             raise ConfigError(f"{JOURNAL_FILE}={raw_file!r} must be an absolute path, e.g. /home/you/b24-journal.db")
+        check_token_path(file, JOURNAL_FILE)  # people's messages: no other user may swap or read the file
     days = DAYS_DEFAULT
     if raw_days:
         if not raw_days.isdigit() or not 1 <= int(raw_days) <= DAYS_MAX:

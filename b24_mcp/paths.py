@@ -34,8 +34,9 @@ def lock_file_of(token_file: Path) -> Path:
     return token_file.with_name(f"{token_file.name}.lock")
 
 
-def check_token_path(path: Path) -> None:
-    """Refuse, in one ConfigError line, a token file that other users could swap: ssh's rule for keys.
+def check_token_path(path: Path, setting: str = "B24_TOKEN_FILE") -> None:
+    """Refuse, in one ConfigError line, a token file (or the journal: `setting`) that other users could swap: ssh's
+    rule for keys.
 
     Whoever can replace the file or its lock can feed b24-mcp tokens of their choosing, or hold the lock forever;
     whoever owns it reads the refresh token. So the file's directory (or, before it exists, its nearest existing
@@ -50,7 +51,7 @@ def check_token_path(path: Path) -> None:
 
     def refused(why: str, fix: str = "set") -> ConfigError:
         return ConfigError(
-            f"B24_TOKEN_FILE {path} is not in a safe place: {why}; {fix} B24_TOKEN_FILE to a file in a directory "
+            f"{setting} {path} is not in a safe place: {why}; {fix} {setting} to a file in a directory "
             "that only you can write to"
         )
 

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from b24_mcp.bitrix24.events import Event, EventPage
+from b24_mcp.errors import ConfigError
 from b24_mcp.journal.store import Journal, fts_query
+from b24_mcp.journal_settings import load_journal
 from b24_mcp.standin import StandIn
 from tests.values import TOKEN
 
@@ -173,3 +175,12 @@ def test_a_search_box_query_never_fails_to_parse() -> None:
     assert {hit["id"] for hit in journal.search("exp")} == {777, 782, 786, 901}
     assert [hit["id"] for hit in journal.search("4512", dialog_id="1")] == [905, 901]
     assert journal.search("export", dialog_id="chat5")[0]["snippet"].count("**") == 2
+
+
+def test_a_journal_file_in_a_directory_others_may_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"B24_JOURNAL_FILE .* is not in a safe place: other users can write"):
+        env = {"B24_JOURNAL": "on", "B24_JOURNAL_FILE": str(shared / "journal.db")}
+        load_journal(lambda name: env.get(name, ""))
