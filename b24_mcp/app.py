@@ -97,8 +97,10 @@ def make_inbox(settings: Settings, client: Callable[[], B24Client], journaled: J
         from .journal.shared import SharedDrainer, SharedLog
 
         shared = SharedLog(Redis(settings.team.redis), settings.host, settings.bot_id)
-        journal = Journal(":memory:", days=config.days)
+        journal = Journal(":memory:", days=config.days, messages=config.messages)
         return Inbox(SharedDrainer(client, journal, shared, journaled=journaled))
     path = ":memory:" if config.memory else config.file or default_journal_file(settings.host, settings.bot_id)
-    drainer = Drainer(client, Journal(path, days=config.days), journaled=journaled, backfill=config.backfill)
+    drainer = Drainer(
+        client, Journal(path, days=config.days, messages=config.messages), journaled=journaled, backfill=config.backfill
+    )
     return Inbox(drainer)

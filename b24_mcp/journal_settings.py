@@ -17,6 +17,8 @@ JOURNAL = "B24_JOURNAL"
 JOURNAL_FILE = "B24_JOURNAL_FILE"
 JOURNAL_DAYS = "B24_JOURNAL_DAYS"
 JOURNAL_BACKFILL = "B24_JOURNAL_BACKFILL"
+JOURNAL_MESSAGES = "B24_JOURNAL_MESSAGES"
+MESSAGES_MAX = 10_000_000
 DAYS_DEFAULT = 90
 BACKFILL_DEFAULT, BACKFILL_MAX = 2, 20  # getContext pages (up to 50 messages each) read back when a chat appears
 DAYS_MAX = 3650
@@ -29,19 +31,22 @@ class JournalConfig:
     file: Path | None  # None: the default file for the portal and bot (paths.default_journal_file)
     days: int = DAYS_DEFAULT  # messages older than this are forgotten
     backfill: int = BACKFILL_DEFAULT  # pages of a new chat's history read back (0: none)
+    messages: int = 0  # at most this many messages kept, the newest (0: no limit but the days)
     memory: bool = False  # the demo: an in-memory journal
 
 
 def load_journal(get: Callable[[str], str]) -> JournalConfig | None:
-    """B24_JOURNAL, B24_JOURNAL_FILE, B24_JOURNAL_DAYS, B24_JOURNAL_BACKFILL; None when the journal is off."""
+    """B24_JOURNAL, B24_JOURNAL_FILE, B24_JOURNAL_DAYS, B24_JOURNAL_MESSAGES, B24_JOURNAL_BACKFILL; None when off."""
     switch = get(JOURNAL).lower()
     if switch and switch not in _ON + _OFF:
         raise ConfigError(f"{JOURNAL}={get(JOURNAL)!r} must be on or off (leave it unset for off)")
     raw_file, raw_days, raw_backfill = get(JOURNAL_FILE), get(JOURNAL_DAYS), get(JOURNAL_BACKFILL)
+    raw_messages = get(JOURNAL_MESSAGES)
     if switch not in _ON:
-        if raw_file or raw_days or raw_backfill:
+        if raw_file or raw_days or raw_backfill or raw_messages:
             raise ConfigError(
-                f"{JOURNAL_FILE}, {JOURNAL_DAYS} or {JOURNAL_BACKFILL} is set but the journal is off: set {JOURNAL}=on"
+                f"{JOURNAL_FILE}, {JOURNAL_DAYS}, {JOURNAL_MESSAGES} or {JOURNAL_BACKFILL} is set but the journal is "
+                f"off: set {JOURNAL}=on"
             )
         return None
     file = None
@@ -62,4 +67,12 @@ def load_journal(get: Callable[[str], str]) -> JournalConfig | None:
                 f"{JOURNAL_BACKFILL}={raw_backfill!r} must be a whole number of pages, 0–{BACKFILL_MAX} (0: none)"
             )
         backfill = int(raw_backfill)
-    return JournalConfig(file=file, days=days, backfill=backfill)
+    messages = 0
+    if raw_messages:
+        if not raw_messages.isdigit() or not 1 <= int(raw_messages) <= MESSAGES_MAX:
+            raise ConfigError(
+                f"{JOURNAL_MESSAGES}={raw_messages!r} must be a whole number of messages, 1–{MESSAGES_MAX:,} "
+                "(leave it unset to keep what B24_JOURNAL_DAYS keeps)"
+            )
+        messages = int(raw_messages)
+    return JournalConfig(file=file, days=days, backfill=backfill, messages=messages)

@@ -80,6 +80,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("B24_JOURNAL", "on: keep a journal of the bot's events (inbox tools)"),
     Variable("B24_JOURNAL_FILE", "where the journal is kept (default: data directory)"),
     Variable("B24_JOURNAL_DAYS", "days of messages the journal keeps (default 90)"),
+    Variable("B24_JOURNAL_MESSAGES", "at most this many messages kept (default: no limit)"),
     Variable("B24_JOURNAL_BACKFILL", "history pages read when a chat appears (default 2)"),
     Variable("SSL_CERT_FILE", "a CA bundle (PEM) for a portal with an internal CA", "value", "tls"),
     Variable("SSL_CERT_DIR", "CA certificates' directory (if SSL_CERT_FILE is unset)", "value", "tls"),

@@ -135,6 +135,18 @@ def test_retention_forgets_what_is_older_than_the_setting() -> None:
     assert 2201 not in kept and 789 in kept  # 2025-03-17 is past the day; 2025-03-18 09:36 is not
 
 
+def test_retention_by_count_keeps_the_newest_messages_only() -> None:
+    portal = StandIn(bot_token=TOKEN)
+    everything = Journal(":memory:", days=3650)
+    drain_all(everything, portal)
+    newest = {row[0] for row in everything.db.execute("SELECT id FROM messages ORDER BY ts DESC, id DESC LIMIT 3")}
+    journal = Journal(":memory:", days=3650, messages=3)
+    drain_all(journal, portal)
+    assert set(texts(journal)) == newest and len(texts(everything)) > 3
+    indexed = {row[0] for row in journal.db.execute("SELECT rowid FROM messages_fts")}
+    assert indexed <= newest  # the full-text index forgets them too
+
+
 def test_forgetting_a_chat_and_everything() -> None:
     portal = StandIn(bot_token=TOKEN)
     journal = journal_of()

@@ -70,6 +70,7 @@ def secret_variables(tmp_path: Path) -> set[str]:
         "B24_JOURNAL": "on",
         "B24_JOURNAL_FILE": str(tmp_path / "journal.sqlite3"),
         "B24_JOURNAL_DAYS": "30",
+        "B24_JOURNAL_MESSAGES": "1000",
         "B24_JOURNAL_BACKFILL": "1",
         # the team deployment's (parsed by b24_mcp.team)
         "B24_HTTP_TOKENS_FILE": str(tokens),

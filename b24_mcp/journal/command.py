@@ -36,7 +36,7 @@ def run(env: Mapping[str, str], *, forget: str | None, forget_all: bool, out: Te
             f"b24-mcp journal: {path} does not exist yet (the server makes it when it first reads the queue)", file=out
         )
         return 0
-    journal = Journal(path, days=settings.journal.days)
+    journal = Journal(path, days=settings.journal.days, messages=settings.journal.messages)
     try:
         if forget_all:
             print(f"forgot everything: {journal.forget()} messages (the queue position is kept)", file=out)

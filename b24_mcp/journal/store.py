@@ -69,9 +69,10 @@ class Applied:
 class Journal:
     """One journal file (or, for the demo, one in memory); every method is one short transaction."""
 
-    def __init__(self, path: Path | str, *, days: int = 90, clock: Any = time.time) -> None:
+    def __init__(self, path: Path | str, *, days: int = 90, messages: int = 0, clock: Any = time.time) -> None:
         self.path = str(path)
         self.days = days
+        self.messages = messages  # at most this many kept, the newest (0: no limit but the days)
         self._clock = clock
         if self.path != ":memory:":
             _private_file(Path(self.path))
@@ -332,10 +333,16 @@ class Journal:
     # --- the rest -------------------------------------------------------------------------------------------------
 
     def _prune(self, now: float) -> None:
-        """Retention (B24_JOURNAL_DAYS): what is older is forgotten as each page is journaled."""
+        """Retention (B24_JOURNAL_DAYS, B24_JOURNAL_MESSAGES): what is older, or beyond the newest N, is forgotten
+        as each page is journaled."""
         cutoff = now - self.days * DAY
         self.db.execute("DELETE FROM messages WHERE ts < ?", (cutoff,))
         self.db.execute("DELETE FROM changes WHERE ts < ?", (cutoff,))
+        if self.messages:
+            self.db.execute(
+                "DELETE FROM messages WHERE id NOT IN (SELECT id FROM messages ORDER BY ts DESC, id DESC LIMIT ?)",
+                (self.messages,),
+            )
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
