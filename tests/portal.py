@@ -19,11 +19,12 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import trustme
@@ -31,6 +32,8 @@ import trustme
 from b24_mcp.standin import CHATS, DOC_CHAT, MEMBERS, SCOPES, OAuthApp, StandIn, time_block
 from b24_mcp.standin_files import DOWNLOAD_PATH
 from tests.values import CODE, OAUTH_ACCESS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH, TOKEN
+
+T = TypeVar("T")
 
 # Test-only: a thread whose fields include undocumented ones and PHP's empty arrays, to prove they pass through.
 THREAD = {
@@ -504,3 +507,16 @@ async def rotated(portal: StandInPortal, within: float = 10.0) -> None:
     with anyio.fail_after(within):
         while not portal.rotated.is_set():  # noqa: ASYNC110 - set by the portal's thread
             await anyio.sleep(0.005)
+
+
+@contextmanager
+def in_thread(server: T) -> Iterator[T]:
+    """`server` (a socketserver on 127.0.0.1) answering in a thread for the block; shut down and joined after it."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)  # type: ignore[attr-defined]
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+        server.server_close()  # type: ignore[attr-defined]
+        thread.join(5)

@@ -33,7 +33,7 @@ from b24_mcp.errors import B24Error, UpstreamError
 from b24_mcp.server import build_server
 from b24_mcp.standin_files import FILES, FileStore, StoredFile, png
 from b24_mcp.tools.get_file import FileResult, read_file, sniff
-from tests.portal import Fault, StandInPortal
+from tests.portal import Fault, StandInPortal, in_thread
 from tests.values import CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio
@@ -102,15 +102,8 @@ class Host(ThreadingHTTPServer):
 def host(ca: trustme.CA) -> Iterator[Host]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
-    server = Host(context)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
+    with in_thread(Host(context)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @asynccontextmanager

@@ -38,6 +38,7 @@ from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.bitrix24.retry import RetryPolicy
 from b24_mcp.errors import AnswerError, B24Error, ConfigError, PortalError, UpstreamError
 from b24_mcp.tools.get_chat import read_chat
+from tests.portal import in_thread
 from tests.values import at_once
 
 pytestmark = pytest.mark.anyio
@@ -115,15 +116,8 @@ class Upstream(ThreadingHTTPServer):
 
 @contextmanager
 def upstream(tls: ssl.SSLContext | None = None) -> Iterator[Upstream]:
-    server = Upstream(tls)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
+    with in_thread(Upstream(tls)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @asynccontextmanager
