@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from .settings import DEMO_BOT_TOKEN, DEMO_NOTICE, DEMO_WEBHOOK_URL
-from .standin import CHATS, StandIn
+from .standin import StandIn
+from .standin_data import CHATS
 from .standin_files import DOWNLOAD_PATH
 
 __all__ = ["CHATS", "NOTICE", "PORTAL", "answer", "handle", "transport"]

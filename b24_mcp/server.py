@@ -110,7 +110,7 @@ class Connection:
         self.listed: anyio.Event | None = None  # set by the first tools/list; made inside the event loop
         seed: list[str] = []
         if isinstance(settings, Settings) and settings.demo:
-            from .standin import CHATS
+            from .standin_data import CHATS
 
             seed = list(CHATS)
         self.recent = RecentDialogs(seed)

@@ -24,7 +24,8 @@ from mcp_types import CallToolResult, TextContent  # noqa: E402
 
 from b24_mcp import demo, settings  # noqa: E402
 from b24_mcp.server import build_server  # noqa: E402
-from b24_mcp.standin import MESSAGES, USERS, StandIn  # noqa: E402
+from b24_mcp.standin import StandIn  # noqa: E402
+from b24_mcp.standin_data import MESSAGES, USERS  # noqa: E402
 from tests.values import CODE, TOKEN, webhook_vars  # noqa: E402
 
 TEXT = ('A line of a long message, with "quotes" and a tab\t.\n' * 400)[:20_000]

@@ -29,7 +29,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import trustme
 
-from b24_mcp.standin import CHATS, DOC_CHAT, MEMBERS, SCOPES, OAuthApp, StandIn, time_block
+from b24_mcp.standin import SCOPES, OAuthApp, StandIn, time_block
+from b24_mcp.standin_data import CHATS, DOC_CHAT, MEMBERS
 from b24_mcp.standin_files import DOWNLOAD_PATH
 from tests.values import CODE, OAUTH_ACCESS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH, TOKEN
 

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from b24_mcp.bitrix24.models import Chat
 from b24_mcp.errors import InputError
-from b24_mcp.standin import DOC_CHAT  # the example answer on imbot.v2.Chat.get's page, verbatim
+from b24_mcp.standin_data import DOC_CHAT  # the example answer on imbot.v2.Chat.get's page, verbatim
 from b24_mcp.tools.arguments import check_bot_id, check_bot_token, check_dialog_id
 
 FACTS_FIELDS = (

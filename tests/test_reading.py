@@ -20,7 +20,8 @@ from mcp import Client
 from b24_mcp import demo, settings
 from b24_mcp.forms import MAX_ID
 from b24_mcp.server import build_server
-from b24_mcp.standin import CHATS, INJECTION_MESSAGE_ID, MEMBERS, MESSAGES, USERS, StandIn
+from b24_mcp.standin import StandIn
+from b24_mcp.standin_data import CHATS, INJECTION_MESSAGE_ID, MEMBERS, MESSAGES, USERS
 from b24_mcp.tools.quoting import UNTRUSTED
 from b24_mcp.tools.spec import CODE_META, UNTRUSTED_DATA
 from tests.sessions import Session, anyio_backend, module_session  # noqa: F401 - anyio_backend: for the module

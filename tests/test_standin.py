@@ -15,8 +15,8 @@ import pytest
 
 from b24_mcp import demo
 from b24_mcp import settings as config
-from b24_mcp.standin import (
-    ALL_SCOPES,
+from b24_mcp.standin import ALL_SCOPES, OAuthApp, StandIn
+from b24_mcp.standin_data import (
     BOT_CODE,
     BOT_ID,
     CHATS,
@@ -27,8 +27,6 @@ from b24_mcp.standin import (
     NULL_USER,
     PORTAL_CHAT,
     USERS,
-    OAuthApp,
-    StandIn,
 )
 
 CODE = "hookCODE123"
