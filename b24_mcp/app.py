@@ -96,7 +96,7 @@ def make_inbox(settings: Settings, client: Callable[[], B24Client], journaled: J
         from .bitrix24.redis_state import Redis
         from .journal.shared import SharedDrainer, SharedLog
 
-        shared = SharedLog(Redis(settings.team.redis), settings.host, settings.bot_id)
+        shared = SharedLog(Redis(settings.team.redis), settings.host, settings.bot_id, days=config.days)
         journal = Journal(":memory:", days=config.days, messages=config.messages)
         return Inbox(SharedDrainer(client, journal, shared, journaled=journaled))
     path = ":memory:" if config.memory else config.file or default_journal_file(settings.host, settings.bot_id)

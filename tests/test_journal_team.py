@@ -3,6 +3,7 @@ answers the same, nothing secret reaches Redis, and a lease holder that dies is 
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,6 +16,7 @@ from b24_mcp import settings as config
 from b24_mcp.app import make_client, make_inbox
 from b24_mcp.bitrix24.redis_state import Redis
 from b24_mcp.bitrix24.wire import make_http
+from b24_mcp.journal import command
 from b24_mcp.journal.inbox import Inbox
 from b24_mcp.journal.shared import SharedDrainer, SharedLog
 from tests.portal import StandInPortal
@@ -89,5 +91,46 @@ async def test_a_dead_lease_holder_is_replaced_within_the_lease(http_portal: Sta
             await anyio.sleep(0.05)
         assert not await log.commit("dead", [], 2000)  # a holder that lost the lease writes nothing
         assert await log.position() is None
+    finally:
+        await redis.aclose()
+
+
+async def test_forgetting_in_the_replicas_log_reaches_every_replica(http_portal: StandInPortal, redis_url: str) -> None:
+    standin = http_portal.standin
+    standin.chatter.say("chat12", 3, "the release plan", "2025-03-18T12:00:00+01:00")
+    env = webhook_vars(http_portal.webhook_url, B24_REDIS_URL=redis_url, B24_JOURNAL="on", B24_JOURNAL_DAYS="3650")
+    async with replicas(http_portal, redis_url, 2) as inboxes:
+        for inbox in inboxes:
+            await inbox.drainer.drain()
+        assert all(inbox.journal.search("release") for inbox in inboxes)
+        out = io.StringIO()
+        assert await anyio.to_thread.run_sync(lambda: command.run(env, forget="chat12", forget_all=False, out=out)) == 0
+        assert "forgot chat12:" in out.getvalue() and "the replicas' log in Redis" in out.getvalue()
+        for inbox in inboxes:  # as each does before it answers: the log's new generation rebuilds its journal
+            assert isinstance(inbox.drainer, SharedDrainer)
+            await inbox.drainer.catch_up()
+            assert inbox.journal.search("release") == [] and inbox.journal.search("export")  # chat5 is kept
+        out = io.StringIO()
+        await anyio.to_thread.run_sync(lambda: command.run(env, forget=None, forget_all=True, out=out))
+        for inbox in inboxes:
+            assert isinstance(inbox.drainer, SharedDrainer)
+            await inbox.drainer.catch_up()
+            assert inbox.journal.stats()["messages"] == 0
+        assert "0 chats, 0 messages" in out.getvalue()
+
+
+async def test_the_replicas_log_forgets_what_is_older_than_b24_journal_days(redis_url: str) -> None:
+    team = config.load(webhook_vars(B24_REDIS_URL=redis_url)).team
+    assert team is not None and team.redis is not None
+    redis = Redis(team.redis)
+    later = [time.time()]
+    try:
+        log = SharedLog(redis, "retention", 456, days=1, clock=lambda: later[0])
+        event = {"eventId": 1, "type": "ONIMBOTV2MESSAGEADD", "date": "2025-03-18T12:00:00+01:00", "data": []}
+        assert await log.lead("r") and await log.commit("r", [event], 2)
+        assert len(await log.read("0")) == 1
+        later[0] += 2 * 86_400  # two days on, the entry appended now is past B24_JOURNAL_DAYS=1
+        assert await log.commit("r", [], 3)
+        assert await log.read("0") == []
     finally:
         await redis.aclose()

@@ -21,7 +21,7 @@ from ..bitrix24.client import B24Client
 from ..bitrix24.events import EVENT_GET, Event, EventPage
 from ..bitrix24.redis_state import Redis
 from .drain import MORE_GAP, ON_DEMAND_PAGES, PAGE, PAGES_MAX, Drained, Drainer, Journaled, Sleep
-from .store import Journal
+from .store import DAY, Journal
 
 log = logging.getLogger("b24_mcp.journal")
 
@@ -36,10 +36,12 @@ if holder == ARGV[1] or not holder then
 end
 return 0
 """
-# KEYS: lease, position, log, drained; ARGV: replica, next offset, now, then one JSON event each.
+# KEYS: lease, position, log, drained; ARGV: replica, next offset, now, the oldest stream id to keep (retention:
+# stream ids are times in ms), then one JSON event each.
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-for i = 4, #ARGV do redis.call('XADD', KEYS[3], '*', 'e', ARGV[i]) end
+for i = 5, #ARGV do redis.call('XADD', KEYS[3], '*', 'e', ARGV[i]) end
+redis.call('XTRIM', KEYS[3], 'MINID', ARGV[4])
 local position = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[2]) > position then redis.call('SET', KEYS[2], ARGV[2]) end
 redis.call('SET', KEYS[4], ARGV[3])
@@ -48,11 +50,21 @@ return 1
 
 
 class SharedLog:
-    def __init__(self, redis: Redis, host: str, bot_id: int | None, lease_ms: int = LEASE_MS) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        host: str,
+        bot_id: int | None,
+        lease_ms: int = LEASE_MS,
+        days: int = 90,
+        clock: Any = time.time,
+    ) -> None:
         self.redis = redis
         base = f"b24-mcp:journal:{host}:bot{bot_id or 0}"
-        self.keys = [f"{base}:lease", f"{base}:position", f"{base}:log", f"{base}:drained"]
+        self.keys = [f"{base}:lease", f"{base}:position", f"{base}:log", f"{base}:drained", f"{base}:generation"]
         self.lease_ms = lease_ms
+        self.days = days  # B24_JOURNAL_DAYS: the log forgets what is older as each page is appended
+        self._clock = clock
         self._lead = redis.client.register_script(_LEAD)
         self._commit = redis.client.register_script(_COMMIT)
 
@@ -71,10 +83,38 @@ class SharedLog:
 
     async def commit(self, replica: str, events: list[dict[str, Any]], next_offset: int) -> bool:
         """Append a page and move the position, if `replica` still holds the lease."""
-        args: list[str | int] = [replica, next_offset, repr(time.time())]
+        now = self._clock()
+        args: list[str | int] = [replica, next_offset, repr(now), str(int((now - self.days * DAY) * 1000))]
         args += [json.dumps(event, ensure_ascii=False) for event in events]
-        done = await self.redis.run(lambda _: self._commit(keys=self.keys, args=args))
+        done = await self.redis.run(lambda _: self._commit(keys=self.keys[:4], args=args))
         return bool(int(done))
+
+    def _deleting(self, ids: list[str]) -> Any:
+        return lambda client: client.xdel(self.keys[2], *ids)
+
+    async def generation(self) -> str:
+        """Which forgetting the log is at: a replica whose journal was built at another one builds it anew."""
+        value = await self.redis.run(lambda client: client.get(self.keys[4]))
+        return "0" if value is None else str(int(value))
+
+    async def forget(self, dialog_id: str | None = None) -> int:
+        """Forget one chat's events (or all of them) from the log, for every replica: the events removed."""
+        removed = 0
+        if dialog_id is None:
+            removed = int(await self.redis.run(lambda client: client.xlen(self.keys[2])))
+            await self.redis.run(lambda client: client.delete(self.keys[2]))
+        else:
+            after = "0"
+            while True:
+                entries = await self.read(after)
+                if not entries:
+                    break
+                after = entries[-1][0]
+                ids = [entry_id for entry_id, event in entries if _dialog_of(event) == dialog_id]
+                if ids:
+                    removed += int(await self.redis.run(self._deleting(ids)))
+        await self.redis.run(lambda client: client.incr(self.keys[4]))
+        return removed
 
     async def read(self, after: str) -> list[tuple[str, Event]]:
         """The log's entries after the stream id `after` ("0" for all), at most READ_BATCH."""
@@ -82,6 +122,17 @@ class SharedLog:
             lambda client: client.xrange(self.keys[2], min=f"({after}" if after != "0" else "-", count=READ_BATCH)
         )
         return [(str(entry_id), Event.model_validate_json(fields["e"])) for entry_id, fields in entries or []]
+
+
+def _dialog_of(event: Event) -> str | None:
+    """The dialogId of the chat an event is about, as the event names it."""
+    chat = event.data.get("chat") if isinstance(event.data, dict) else None
+    dialog = chat.get("dialogId") if isinstance(chat, dict) else None
+    if dialog is None and isinstance(chat, dict) and isinstance(chat.get("id"), int):
+        dialog = f"chat{chat['id']}"
+    if dialog is None and isinstance(event.data, dict):
+        dialog = event.data.get("dialogId")
+    return dialog if isinstance(dialog, str) else None
 
 
 def logged(event: Event) -> dict[str, Any]:
@@ -147,7 +198,13 @@ class SharedDrainer(Drainer):
         done.more = True
 
     async def catch_up(self) -> int:
-        """Apply what the log holds beyond what this replica's journal has; the events journaled."""
+        """Apply what the log holds beyond what this replica's journal has; the events journaled. After a forgetting
+        (`b24-mcp journal --forget`, in any replica's environment) the journal is built anew from the log."""
+        generation = await self.shared.generation()
+        if self.journal.get_meta("generation") != generation:
+            self.journal.forget()
+            self.journal.set_meta("stream", "0")
+            self.journal.set_meta("generation", generation)
         new = 0
         for _ in range(PAGES_MAX):
             after = self.journal.get_meta("stream") or "0"
