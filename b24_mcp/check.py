@@ -19,7 +19,7 @@ from . import settings as config
 from .errors import ConfigError, printable, problems_of
 from .forms import mask_webhook_url
 from .paths import check_ca
-from .tools import names as tool_names
+from .server import contract_names as tool_names
 
 if TYPE_CHECKING:
     from .bitrix24.client import B24Client

@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = config.unknown_warning(os.environ)
     if unknown:
         log.warning("%s", unknown)
-    from .tools import names as tool_names  # with the SDK, which `transport` has loaded
+    from .server import contract_names as tool_names  # with the SDK, which `transport` has loaded
 
     settings: config.Settings | ConfigError
     try:

@@ -38,7 +38,6 @@ from .chat_resources import KnownChats
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
 from .settings import DEMO_NOTICE, RESULT_BUDGET, Settings
-from .tools import RESOURCES, TOOLS, parsers
 from .tools.arguments import input_schema
 from .tools.spec import ICONS, READ_ONLY, UNEXPECTED, ToolSpec, fetch, fitted, handle
 
@@ -151,6 +150,8 @@ class Connection:
         failure here is reported by that call instead."""
         try:
             connect = self.transport is None and not getattr(self.settings, "demo", True)
+            from .tools.registry import parsers
+
             await self.client().warm(connect, parsers())
         except Exception:
             log.debug("warming the connection failed; the first call will say why", exc_info=True)
@@ -180,6 +181,45 @@ def published_contract() -> dict[str, Any]:
 
     data: dict[str, Any] = json.loads(files("b24_mcp").joinpath(CONTRACT).read_text(encoding="utf-8"))
     return data
+
+
+def contract_names() -> list[str]:
+    """The tools' names as the contract lists them: what B24_TOOLS may choose from, no tool module loaded."""
+    return [tool["name"] for tool in published_contract()["tools"]]
+
+
+def spec_of(name: str) -> ToolSpec:
+    """The tool behind a name (its module loads with the first call, or with the warm-up after tools/list)."""
+    from .tools.registry import TOOLS
+
+    return next(spec for spec in TOOLS if spec.name == name)
+
+
+def spec_of_template(uri_template: str) -> ToolSpec:
+    from .tools.registry import RESOURCES
+
+    return next(spec for spec in RESOURCES if spec.resource and spec.resource.uri_template == uri_template)
+
+
+def _template_tool(uri_template: str) -> str:
+    return spec_of_template(uri_template).name  # only with B24_TOOLS set: which tool a template belongs to
+
+
+def template_of(spec: ToolSpec) -> dict[str, Any]:
+    """What resources/templates/list says of a tool's resource (the contract is made from it)."""
+    assert spec.resource is not None
+    example = spec.resource.uri_template.replace("{dialogId}", "chat5")
+    said = spec.resource.example or (
+        f"e.g. {example} for group chat 5, or with 123 for the personal chat with user 123. The bot must be in "
+        "the chat."
+    )
+    return {
+        "uriTemplate": spec.resource.uri_template,
+        "name": spec.resource.name,
+        "title": spec.resource.title,
+        "description": f"{spec.resource.what}, {said}",
+        "mimeType": "application/json",
+    }
 
 
 def _output_schema(spec: ToolSpec) -> dict[str, Any]:
@@ -268,12 +308,12 @@ def build_server(
 
     budget = settings.result_budget if isinstance(settings, Settings) else RESULT_BUDGET
     chosen = settings.tools if isinstance(settings, Settings) else None
-    shown = [spec for spec in TOOLS if chosen is None or spec.name in chosen]
+    contract = published_contract()  # what tools/list says, committed: the tools themselves load after it
 
-    def bind(spec: ToolSpec) -> ToolCall:
+    def bind(name: str) -> ToolCall:
         async def call(raw: dict[str, Any], ctx: Context | None) -> CallToolResult:
             return await handle(
-                spec, connection.client, raw, ctx, notice, connection.recent.answered, budget, connection.inbox
+                spec_of(name), connection.client, raw, ctx, notice, connection.recent.answered, budget, connection.inbox
             )
 
         return call
@@ -292,19 +332,19 @@ def build_server(
         log_level="WARNING",  # only used when nothing set logging up before (tests); see logs.setup
     )
     server.connection = connection
-    server.calls = {spec.name: bind(spec) for spec in shown}
-    server.listing = [listed(spec) for spec in shown]
+    shown = [tool for tool in contract["tools"] if chosen is None or tool["name"] in chosen]
+    server.calls = {tool["name"]: bind(tool["name"]) for tool in shown}
+    server.listing = [MCPTool.model_validate(tool) for tool in shown]
 
-    def resource(spec: ToolSpec) -> Callable[[str], Any]:
-        assert spec.resource is not None
-        param = spec.resource.param
-
+    def resource(uri_template: str) -> Callable[[str], Any]:
         async def read_value(value: str) -> str:
             # The same JSON as the tool's structuredContent, its notice first (the demo's marker, the untrusted-text
             # warning). Resources have no isError: failures are protocol errors with the same masked message (a bad
             # dialogId is "not found").
+            spec = spec_of_template(uri_template)
+            assert spec.resource is not None
             try:
-                raw = {param: value}
+                raw = {spec.resource.param: value}
                 model, values = await fetch(spec, connection.client, raw, None, connection.recent.answered)
                 return json.dumps(fitted(spec, model, values, notice, budget).structured_content, ensure_ascii=False)
             except InputError as err:
@@ -322,33 +362,28 @@ def build_server(
         async def read(dialogId: str) -> str:
             return await read_value(dialogId)
 
-        return read_file if param == "fileId" else read
+        return read_file if "{fileId}" in uri_template else read
 
-    resources = [spec for spec in RESOURCES if spec in shown]
-    for spec in resources:
-        assert spec.resource is not None
-        example = spec.resource.uri_template.replace("{dialogId}", "chat5")
-        said = spec.resource.example or (
-            f"e.g. {example} for group chat 5, or with 123 for the personal chat with user 123. The bot must be in "
-            "the chat."
-        )
+    templates = [
+        t for t in contract["resourceTemplates"] if chosen is None or _template_tool(t["uriTemplate"]) in chosen
+    ]
+    for template in templates:
         server.resource(
-            spec.resource.uri_template,
-            name=spec.resource.name,
-            title=spec.resource.title,
-            description=f"{spec.resource.what}, {said}",
-            mime_type="application/json",
+            template["uriTemplate"],
+            name=template["name"],
+            title=template.get("title"),
+            description=template.get("description"),
+            mime_type=template.get("mimeType"),
             icons=ICONS,
-        )(resource(spec))
-
-    templates = {spec.resource.uri_template for spec in resources if spec.resource is not None}
+        )(resource(template["uriTemplate"]))
+    completed = {template["uriTemplate"] for template in templates if "{dialogId}" in template["uriTemplate"]}
 
     async def complete(
         ref: ResourceTemplateReference | PromptReference,
         argument: CompletionArgument,
         context: CompletionContext | None,
     ) -> Completion | None:
-        if not (isinstance(ref, ResourceTemplateReference) and ref.uri in templates and argument.name == "dialogId"):
+        if not (isinstance(ref, ResourceTemplateReference) and ref.uri in completed and argument.name == "dialogId"):
             return None
         found = connection.recent.matching(argument.value)
         return Completion(values=found[:COMPLETIONS_MAX], total=len(found), has_more=len(found) > COMPLETIONS_MAX)
@@ -387,3 +422,4 @@ async def _poll_when_listed(connection: Connection) -> None:
 
 def _import_client_modules() -> None:
     from .bitrix24 import auth, client, wire  # noqa: F401 - imported for their side effect: loaded once, off the loop
+    from .tools import registry  # noqa: F401 - the tools and their models, which tools/list did not need

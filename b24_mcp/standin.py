@@ -31,7 +31,7 @@ from .standin_data import (
 )
 from .standin_events import Chatter, EventQueue, history
 from .standin_files import FileStore, StoredFile
-from .tools import standin_answers
+from .tools.registry import standin_answers
 from .tools.spec import PortalAnswer
 
 SCOPES = ("im", "imbot")  # what the stand-in webhook or app was granted (the `scope` method's answer)

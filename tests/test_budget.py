@@ -17,7 +17,7 @@ from b24_mcp.errors import ConfigError, problems_of
 from b24_mcp.server import build_server
 from b24_mcp.standin import StandIn
 from b24_mcp.standin_data import MESSAGES, USERS
-from b24_mcp.tools import names
+from b24_mcp.tools.registry import names
 from tests.sessions import Session, anyio_backend, module_session  # noqa: F401 - anyio_backend: for the module
 from tests.values import CODE, TOKEN, webhook_vars
 

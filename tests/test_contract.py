@@ -15,9 +15,11 @@ from typing import Any
 import jsonschema
 import pytest
 from mcp import Client
+from mcp_types import ResourceTemplate
 
 from b24_mcp import settings
-from b24_mcp.server import build_server, published_contract
+from b24_mcp.server import build_server, listed, published_contract, template_of
+from b24_mcp.tools.spec import ICONS
 
 pytestmark = pytest.mark.anyio
 
@@ -41,27 +43,40 @@ def dump(contract: dict[str, Any]) -> str:
 
 def generated_output_schemas() -> dict[str, Any]:
     """Each tool's outputSchema as its model generates it: the source the served copy is checked against."""
-    from b24_mcp.tools import TOOLS
+    from b24_mcp.tools.registry import TOOLS
 
     return {spec.name: spec.output.model_json_schema() for spec in TOOLS}
 
 
+def generated() -> dict[str, Any]:
+    """The contract as the registry makes it: each tool's listing (input schema from its arguments, output schema
+    from its model) and each resource template. The server serves the snapshot, so this is what keeps it true."""
+    from b24_mcp.tools.registry import RESOURCES, TOOLS
+
+    schemas = generated_output_schemas()
+    tools = [listed(spec).model_dump(mode="json", by_alias=True, exclude_none=True) for spec in TOOLS]
+    for tool in tools:
+        tool["outputSchema"] = schemas[tool["name"]]
+    templates = [
+        ResourceTemplate.model_validate({**template_of(spec), "icons": [i.model_dump() for i in ICONS]}).model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+        for spec in RESOURCES
+    ]
+    return {"tools": tools, "resourceTemplates": templates}
+
+
 async def test_contract_matches_the_snapshot() -> None:
     if os.environ.get("B24_UPDATE_SNAPSHOT") == "1":
-        # The server serves its output schemas from the snapshot: take them from the models, or a model's change
-        # would never reach it.
-        contract = await published()
-        generated = generated_output_schemas()
-        for tool in contract["tools"]:
-            tool["outputSchema"] = generated[tool["name"]]
-        SNAPSHOT.write_text(dump(contract), encoding="utf-8")
+        SNAPSHOT.write_text(dump(generated()), encoding="utf-8")
         published_contract.cache_clear()
-    current = dump(await published())
     assert SNAPSHOT.exists(), "no snapshot yet: run B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py"
-    assert current == SNAPSHOT.read_text(encoding="utf-8"), (
+    changed = (
         "the published tool contract changed. If on purpose, run "
         "`B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py` and commit b24_mcp/contract.json"
     )
+    assert dump(generated()) == SNAPSHOT.read_text(encoding="utf-8"), changed
+    assert dump(await published()) == SNAPSHOT.read_text(encoding="utf-8"), "the server serves the snapshot as is"
 
 
 def test_every_published_schema_is_valid_json_schema() -> None:

@@ -16,8 +16,8 @@ from mcp.server.mcpserver import MCPServer
 from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
 from b24_mcp.server import build_server
-from b24_mcp.tools import TOOLS as REGISTRY
 from b24_mcp.tools.get_chat import summary as chat_summary
+from b24_mcp.tools.registry import TOOLS as REGISTRY
 from b24_mcp.tools.spec import CODE_META, UNTRUSTED_DATA
 from tests.values import BOT_ID, CHAT, CODE, TOKEN, webhook_vars
 

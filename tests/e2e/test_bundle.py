@@ -22,7 +22,7 @@ from mcp.client.stdio import stdio_client
 
 from b24_mcp.check import spawn_env
 from b24_mcp.settings import DEMO_NOTICE
-from b24_mcp.tools import TOOLS
+from b24_mcp.tools.registry import TOOLS
 from tests.e2e.helpers import clean_env, npm_package, text_of
 from tests.test_ship import MCPB_VERSION
 from tests.values import ROOT

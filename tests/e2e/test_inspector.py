@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from b24_mcp.tools import TOOLS
+from b24_mcp.tools.registry import TOOLS
 from tests.e2e.helpers import clean_env, kill_left, npm_package
 from tests.values import HTTP_HEADERS, ROOT, initialize
 
