@@ -32,6 +32,8 @@ MAX_ANSWER_BYTES = 8 * 1024 * 1024
 MAX_JSON_VALUES = 300_000
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 ACCEPT_ENCODING = "gzip, deflate"  # what we can inflate with a bound; br/zstd are not asked for
+PLAIN = ("identity", "")  # Content-Encodings whose bytes are the body as is
+READABLE = (*PLAIN, "gzip", "x-gzip", "deflate")  # what `_Inflater` undoes, x-gzip being gzip's old name
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,8 @@ async def exchange(
         async with http.stream("POST", url, json=json, data=data, headers=headers, timeout=phases) as response:
             if response.is_redirect:
                 return Reply(response.status_code, b"", response.headers.get("location", ""))
-            encoding = response.headers.get("content-encoding", "identity").strip().lower()
-            if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+            encoding = _encoding(response)
+            if encoding not in READABLE:
                 raise AnswerError(
                     f"{host} answered HTTP {response.status_code} in an encoding b24-mcp did not ask for "
                     f"({encoding[:20]!r}); a proxy may be rewriting answers.",
@@ -114,9 +116,7 @@ async def exchange(
 
 async def _bounded_body(response: httpx.Response, encoding: str, limit: int) -> bytes | None:
     """The body, decompressed, or None as soon as it passes `limit` bytes (the rest is never read)."""
-    # A response made in memory (a mock transport) holds its body already decoded by httpx.
-    in_memory = response.is_stream_consumed and hasattr(response, "_content")
-    inflater = _Inflater(encoding) if encoding not in ("identity", "") and not in_memory else None
+    inflater = _Inflater(encoding) if encoding not in PLAIN and not _in_memory(response) else None
     body = bytearray()
     async for chunk in _raw(response):
         body += inflater.feed(chunk, limit - len(body)) if inflater else chunk
@@ -127,11 +127,21 @@ async def _bounded_body(response: httpx.Response, encoding: str, limit: int) -> 
 
 async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body as sent (still compressed); a response built in memory (a mock transport) is one chunk."""
-    if response.is_stream_consumed and hasattr(response, "_content"):
+    if _in_memory(response):
         yield response.content
         return
     async for chunk in response.aiter_raw():
         yield chunk
+
+
+def _in_memory(response: httpx.Response) -> bool:
+    """A response made in memory (a mock transport) holds its body whole, already decoded by httpx."""
+    return response.is_stream_consumed and hasattr(response, "_content")
+
+
+def _encoding(response: httpx.Response) -> str:
+    """The answer's Content-Encoding, as `READABLE` spells it ("identity" when none is named)."""
+    return str(response.headers.get("content-encoding", "identity")).strip().lower()
 
 
 MAX_REDIRECTS = 3  # file storage may send a download on once or twice; more is a loop or a misconfiguration
@@ -185,13 +195,13 @@ async def download(http: httpx.AsyncClient, url: str, *, limit: int, redirects: 
                     status=status,
                     retryable=status >= 500,
                 )
-            encoding = response.headers.get("content-encoding", "identity").strip().lower()
-            if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+            encoding = _encoding(response)
+            if encoding not in READABLE:
                 raise AnswerError(f"{host} sent the file in an encoding b24-mcp did not ask for ({encoding[:20]!r}).")
             declared = _declared_length(response.headers.get("content-length"))
             kind = response.headers.get("content-type", "")
             disposition = response.headers.get("content-disposition", "")
-            if declared is not None and declared > limit and encoding in ("identity", ""):
+            if declared is not None and declared > limit and encoding in PLAIN:
                 return Download(None, kind, disposition, declared, host, hop)  # too large, and said so: not read
             body = await _bounded_body(response, encoding, limit)
             return Download(body, kind, disposition, declared if body is None else len(body), host, hop)
