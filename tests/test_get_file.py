@@ -13,12 +13,10 @@ import gzip
 import json
 import logging
 import ssl
-import threading
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -34,11 +32,11 @@ from b24_mcp.server import build_server
 from b24_mcp.standin_files import FILES, FileStore, StoredFile, png
 from b24_mcp.tools.get_file import FileResult, read_file, sniff
 from tests.portal import Fault, StandInPortal, in_thread
+from tests.raw_host import Handler, MiB, RawHost, Respond
 from tests.values import CODE, TOKEN, webhook_vars
 
 pytestmark = pytest.mark.anyio
 
-MiB = 1024 * 1024
 PEAK_MAX = 50 * 1000 * 1000  # what one hostile download may cost this process, at most (as in test_hostile)
 STREAM_SECONDS = 3.0
 
@@ -46,63 +44,15 @@ STREAM_SECONDS = 3.0
 # --- a loopback HTTPS download host that sends what it is told ------------------------------------------------------
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: Host
-
-    def do_GET(self) -> None:
-        with self.server.lock:
-            self.server.seen.append((self.path, dict(self.headers)))
-        try:
-            self.server.respond(self)
-        except OSError:
-            pass  # the client hung up mid-answer: what a capped read does
-
-    def raw(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        head = {"Content-Type": "application/octet-stream", "Connection": "close", **(headers or {})}
-        if "Transfer-Encoding" not in head:
-            head.setdefault("Content-Length", str(len(body)))
-        lines = [f"HTTP/1.1 {status} Whatever"] + [f"{k}: {v}" for k, v in head.items()]
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-Respond = Callable[[Handler], None]
-
-
-class Host(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, tls: ssl.SSLContext) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.tls = tls
-        self.lock = threading.Lock()
-        self.seen: list[tuple[str, dict[str, str]]] = []
-        self.respond: Respond = lambda h: h.raw(200, b"hello\n", {"Content-Type": "text/plain"})
-
-    @property
-    def base(self) -> str:
-        return f"https://127.0.0.1:{self.server_address[1]}"
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(10)
-        try:
-            request = self.tls.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        Handler(request, client_address, self)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
+def hello(h: Handler) -> None:
+    h.raw(200, b"hello\n", {"Content-Type": "text/plain"})
 
 
 @pytest.fixture
-def host(ca: trustme.CA) -> Iterator[Host]:
+def host(ca: trustme.CA) -> Iterator[RawHost]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
-    with in_thread(Host(context)) as server:
+    with in_thread(RawHost(context, hello, "application/octet-stream")) as server:
         yield server
 
 
@@ -239,7 +189,7 @@ def gzip_bomb() -> Respond:
     ],
 )
 async def test_a_hostile_download_ends_at_the_cap_in_bounded_memory(
-    https_portal: StandInPortal, host: Host, respond: Respond
+    https_portal: StandInPortal, host: RawHost, respond: Respond
 ) -> None:
     host.respond = respond
     link_to(https_portal, f"{host.base}/file?token=abc")
@@ -254,7 +204,7 @@ async def test_a_hostile_download_ends_at_the_cap_in_bounded_memory(
     print(f"traced peak {peak / MiB:.1f} MiB")
 
 
-async def test_a_download_that_trickles_ends_at_the_time_cap(https_portal: StandInPortal, host: Host) -> None:
+async def test_a_download_that_trickles_ends_at_the_time_cap(https_portal: StandInPortal, host: RawHost) -> None:
     def trickle(h: Handler) -> None:
         h.raw(200, b"", {"Content-Length": "1000", "Content-Type": "text/plain"})
         for _ in range(40):  # 40 bytes over ~4 s, well past 3 x 0.3 s
@@ -272,7 +222,7 @@ async def test_a_download_that_trickles_ends_at_the_time_cap(https_portal: Stand
 
 
 async def test_a_redirect_to_https_is_followed_without_the_portals_credentials(
-    https_portal: StandInPortal, host: Host
+    https_portal: StandInPortal, host: RawHost
 ) -> None:
     def respond(h: Handler) -> None:
         if h.path.startswith("/first"):
@@ -298,7 +248,7 @@ async def test_a_redirect_to_https_is_followed_without_the_portals_credentials(
     ],
 )
 async def test_a_redirect_to_http_or_in_a_loop_is_not_followed(
-    https_portal: StandInPortal, host: Host, location: str, words: str
+    https_portal: StandInPortal, host: RawHost, location: str, words: str
 ) -> None:
     host.respond = lambda h: h.raw(302, b"", {"Location": location})
     link_to(https_portal, f"{host.base}/loop?token=abc")
@@ -306,7 +256,7 @@ async def test_a_redirect_to_http_or_in_a_loop_is_not_followed(
     assert words in str(err) and "abc" not in str(err)
 
 
-async def test_redirects_are_followed_a_bounded_number_of_times(https_portal: StandInPortal, host: Host) -> None:
+async def test_redirects_are_followed_a_bounded_number_of_times(https_portal: StandInPortal, host: RawHost) -> None:
     def respond(h: Handler) -> None:
         hop = int(h.path.rsplit("/", 1)[-1])
         h.raw(302, b"", {"Location": f"/hop/{hop + 1}"})

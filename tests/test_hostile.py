@@ -15,14 +15,12 @@ import json
 import operator
 import socket
 import ssl
-import threading
 import time
 import tracemalloc
 import unicodedata
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from b24_mcp.bitrix24.retry import RetryPolicy
 from b24_mcp.errors import AnswerError, B24Error, ConfigError, PortalError, UpstreamError
 from b24_mcp.tools.get_chat import read_chat
 from tests.portal import in_thread
+from tests.raw_host import Handler, MiB, RawHost, Respond
 from tests.values import at_once
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +45,6 @@ pytestmark = pytest.mark.anyio
 CODE = "hostileHookCode77"  # the webhook code: must never surface
 TOKEN = "hostileBotToken88"  # the bot token: likewise
 CHAT: dict[str, Any] = {"result": {"chat": {"id": 5, "dialogId": "chat5", "name": "General"}}}
-MiB = 1024 * 1024
 PEAK_MAX = 50 * 1000 * 1000  # what one hostile answer may cost this process, at most
 STREAM_SECONDS = 3.0  # how long a server thread keeps streaming before it gives up on its own
 
@@ -54,69 +52,14 @@ STREAM_SECONDS = 3.0  # how long a server thread keeps streaming before it gives
 # --- a loopback upstream that sends raw bytes -----------------------------------------------------------------
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: Upstream
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(min(length, MiB))
-        with self.server.lock:
-            self.server.requests += 1
-        try:
-            self.server.respond(self)
-        except OSError:
-            pass  # the client hung up mid-answer: exactly what a capped read does
-
-    def raw(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        """One answer, written as is: the status line, the headers given, Content-Length, the body."""
-        head = {"Content-Type": "application/json", "Connection": "close", **(headers or {})}
-        head.setdefault("Content-Length", str(len(body)))
-        lines = [f"HTTP/1.1 {status} Whatever"] + [f"{k}: {v}" for k, v in head.items()]
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-Respond = Callable[[Handler], None]
-
-
 def answer(body: object, status: int = 200) -> Respond:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return lambda h: h.raw(status, data)
 
 
-class Upstream(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, tls: ssl.SSLContext | None) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.tls = tls
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.respond: Respond = answer(CHAT)
-
-    @property
-    def base(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.server_address[1]}"
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(10)
-        if self.tls is not None:
-            try:
-                request = self.tls.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                return  # the client refused our certificate: that is the test
-        Handler(request, client_address, self)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
 @contextmanager
-def upstream(tls: ssl.SSLContext | None = None) -> Iterator[Upstream]:
-    with in_thread(Upstream(tls)) as server:
+def upstream(tls: ssl.SSLContext | None = None) -> Iterator[RawHost]:
+    with in_thread(RawHost(tls, answer(CHAT), "application/json")) as server:
         yield server
 
 
@@ -236,7 +179,7 @@ async def traced_failure(client: B24Client) -> tuple[B24Error, int]:
     return err, peak
 
 
-async def capped(server: Upstream, respond: Respond) -> int:
+async def capped(server: RawHost, respond: Respond) -> int:
     """Make one call against `respond`; check it is refused for its size; return the traced memory peak."""
     server.respond = respond
     async with client_for(server.base) as client:
