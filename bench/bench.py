@@ -23,16 +23,19 @@ Floors:
 - memory: idle RSS (after tools/list, so after the background warm-up) vs the floor's; RSS growth over
   1000 calls.
 
---server-root measures another checkout of b24-mcp (e.g. `git worktree add /tmp/b24-before fdf99aa` then
-`uv sync --frozen --project /tmp/b24-before`): its server is spawned from that tree with that tree's
-.venv python, cwd and PYTHONPATH; the floor server (this tree's) runs on the same python, so each ratio
-compares like with like. Tools that tree does not have are left out.
+Both servers run on an environment of the measured tree's lock without its dev dependencies (made by
+`uv sync --no-dev` in the temporary directory), as a user's install is: a dev tool in .venv changes what they load.
+
+--server-root measures another checkout of b24-mcp (e.g. `git worktree add /tmp/b24-before fa31fe0`): its server
+is spawned from that tree, with its own runtime environment, cwd and PYTHONPATH; the floor server (this tree's)
+runs on the same python, so each ratio compares like with like. Tools that tree does not have are left out.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -425,6 +428,22 @@ def memory(portal: StandInPortal, calls: int) -> dict[str, Any]:
     }
 
 
+def installed(root: Path) -> str:
+    """The python of an environment with `root`'s locked runtime dependencies only, as a user's install has them:
+    a dev tool in the project's .venv changes what the servers import (pytest brings pygments, which httpx then
+    loads: ~1 MB and a few ms on b24-mcp's side only). Made once per tree, in the temporary directory."""
+    uv = shutil.which("uv")
+    if uv is None:
+        sys.exit("bench.py needs uv (https://docs.astral.sh/uv/) to make the runtime-only environment")
+    venv = Path(tempfile.gettempdir()) / f"b24-mcp-bench-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+    subprocess.run(
+        [uv, "sync", "--quiet", "--frozen", "--no-dev", "--project", str(root)],
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)},
+        check=True,
+    )
+    return str(venv / "bin" / "python")
+
+
 def commit_of(root: Path) -> str:
     git = shutil.which("git")
     if git is None:
@@ -441,15 +460,11 @@ def main() -> None:
         "--server-root",
         type=Path,
         default=ROOT,
-        help="the b24-mcp checkout to measure (default: this one); it needs its own .venv (uv sync --project)",
+        help="the b24-mcp checkout to measure (default: this one), run from an environment of its runtime lock",
     )
     args = parser.parse_args()
     root = args.server_root.resolve()
-    if root != ROOT:
-        python = root / ".venv" / "bin" / "python"
-        if not python.exists():
-            sys.exit(f"{python} is missing: run `uv sync --frozen --project {root}` first")
-        TARGET = Target(root, str(python))
+    TARGET = Target(root, installed(root))
     runs, following, calls = (5, 10, 100) if args.quick else (41, 20, 500)
     ca = trustme.CA()
     with StandInPortal(tls_ca=ca, webhook_code=CODE, bot_token=TOKEN) as portal:
