@@ -150,9 +150,12 @@ class Connection:
         failure here is reported by that call instead."""
         try:
             connect = self.transport is None and not getattr(self.settings, "demo", True)
-            from .tools.registry import parsers
+            from .tools.registry import ready
 
-            await self.client().warm(connect, parsers())
+            settings = self.settings
+            served = settings.tools if isinstance(settings, Settings) else None
+            journal = isinstance(settings, Settings) and settings.journal is not None
+            await self.client().warm(connect, ready(served, journal))
         except Exception:
             log.debug("warming the connection failed; the first call will say why", exc_info=True)
 

@@ -18,6 +18,7 @@ from b24_mcp.errors import ConfigError
 from b24_mcp.server import build_server
 from b24_mcp.tools.get_chat import summary as chat_summary
 from b24_mcp.tools.registry import TOOLS as REGISTRY
+from b24_mcp.tools.registry import ready
 from b24_mcp.tools.spec import CODE_META, UNTRUSTED_DATA
 from tests.values import BOT_ID, CHAT, CODE, TOKEN, webhook_vars
 
@@ -283,3 +284,17 @@ async def test_an_unknown_tool_is_an_error_naming_the_tools_there_are() -> None:
     async with Client(demo_server(), mode="legacy") as client:
         result = await client.call_tool("get_chats", {"dialogId": "chat5"})
     assert result.is_error and "Unknown tool: get_chats" in text_of(result) and "get_chat, " in text_of(result)
+
+
+def test_the_warm_up_makes_ready_only_what_the_served_tools_need() -> None:
+    """What `ready` hands the client to build parsers for: the calls of the tools served (B24_TOOLS), and none of
+    an inbox tool's while the journal is off (it answers JOURNAL_OFF without a call); the outputs are built."""
+    by_name = {spec.name: spec for spec in REGISTRY}
+    chat_result = by_name["get_chat"].calls[0].result
+    event_page = by_name["get_updates"].calls[0].result
+    assert ready(["get_chat"], journal=False) == [chat_result]
+    assert by_name["get_chat"].output.__pydantic_complete__
+    served = ready(None, journal=False)
+    assert chat_result in served and event_page not in served
+    assert event_page in ready(None, journal=True)
+    assert ready(["list_chats", "search_messages"], journal=True) == []  # they read the journal only

@@ -3,6 +3,7 @@ all derive from `TOOLS`. A new tool is a new module, its line here, and its test
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from . import get_chat, get_chat_members, get_file, get_message, get_messages, get_updates, list_chats, search_messages
@@ -36,6 +37,11 @@ def standin_answers() -> dict[str, StandInAnswer]:
     return {method.lower(): call.standin for method, call in calls().items()}
 
 
-def parsers() -> list[Any]:
-    """The result types to build parsers for before the first call."""
-    return [call.result for call in calls().values()]
+def ready(served: Sequence[str] | None, journal: bool) -> list[Any]:
+    """Before the first call: the output models of the served tools built (pydantic defers them to first use,
+    ~10 ms a model), and the result types of their Bitrix24 calls, for the client to build parsers for. An inbox
+    tool without the journal makes no call and answers from its `run`, so nothing of it is made ahead."""
+    tools = [t for t in TOOLS if (served is None or t.name in served) and (journal or t.inbox is None)]
+    for tool in tools:
+        tool.output.model_rebuild()
+    return list({call.method: call.result for tool in tools for call in tool.calls}.values())
