@@ -1,6 +1,6 @@
 """The command line, in this process: options, help and version, the start-up lines; Ctrl-C in a real terminal.
 
-Options are checked by argparse before anything heavy is imported. Serving is replaced by a stand-in here, so
+Options are checked by argparse (`command_line`) before anything heavy is imported; a host's launch skips it. Serving is replaced by a stand-in here, so
 what `main` does before serving (the terminal notice, the start-up log lines) is seen without a process; only
 Ctrl-C needs one, in a pseudo-terminal, as a person at a keyboard would press it.
 """
@@ -151,6 +151,15 @@ def test_check_without_demo_is_not_the_demo(check_calls: list[dict[str, Any]]) -
     with pytest.raises(SystemExit):
         cli.main(["check", "--dialog", "chat7"])
     assert check_calls[0]["demo"] is False and check_calls[0]["dialog"] == "chat7"
+
+
+@pytest.mark.parametrize("argv", [[], ["--demo"]])
+def test_a_hosts_launch_is_read_as_the_parser_reads_it(argv: list[str]) -> None:
+    """`b24-mcp` and `b24-mcp --demo` are read without argparse (cli.LAUNCHES): to the same options."""
+    from b24_mcp.command_line import parse
+
+    assert tuple(argv) in cli.LAUNCHES
+    assert vars(cli.options(argv)) == vars(parse(argv))
 
 
 @pytest.mark.parametrize("argv", [["-V"], ["--version"], ["check", "-V"], ["--demo", "--version"]])

@@ -12,15 +12,18 @@ START_UP = """
 import json, sys
 from b24_mcp import cli, settings
 from b24_mcp.server import build_server
+assert cli.options([]).command is None
 build_server(settings.load({env!r}))
-libraries, ours = ("httpx", "redis", "jwt", "pypdf", "sqlite3"), ("b24_mcp.bitrix24.models", "b24_mcp.tools.registry")
+libraries = ("httpx", "redis", "jwt", "pypdf", "sqlite3", "argparse")
+ours = ("b24_mcp.bitrix24.models", "b24_mcp.tools.registry", "b24_mcp.command_line")
 print(json.dumps(sorted(n for n in sys.modules if n.split(".")[0] in libraries or n.startswith(ours))))
 """
 
 
-def test_the_stdio_server_is_built_without_its_tools_httpx_pypdf_or_the_team_libraries() -> None:
+def test_the_stdio_server_is_built_without_its_tools_httpx_pypdf_argparse_or_the_team_libraries() -> None:
     # A host launches every configured server at once: what the first tools/list does not need stays unloaded
-    # (the SDK itself loads uvicorn). tools/list is the committed contract; the tools and their models load after.
+    # (the SDK itself loads uvicorn). tools/list is the committed contract; the tools and their models load after;
+    # a host's command line (`b24-mcp`) is read without argparse.
     out = subprocess.run(
         [sys.executable, "-c", START_UP.format(env=webhook_vars())], capture_output=True, text=True, cwd=ROOT
     )
