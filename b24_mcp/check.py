@@ -20,13 +20,14 @@ from .errors import ConfigError, printable, problems_of
 from .forms import mask_webhook_url
 from .paths import check_ca
 from .server import contract_names as tool_names
+from .variables import VARIABLES, unknown_variables
 
 if TYPE_CHECKING:
     from .bitrix24.client import B24Client
     from .team import RedisConfig
 
 PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")  # httpx's, not b24-mcp's: never shown
-PASS_THROUGH = tuple(v.name for v in config.VARIABLES if v.group == "tls") + PROXIES
+PASS_THROUGH = tuple(v.name for v in VARIABLES if v.group == "tls") + PROXIES
 T = TypeVar("T")
 READERS = ("personal", "supervisor")  # the bot types that may read messages (overview-bot-types.md)
 
@@ -91,7 +92,7 @@ def masked_settings(env: Mapping[str, str], settings: config.Settings) -> list[t
         state = "exists" if made else "not created yet: written at the first token refresh"
         defaults["B24_TOKEN_FILE"] = f"{token_file} (default; {state})"
     rows: list[tuple[str, str]] = []
-    for var in config.VARIABLES:
+    for var in VARIABLES:
         value = env.get(var.name, "").strip()
         if not value:
             if var.name in defaults:
@@ -191,7 +192,7 @@ def run(argv: list[str], *, demo: bool, dialog: str | None, env: Mapping[str, st
 
 async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str, str], out: TextIO) -> int:
     report = Report(out)
-    for name, guess in config.unknown_variables(env):
+    for name, guess in unknown_variables(env):
         report.line(
             "!", f"{name} is not a b24-mcp variable and is ignored" + (f": did you mean {guess}?" if guess else "")
         )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from . import logs
 from . import settings as config
 from .errors import ConfigError, Problems, problems_of
+from .variables import unknown_warning
 
 if TYPE_CHECKING:
     from mcp.server.transport_security import TransportSecuritySettings
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     logs.setup(config.log_level(os.environ))
     log = logging.getLogger("b24_mcp")
-    unknown = config.unknown_warning(os.environ)
+    unknown = unknown_warning(os.environ)
     if unknown:
         log.warning("%s", unknown)
     from .server import contract_names as tool_names  # with the SDK, which `transport` has loaded

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
-from . import settings as config
+from .variables import VARIABLES
 
 
 def _port(raw: str) -> int:
@@ -65,11 +65,11 @@ HELP_WIDTH = 80  # the help's own text (description, variables) fits a classic t
 def _variables() -> str:
     import textwrap
 
-    width = max(len(v.name) for v in config.VARIABLES)
+    width = max(len(v.name) for v in VARIABLES)
     indent = " " * (width + 4)
     lines = [
         textwrap.fill(v.meaning, HELP_WIDTH, initial_indent=f"  {v.name.ljust(width)}  ", subsequent_indent=indent)
-        for v in config.VARIABLES
+        for v in VARIABLES
     ]
     return "environment variables (see the README):\n" + "\n".join(lines)
 

@@ -1,8 +1,9 @@
 """The command line, in this process: options, help and version, the start-up lines; Ctrl-C in a real terminal.
 
-Options are checked by argparse (`command_line`) before anything heavy is imported; a host's launch skips it. Serving is replaced by a stand-in here, so
-what `main` does before serving (the terminal notice, the start-up log lines) is seen without a process; only
-Ctrl-C needs one, in a pseudo-terminal, as a person at a keyboard would press it.
+Options are checked by argparse (`command_line`; a host's launch skips it) before anything heavy is imported.
+Serving is replaced by a stand-in here, so what `main` does before serving (the terminal notice, the start-up log
+lines) is seen without a process; only Ctrl-C needs one, in a pseudo-terminal, as a person at a keyboard would
+press it.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def test_help_command_prints_the_help_and_every_variable(capsys: pytest.CaptureF
         cli.main(["--help"])
     assert capsys.readouterr().out == out
     assert out.startswith("usage: b24-mcp") and "b24-mcp check --demo" in out
-    from b24_mcp.settings import VARIABLES
+    from b24_mcp.variables import VARIABLES
 
     for var in VARIABLES:
         assert f"  {var.name} " in out and var.meaning in out

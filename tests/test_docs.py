@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from b24_mcp import settings as config
+from b24_mcp import variables
 from b24_mcp.errors import ConfigError, problems_of
-from b24_mcp.settings import TEAM_VARS
+from b24_mcp.variables import TEAM_VARS
 from tests.readme import README, code_blocks, section
 from tests.values import ROOT
 
@@ -29,8 +30,8 @@ def test_the_readme_table_is_the_table_of_variables() -> None:
     """The desktop settings in docs/configuration.md, the team deployment's in "Run it for a team" (docs/team.md): the
     table's order."""
     documented = readme_table() + readme_table("## Run it for a team")
-    assert documented == [v.name for v in config.VARIABLES]
-    assert variables_in_code() <= set(config.KNOWN)  # every name the code mentions is in the one table
+    assert documented == [v.name for v in variables.VARIABLES]
+    assert variables_in_code() <= set(variables.KNOWN)  # every name the code mentions is in the one table
 
 
 def test_example_config_is_refused_as_examples_and_covers_every_variable() -> None:
@@ -40,7 +41,7 @@ def test_example_config_is_refused_as_examples_and_covers_every_variable() -> No
     for entry in servers.values():
         env = entry.get("env", {})
         seen |= set(env)
-        assert not config.unknown_variables(env)
+        assert not variables.unknown_variables(env)
         if "--demo" in entry["args"]:
             assert config.load(env, demo=True).demo
             continue
@@ -50,7 +51,7 @@ def test_example_config_is_refused_as_examples_and_covers_every_variable() -> No
         assert problems and all("still holds an example value" in p for p in problems), problems
     # The team deployment's variables belong to an HTTP server, not to a desktop host's entry (README, "Run it
     # for a team", documents them).
-    assert {v.name for v in config.VARIABLES if v.name.startswith("B24_")} - set(TEAM_VARS) <= seen
+    assert {v.name for v in variables.VARIABLES if v.name.startswith("B24_")} - set(TEAM_VARS) <= seen
 
 
 def test_quick_start_is_the_clone_and_two_commands() -> None:

@@ -9,6 +9,7 @@ import pytest
 import trustme
 
 from b24_mcp import settings as config
+from b24_mcp import variables
 from b24_mcp.errors import ConfigError, problems_of
 from b24_mcp.paths import check_ca
 from tests.values import CODE, HOOK, HOST, TOKEN
@@ -333,20 +334,20 @@ def test_unknown_variables_are_named_never_shown() -> None:
         "B24_BOT_TOKEN": TOKEN,
         "PATH": "/bin",
     }
-    assert config.unknown_variables(env) == [
+    assert variables.unknown_variables(env) == [
         ("B24_BOT_TOKN", "B24_BOT_TOKEN"),
         ("B24_OLD_WEBHOOK_URL", "B24_WEBHOOK_URL"),
         ("B24_SOMETHING", None),
     ]
-    warning = config.unknown_warning(env)
+    warning = variables.unknown_warning(env)
     assert warning == (
         "ignoring unknown variables B24_BOT_TOKN (did you mean B24_BOT_TOKEN?), B24_OLD_WEBHOOK_URL (did you mean "
         "B24_WEBHOOK_URL?), B24_SOMETHING: b24-mcp does not read them"
     )
-    assert config.unknown_warning({"B24_BOT_ID": "1"}) is None
+    assert variables.unknown_warning({"B24_BOT_ID": "1"}) is None
     # Other prefixes are named only as near misses of a b24-mcp variable (other tools' BITRIX_* are not ours).
     near = {"BITRIX24_WEBHOOK_URL": HOOK, "BITRIX_BOT_ID": "1", "BITRIX_USER": "x", "b24_bot_token": TOKEN}
-    assert config.unknown_variables(near) == [
+    assert variables.unknown_variables(near) == [
         ("BITRIX24_WEBHOOK_URL", "B24_WEBHOOK_URL"),
         ("BITRIX_BOT_ID", "B24_BOT_ID"),
         ("b24_bot_token", "B24_BOT_TOKEN"),
@@ -354,16 +355,16 @@ def test_unknown_variables_are_named_never_shown() -> None:
 
 
 def test_the_table_of_variables_is_the_one_home_of_their_names() -> None:
-    names = [v.name for v in config.VARIABLES]
+    names = [v.name for v in variables.VARIABLES]
     assert len(names) == len(set(names))
-    assert set(config.SECRET_VARS) == {
+    assert set(variables.SECRET_VARS) == {
         "B24_BOT_TOKEN",
         "B24_ACCESS_TOKEN",
         "B24_REFRESH_TOKEN",
         "B24_CLIENT_SECRET",
         "B24_REDIS_URL",  # may carry a password
     }
-    assert config.OAUTH_VARS == (
+    assert variables.OAUTH_VARS == (
         "B24_PORTAL_URL", "B24_ACCESS_TOKEN", "B24_REFRESH_TOKEN", "B24_CLIENT_ID", "B24_CLIENT_SECRET",
     )  # fmt: skip
-    assert all(v.meaning and "\n" not in v.meaning for v in config.VARIABLES)
+    assert all(v.meaning and "\n" not in v.meaning for v in variables.VARIABLES)

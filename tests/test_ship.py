@@ -22,8 +22,8 @@ import jsonschema
 import pytest
 
 from b24_mcp import settings as config
-from b24_mcp.settings import TEAM_VARS
 from b24_mcp.tools.registry import TOOLS
+from b24_mcp.variables import TEAM_VARS
 from tests.readme import PAGES, README, section
 from tests.test_docs import variables_in_code
 from tests.values import ROOT

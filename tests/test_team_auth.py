@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from b24_mcp import cli, team
+from b24_mcp import cli, team, variables
 from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
 from b24_mcp.http_auth import JWKS_MIN_REFETCH, JWKS_TTL, JwtVerifier, TokenFileVerifier
@@ -148,7 +148,7 @@ def test_team_settings_load() -> None:
 def test_non_loopback_without_auth_refuses_to_start(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    for name in config.TEAM_VARS:
+    for name in variables.TEAM_VARS:
         monkeypatch.delenv(name, raising=False)
     args = ["--demo", "--transport", "streamable-http", "--host", "0.0.0.0", "--allowed-host", "mcp.example.com"]
     with pytest.raises(SystemExit) as exited:
