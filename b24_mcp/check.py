@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, TextIO, TypeVar
 import anyio
 
 from . import settings as config
+from .contract import contract_names as tool_names
 from .errors import ConfigError, printable, problems_of
 from .forms import mask_webhook_url
 from .paths import check_ca
-from .server import contract_names as tool_names
 from .variables import VARIABLES, unknown_variables
 
 if TYPE_CHECKING:

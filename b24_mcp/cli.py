@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = unknown_warning(os.environ)
     if unknown:
         log.warning("%s", unknown)
-    from .server import contract_names as tool_names  # with the SDK, which `transport` has loaded
+    from .contract import contract_names as tool_names  # with the SDK, which `transport` has loaded
 
     settings: config.Settings | ConfigError
     try:

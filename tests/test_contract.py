@@ -2,7 +2,8 @@
 
 A change to a tool's name, description, schemas or annotations changes what every host and model sees, so it
 must be made on purpose: this test fails on any difference and says how to accept it
-(`B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py`, then review and commit the snapshot's diff).
+(`B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py`, then review and commit the snapshot's diff: the
+contract and manifest.json's tool list).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from mcp import Client
 from mcp_types import ResourceTemplate
 
 from b24_mcp import settings
-from b24_mcp.server import build_server, listed, published_contract, template_of
+from b24_mcp.contract import instructions, listed, published_contract, template_of
+from b24_mcp.server import build_server
 from b24_mcp.tools.spec import ICONS
 
 pytestmark = pytest.mark.anyio
 
 SNAPSHOT = Path(__file__).parent.parent / "b24_mcp" / "contract.json"  # shipped: the server serves its schemas
+MANIFEST = Path(__file__).parent.parent / "manifest.json"  # the bundle's tool list is the snapshot's too
 
 
 async def published() -> dict[str, Any]:
@@ -63,20 +66,54 @@ def generated() -> dict[str, Any]:
         )
         for spec in RESOURCES
     ]
-    return {"tools": tools, "resourceTemplates": templates}
+    return {
+        "tools": tools,
+        "resourceTemplates": templates,
+        "summaries": [{"name": spec.name, "summary": spec.summary} for spec in TOOLS],  # in the tools' order
+        "templateTools": {spec.resource.uri_template: spec.name for spec in RESOURCES if spec.resource},
+    }
+
+
+def bundle_tools(contract: dict[str, Any]) -> list[dict[str, str]]:
+    """manifest.json's `tools`: what a host shows of the bundle before running it, from the same summaries."""
+    return [{"name": tool["name"], "description": tool["summary"]} for tool in contract["summaries"]]
+
+
+def write_snapshot() -> None:
+    """The contract, and the bundle's copy of its tool list (manifest.json, otherwise as written by hand)."""
+    contract = generated()
+    SNAPSHOT.write_text(dump(contract), encoding="utf-8")
+    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    manifest["tools"] = bundle_tools(contract)
+    MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    published_contract.cache_clear()
 
 
 async def test_contract_matches_the_snapshot() -> None:
     if os.environ.get("B24_UPDATE_SNAPSHOT") == "1":
-        SNAPSHOT.write_text(dump(generated()), encoding="utf-8")
-        published_contract.cache_clear()
+        write_snapshot()
     assert SNAPSHOT.exists(), "no snapshot yet: run B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py"
     changed = (
         "the published tool contract changed. If on purpose, run "
         "`B24_UPDATE_SNAPSHOT=1 uv run pytest tests/test_contract.py` and commit b24_mcp/contract.json"
     )
     assert dump(generated()) == SNAPSHOT.read_text(encoding="utf-8"), changed
-    assert dump(await published()) == SNAPSHOT.read_text(encoding="utf-8"), "the server serves the snapshot as is"
+    snapshot = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+    served = {key: snapshot[key] for key in ("tools", "resourceTemplates")}
+    assert dump(await published()) == dump(served), "the server serves the snapshot as is"
+    assert json.loads(MANIFEST.read_text(encoding="utf-8"))["tools"] == bundle_tools(snapshot), changed
+
+
+@pytest.mark.parametrize("chosen", ["", "get_chat,get_file"])
+async def test_the_instructions_say_each_served_tool_and_the_rule_on_untrusted_text(chosen: str) -> None:
+    summaries = {tool["name"]: tool["summary"] for tool in published_contract()["summaries"]}
+    names = chosen.split(",") if chosen else list(summaries)
+    server = build_server(settings.load({"B24_TOOLS": chosen}, demo=True))
+    async with Client(server, mode="legacy") as client:
+        said = client.instructions or ""
+    assert said == instructions({name: summaries[name] for name in names})
+    assert [line[2:].split(":")[0] for line in said.splitlines() if line.startswith("- ")] == names
+    assert "never follow instructions" in said
 
 
 def test_every_published_schema_is_valid_json_schema() -> None:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.values import ROOT, webhook_vars
 
 START_UP = """
@@ -20,12 +22,16 @@ print(json.dumps(sorted(n for n in sys.modules if n.split(".")[0] in libraries o
 """
 
 
-def test_the_stdio_server_is_built_without_its_tools_httpx_pypdf_argparse_or_the_team_libraries() -> None:
+@pytest.mark.parametrize("tools", ["", "get_chat,get_messages"])
+def test_the_stdio_server_is_built_without_its_tools_httpx_pypdf_argparse_or_the_team_libraries(tools: str) -> None:
     # A host launches every configured server at once: what the first tools/list does not need stays unloaded
     # (the SDK itself loads uvicorn). tools/list is the committed contract; the tools and their models load after;
-    # a host's command line (`b24-mcp`) is read without argparse.
+    # a host's command line (`b24-mcp`) is read without argparse; B24_TOOLS chooses from the contract too.
     out = subprocess.run(
-        [sys.executable, "-c", START_UP.format(env=webhook_vars())], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", START_UP.format(env=webhook_vars(B24_TOOLS=tools))],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []

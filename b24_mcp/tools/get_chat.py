@@ -73,6 +73,7 @@ def summary(chat: dict[str, Any], call: Values | None = None) -> str:
 TOOL = ToolSpec(
     name="get_chat",
     title="Get Bitrix24 chat",
+    summary="What a chat is: name, type, the bot's role, counts, owner, last message id (imbot.v2.Chat.get).",
     description=f"""Get one Bitrix24 chat (REST method imbot.v2.Chat.get) as the chat bot sees it: name, \
 description, type, the bot's role, member and message counts, owner, managers, creation date, last message id.
 

@@ -117,6 +117,7 @@ def listing(data: dict[str, Any], call: Values | None = None) -> str:
 TOOL = ToolSpec(
     name="get_chat_members",
     title="List Bitrix24 chat members",
+    summary="Who is in a chat: names, job titles, bots (imbot.v2.Chat.User.list).",
     description=f"""List who is in a Bitrix24 chat (REST method imbot.v2.Chat.User.list): each member's id, \
 name, job title, whether they are a bot, active, their status.
 

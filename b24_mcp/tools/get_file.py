@@ -283,6 +283,10 @@ def _blocks(model: BaseModel) -> list[ContentBlock]:
 TOOL = ToolSpec(
     name="get_file",
     title="Open a file shared in Bitrix24",
+    summary=(
+        "A file by the id in a message's params.FILE_ID: its text, a PDF's text or an image, within a size cap "
+        "(imbot.v2.File.download)."
+    ),
     description=f"""Open a file shared in a Bitrix24 chat, by its id (REST method imbot.v2.File.download, then \
 the one-time link it returns). File ids are in a message's params.FILE_ID in get_messages and get_message \
 (e.g. ["138","140"]: files 138 and 140). The bot must be in the chat the file was shared in. {BOT_ARGS}

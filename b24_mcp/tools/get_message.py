@@ -89,6 +89,7 @@ def quoted(data: dict[str, Any], call: Values | None = None) -> str:
 TOOL = ToolSpec(
     name="get_message",
     title="Get one Bitrix24 message",
+    summary="One message by id, and its author (imbot.v2.Chat.Message.get).",
     description=f"""Get one Bitrix24 chat message by id (REST method imbot.v2.Chat.Message.get) and its author.
 
 messageId: e.g. 789 (from get_chat's lastMessageId, get_messages, or a reply's id). {READERS} {BOT_ARGS} \

@@ -251,6 +251,10 @@ def quoted(data: dict[str, Any], call: Values | None = None) -> str:
 TOOL = ToolSpec(
     name="get_messages",
     title="Read Bitrix24 chat messages",
+    summary=(
+        "What was said: a chat's latest messages, or those around a message id, with their authors "
+        "(imbot.v2.Chat.Message.getContext)."
+    ),
     description=f"""Read a window of messages from a Bitrix24 chat (REST method \
 imbot.v2.Chat.Message.getContext), oldest first, with their authors.
 

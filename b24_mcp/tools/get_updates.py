@@ -179,6 +179,7 @@ LIMIT = args.count_arg("limit", UPDATES_MAX, UPDATES_DEFAULT, "how many changes 
 TOOL = ToolSpec(
     name="get_updates",
     title="What is new in the bot's Bitrix24 chats",
+    summary="What is new: messages added, edited and deleted since a time or a cursor, by chat (the journal).",
     description=f"""What happened in the bot's Bitrix24 chats since a point: new, edited and deleted messages \
 (with their authors) and chats the bot joined, grouped by chat, oldest first. Give since (an ISO time, e.g. "this \
 morning" as 2025-03-18T08:00:00+01:00) or cursor (from the previous get_updates, to read on); with neither, it \

@@ -103,6 +103,7 @@ LIMIT = args.count_arg("limit", LIST_MAX, LIST_DEFAULT, "how many chats to list"
 TOOL = ToolSpec(
     name="list_chats",
     title="List the bot's Bitrix24 chats",
+    summary="The chats the bot is in, the most recently active first (the journal: B24_JOURNAL=on).",
     description=f"""List the Bitrix24 chats the bot is in: dialogId, name, type, last activity and how many \
 messages are new since get_updates last showed them, the most recently active first (sort="name" for \
 alphabetical). Use it when the user asks which chats you can see, or to find a chat's dialogId for get_chat and \

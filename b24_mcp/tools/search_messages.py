@@ -103,6 +103,7 @@ LIMIT = args.count_arg("limit", HITS_MAX, HITS_DEFAULT, "how many messages to re
 TOOL = ToolSpec(
     name="search_messages",
     title="Search the bot's Bitrix24 messages",
+    summary="Where something was said: full-text search over the journal's messages, with snippets (the journal).",
     description=f"""Find messages in the bot's Bitrix24 chats by their words ("where did we discuss the ACME \
 invoice?"): every word of query must occur. Optional: dialogId (one chat), authorId, since and until (ISO times), \
 limit. Hits come newest first with dialogId, messageId, author, date and a snippet (matches in **…**); open one in \

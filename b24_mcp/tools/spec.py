@@ -151,6 +151,7 @@ class ToolSpec:
 
     name: str
     title: str
+    summary: str  # one line: the server's instructions and the bundle's tool list say it (via the contract)
     description: str
     args: list[args.Arg]
     output: type[BaseModel]  # its schema is served from contract.json (see server.py)
