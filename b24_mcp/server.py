@@ -11,25 +11,30 @@ import json
 import logging
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server import CacheHint
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.resources import DEFAULT_RESOURCE_SECURITY
 from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.uri_template import UriTemplate
 from mcp_types import (
     CallToolResult,
     Completion,
     CompletionArgument,
     CompletionContext,
+    InputRequiredResult,
     PromptReference,
     ResourceTemplateReference,
 )
 from mcp_types import Resource as MCPResource
+from mcp_types import ResourceTemplate as MCPResourceTemplate
 from mcp_types import Tool as MCPTool
 
 from .app import mask_secrets
@@ -168,12 +173,14 @@ ToolCall = Callable[[dict[str, Any], Context | None], Awaitable[CallToolResult]]
 class B24Server(MCPServer):
     """MCPServer whose tools take their arguments as sent (the SDK's own validation would quote a bad value, a bot
     token say, and drop unknown arguments; `tools.arguments` does both jobs instead): `list_tools` and `call_tool`,
-    the SDK's public methods behind tools/list and tools/call, serve the `ToolSpec`s. The first tools/list tells the
-    connection it may warm up."""
+    the SDK's public methods behind tools/list and tools/call, serve the `ToolSpec`s, and the resource methods the
+    templates (the SDK's decorator builds a pydantic model a template: ~5 ms each at every start). The first
+    tools/list tells the connection it may warm up."""
 
     connection: Connection | None = None
     calls: dict[str, ToolCall]
     listing: list[MCPTool]
+    templates: list[tuple[MCPResourceTemplate, UriTemplate, Callable[[str], Awaitable[str]]]]
 
     async def list_tools(self) -> list[MCPTool]:
         if self.connection is not None and self.connection.listed is not None:
@@ -193,6 +200,23 @@ class B24Server(MCPServer):
         if self.connection is not None and self.connection.known is not None:
             resources += self.connection.known.listed()  # the chats the journal knows
         return resources
+
+    async def list_resource_templates(self) -> list[MCPResourceTemplate]:
+        return [template for template, _, _ in self.templates]
+
+    async def read_resource(
+        self, uri: Any, context: Context[Any, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        said = str(uri)
+        for _, parsed, read in self.templates:
+            params = parsed.match(said)
+            if params is None:
+                continue
+            if DEFAULT_RESOURCE_SECURITY.validate(params) is not None:  # the SDK's own policy for template values
+                raise ResourceNotFoundError(f"Unknown resource: {said}")
+            (value,) = params.values()
+            return [ReadResourceContents(content=await read(str(value)), mime_type="application/json")]
+        raise ResourceNotFoundError(f"Unknown resource: {said}")
 
 
 def build_server(
@@ -256,7 +280,7 @@ def build_server(
     server.calls = {tool["name"]: bind(tool["name"]) for tool in shown}
     server.listing = [MCPTool.model_validate(tool) for tool in shown]
 
-    def resource(uri_template: str) -> Callable[[str], Any]:
+    def reader(uri_template: str) -> Callable[[str], Awaitable[str]]:
         async def read_value(value: str) -> str:
             # The same JSON as the tool's structuredContent, its notice first (the demo's marker, the untrusted-text
             # warning). Resources have no isError: failures are protocol errors with the same masked message (a bad
@@ -275,29 +299,14 @@ def build_server(
                 log.exception("reading a %s resource failed unexpectedly", spec.name)
                 raise ResourceError(UNEXPECTED) from None
 
-        # The SDK matches the template's variable to the reader's parameter by name.
-        async def read_file(fileId: str) -> str:
-            return await read_value(fileId)
+        return read_value
 
-        async def read(dialogId: str) -> str:
-            return await read_value(dialogId)
-
-        return read_file if "{fileId}" in uri_template else read
-
-    templates = [
-        t
-        for t in contract["resourceTemplates"]
-        if chosen is None or contract["templateTools"][t["uriTemplate"]] in chosen
+    owner = contract["templateTools"]  # each template's tool: B24_TOOLS leaves out the templates of those it leaves out
+    templates = [t for t in contract["resourceTemplates"] if chosen is None or owner[t["uriTemplate"]] in chosen]
+    server.templates = [
+        (MCPResourceTemplate.model_validate(t), UriTemplate.parse(t["uriTemplate"]), reader(t["uriTemplate"]))
+        for t in templates
     ]
-    for template in templates:
-        server.resource(
-            template["uriTemplate"],
-            name=template["name"],
-            title=template.get("title"),
-            description=template.get("description"),
-            mime_type=template.get("mimeType"),
-            icons=ICONS,
-        )(resource(template["uriTemplate"]))
     completed = {template["uriTemplate"] for template in templates if "{dialogId}" in template["uriTemplate"]}
 
     async def complete(

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from b24_mcp import settings as config
 from b24_mcp.errors import ConfigError
@@ -130,6 +132,24 @@ async def test_demo_calls(mode: str) -> None:
     assert not personal.is_error and "personal chat" in text_of(personal)
     assert personal.structured_content is not None and personal.structured_content["messageType"] == "P"
     assert denied.is_error and "ACCESS_DENIED" in text_of(denied)
+
+
+async def test_a_resource_outside_the_served_templates_is_not_found_and_sends_nothing() -> None:
+    """resources/read: a URI no served template matches (another scheme, a template B24_TOOLS leaves out) and a
+    dialogId in the wrong form are "not found" (-32602) naming what was wrong, and no request leaves."""
+    recorder = Recorder()
+    async with Client(webhook_server(recorder, B24_TOOLS="get_chat"), mode="legacy") as client:
+        templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+        for uri in ("bitrix24://file/138", "bitrix24://chat/chat5/messages", "https://example.com/chat5"):
+            with pytest.raises(MCPError, match="Unknown resource") as info:
+                await client.read_resource(uri)
+            assert info.value.error.code == INVALID_PARAMS
+        with pytest.raises(MCPError, match="dialogId") as bad:
+            await client.read_resource("bitrix24://chat/chat%205")
+        read = await client.read_resource("bitrix24://chat/chat5")
+    assert templates == ["bitrix24://chat/{dialogId}"] and bad.value.error.code == INVALID_PARAMS
+    assert json.loads(read.contents[0].text)["dialogId"] == "chat5"  # type: ignore[union-attr]
+    assert len(recorder.requests) == 1
 
 
 async def test_webhook_call_and_secret_hygiene(mode: str) -> None:
