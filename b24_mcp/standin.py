@@ -7,7 +7,6 @@ where that differs from the docs (`PORTAL_CHAT`); `DOC_CHAT` keeps the docs' exa
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 import secrets
@@ -27,6 +26,7 @@ from .standin_data import (
     NULL_USER,
     READER_TYPES,
     USERS,
+    detached,
     message,
 )
 from .standin_events import Chatter, EventQueue, history
@@ -95,8 +95,7 @@ def time_block() -> dict[str, Any]:
 
 
 def _ok(result: Any) -> PortalAnswer:
-    # A deep copy: callers may change what they get without changing the portal.
-    return 200, {"result": copy.deepcopy(result), "time": time_block()}
+    return 200, {"result": detached(result), "time": time_block()}
 
 
 def _int(value: Any) -> int | None:

@@ -8,10 +8,11 @@ cannot load as `[]`. The queue confirms as the portal does: an `offset` deletes 
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from .standin_data import detached
 
 SHORT_CHAT = ("id", "dialogId", "type", "name", "entityType", "owner", "avatar", "color")
 OFFLINE = ("idle", "lastActivityDate", "mobileLastDate", "desktopLastDate")
@@ -49,7 +50,7 @@ class EventQueue:
             self.pages += 1
             if offset:
                 self.events = [e for e in self.events if e["eventId"] >= offset]
-            events = copy.deepcopy(self.events[:limit])
+            events = detached(self.events[:limit])
         next_offset = events[-1]["eventId"] + 1 if events else (offset or 0)
         return {"events": events, "nextOffset": next_offset, "hasMore": len(events) >= limit}
 
