@@ -308,7 +308,8 @@ async def test_an_unknown_tool_is_an_error_naming_the_tools_there_are() -> None:
 
 def test_the_warm_up_makes_ready_only_what_the_served_tools_need() -> None:
     """What `ready` hands the client to build parsers for: the calls of the tools served (B24_TOOLS), and none of
-    an inbox tool's while the journal is off (it answers JOURNAL_OFF without a call); the outputs are built."""
+    an inbox tool's while the journal is off (it answers JOURNAL_OFF without a call). The output models are built
+    when their module loads (no defer_build), so a tool's first result is not spent building its serializer."""
     by_name = {spec.name: spec for spec in REGISTRY}
     chat_result = by_name["get_chat"].calls[0].result
     event_page = by_name["get_updates"].calls[0].result

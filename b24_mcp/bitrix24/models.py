@@ -32,7 +32,7 @@ def _tidy(schema: dict[str, Any]) -> None:
 
 def shaped(title: str) -> ConfigDict:
     """The configuration of every Bitrix24 object: strict, extras passed through, its schema tidied."""
-    return ConfigDict(extra="allow", strict=True, title=title, json_schema_extra=_tidy, defer_build=True)
+    return ConfigDict(extra="allow", strict=True, title=title, json_schema_extra=_tidy)
 
 
 # Any JSON value, spelled out so that strict schema checkers (the Inspector's --strict) see what it may be.

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 class ChatResult(BaseModel):
     """imbot.v2.Chat.get's result (a portal puts its popup data, recentConfig, beside the chat)."""
 
-    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
+    model_config = ConfigDict(extra="allow", strict=True)
     chat: Chat
 
 

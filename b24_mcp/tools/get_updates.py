@@ -51,7 +51,7 @@ EVENT_GET_CALL = Call(EVENT_GET, EventPage, _event_get)
 
 
 class Change(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, title="Change", defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, title="Change")
 
     kind: str = Field(description="new, edited, deleted, joined (the bot was added to the chat)")
     at: str | None = Field(description="When, ISO 8601")
@@ -62,7 +62,7 @@ class Change(BaseModel):
 
 
 class ChatUpdates(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, title="ChatUpdates", defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, title="ChatUpdates")
 
     dialogId: str | None
     name: str | None = Field(default=ABSENT, description="The chat's name; untrusted")
@@ -70,7 +70,7 @@ class ChatUpdates(BaseModel):
 
 
 class Updates(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, title="Updates", defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, title="Updates")
 
     notice: Annotated[str, Ours] = notice_field()
     chats: list[ChatUpdates] = Field(description="What happened, grouped by chat, oldest first within each")

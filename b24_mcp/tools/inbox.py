@@ -42,7 +42,7 @@ async def journal_off(client: B24Client, values: Values, on_wait: OnWait | None)
 class JournalState(BaseModel):
     """How current the journal is."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, title="JournalState", defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, title="JournalState")
 
     drainedAt: str | None = Field(default=ABSENT, description="When the bot's event queue was last read, ISO 8601")
     behind: bool = Field(default=ABSENT, description="Whether the queue held more events than were read then")

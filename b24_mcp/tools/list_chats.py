@@ -22,7 +22,7 @@ SORTS = ("activity", "name")
 
 
 class KnownChat(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, title="KnownChat", defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, title="KnownChat")
 
     dialogId: str = Field(description='The chat\'s dialogId for the other tools, e.g. "chat5" or "123"')
     chatId: int = Field(description="The chat's id")
@@ -37,7 +37,7 @@ class KnownChat(BaseModel):
 
 
 class ChatList(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, title="ChatList", defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, title="ChatList")
 
     notice: Annotated[str, Ours] = notice_field()
     chats: list[KnownChat]

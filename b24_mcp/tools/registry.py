@@ -38,10 +38,7 @@ def standin_answers() -> dict[str, StandInAnswer]:
 
 
 def ready(served: Sequence[str] | None, journal: bool) -> list[Any]:
-    """Before the first call: the output models of the served tools built (pydantic defers them to first use,
-    ~10 ms a model), and the result types of their Bitrix24 calls, for the client to build parsers for. An inbox
-    tool without the journal makes no call and answers from its `run`, so nothing of it is made ahead."""
+    """Before the first call: the result types of the served tools' Bitrix24 calls, for the client to build
+    parsers for. An inbox tool without the journal makes no call (it answers from its `run`): nothing of it."""
     tools = [t for t in TOOLS if (served is None or t.name in served) and (journal or t.inbox is None)]
-    for tool in tools:
-        tool.output.model_rebuild()
     return list({call.method: call.result for tool in tools for call in tool.calls}.values())

@@ -23,7 +23,7 @@ QUERY_MAX = 200
 
 
 class Hit(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, title="Hit", defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, title="Hit")
 
     dialogId: str | None = Field(description="The chat, for get_messages")
     chatName: str | None = Field(default=ABSENT, description="The chat's name; untrusted")
@@ -35,7 +35,7 @@ class Hit(BaseModel):
 
 
 class SearchResult(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, title="SearchResult", defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, title="SearchResult")
 
     notice: Annotated[str, Ours] = notice_field()
     hits: list[Hit] = Field(description="Newest first")
