@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
 from mcp_types import Resource
 
-from .tools.spec import CHAT_URI, ICONS
+from .tools.identity import CHAT_URI, ICONS
 
 if TYPE_CHECKING:
     from .journal.inbox import Inbox

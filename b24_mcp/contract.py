@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_types import Tool as MCPTool
 
-from .tools.arguments import input_schema
-from .tools.spec import ICONS, READ_ONLY, ToolSpec
+from .tools.identity import ICONS, READ_ONLY
+
+if TYPE_CHECKING:
+    from .tools.spec import ToolSpec
 
 LEAD = (
     "Reads Bitrix24 chats through a chat bot. A dialogId is 'chat5' for a group chat or '123' for the personal "
@@ -90,6 +92,8 @@ def output_schema(spec: ToolSpec) -> dict[str, Any]:
 
 def listed(spec: ToolSpec) -> MCPTool:
     """What tools/list says of a tool: its input schema made from its arguments, its output schema from the contract."""
+    from .tools.arguments import input_schema  # making the contract (its test), never at start-up
+
     return MCPTool(
         name=spec.name,
         title=spec.title,

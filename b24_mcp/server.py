@@ -43,7 +43,7 @@ from .contract import instructions, published_contract, spec_of, spec_of_templat
 from .errors import B24Error, ConfigError, InputError
 from .logs import redact
 from .settings import DEMO_NOTICE, RESULT_BUDGET, Settings
-from .tools.spec import ICONS, UNEXPECTED, fetch, fitted, handle
+from .tools.identity import ICONS
 
 if TYPE_CHECKING:
     import httpx
@@ -256,6 +256,8 @@ def build_server(
 
     def bind(name: str) -> ToolCall:
         async def call(raw: dict[str, Any], ctx: Context | None) -> CallToolResult:
+            from .tools.spec import handle  # how a call runs loads with the tools, after the first tools/list
+
             return await handle(
                 spec_of(name), connection.client, raw, ctx, notice, connection.recent.answered, budget, connection.inbox
             )
@@ -285,6 +287,8 @@ def build_server(
             # The same JSON as the tool's structuredContent, its notice first (the demo's marker, the untrusted-text
             # warning). Resources have no isError: failures are protocol errors with the same masked message (a bad
             # dialogId is "not found").
+            from .tools.spec import UNEXPECTED, fetch, fitted
+
             spec = spec_of_template(uri_template)
             assert spec.resource is not None
             try:

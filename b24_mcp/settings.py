@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, ConfigProblems, Problems
@@ -29,9 +29,10 @@ from .forms import (
 )
 from .journal_settings import DAYS_MAX, MEMORY, JournalConfig, load_journal
 from .paths import check_ca, check_token_file, default_token_file, token_path
-from .team import TeamConfig
-from .team import load as load_team
 from .variables import OAUTH_VARS, TEAM_VARS, VARIABLES
+
+if TYPE_CHECKING:
+    from .team import TeamConfig
 
 DEMO_HOST = "demo.b24-mcp.invalid"
 DEMO_WEBHOOK_URL = f"https://{DEMO_HOST}/rest/1/demo0webhook0code/"
@@ -256,6 +257,8 @@ def load(env: Mapping[str, str], *, demo: bool = False, tools: Sequence[str] = (
             problems.take(lambda: check_ca(env), "SSL_CERT_FILE")
     team = None
     if any(v.group == "team" and v.name in values for v in VARIABLES):
+        from .team import load as load_team  # a team's deployment only: a desktop start never loads it
+
         team = problems.take(lambda: load_team(values), TEAM_VARS[0])  # the team's, in their own order, last
         if team is not None and team.redis is not None:
             secrets = (*secrets, *team.redis.secrets)  # masked wherever the URL might be quoted

@@ -21,7 +21,7 @@ from mcp_types import ResourceTemplate
 from b24_mcp import settings
 from b24_mcp.contract import instructions, listed, published_contract, template_of
 from b24_mcp.server import build_server
-from b24_mcp.tools.spec import ICONS
+from b24_mcp.tools.identity import ICONS
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,6 @@ same way, masked by the redactor, with the Bitrix24 code in `_meta` for programs
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -14,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult, ContentBlock, Icon, ResourceLink, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from pydantic import BaseModel
 
 from ..errors import B24Error, json_showable
 from ..logs import redact
 from ..settings import RESULT_BUDGET
 from . import arguments as args
+from .identity import CHAT_URI
 from .quoting import set_aside
 
 if TYPE_CHECKING:  # the client (and httpx) load after the first tools/list, off the start-up path
@@ -32,25 +32,6 @@ log = logging.getLogger("b24_mcp.tools")
 
 UNEXPECTED = "b24-mcp failed unexpectedly (a bug); the details are in the server's log."
 CODE_META = "b24-mcp/code"  # the Bitrix24 error code of an isError result, for programs to read
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
-CHAT_URI = "bitrix24://chat/{dialogId}"
-
-# What hosts show next to the server, its tools and its resources: a chat bubble on Bitrix24's blue, as a data:
-# URI so that no host fetches anything to draw it (manifest.json's icon.png is the same picture).
-ICON_SVG = (
-    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">'
-    '<rect width="64" height="64" rx="14" fill="#2fc6f6"/>'
-    '<path d="M16 16h32a5 5 0 0 1 5 5v17a5 5 0 0 1-5 5H31l-11 9v-9h-4a5 5 0 0 1-5-5V21a5 5 0 0 1 5-5z" fill="#fff"/>'
-    '<path d="M21 26h22M21 33h14" stroke="#2fc6f6" stroke-width="4" stroke-linecap="round"/></svg>'
-)
-ICONS = [
-    Icon(
-        src="data:image/svg+xml;base64," + base64.b64encode(ICON_SVG.encode()).decode(),
-        mime_type="image/svg+xml",
-        sizes=["any"],
-    )
-]
-
 # The descriptions' shared sentences.
 ERRORS = (
     "On failure the result is an error naming the Bitrix24 code or the argument at fault and what to do: fix a "
