@@ -123,7 +123,7 @@ async def _reach(settings: config.Settings) -> str:
     """Any HTTP answer from the portal's address proves DNS, TCP and TLS (with SSL_CERT_FILE) work."""
     import httpx
 
-    from .bitrix24.wire import make_http, network_error
+    from .bitrix24.network import make_http, network_error
 
     origin = settings.auth.origin
     async with make_http(settings.timeout) as http:
@@ -258,7 +258,7 @@ async def _run(argv: list[str], demo: bool, dialog: str | None, env: Mapping[str
 async def _prove(settings: config.Settings, report: Report) -> int | None:
     """Prove the credentials (`scope`) and the bot (`imbot.v2.Bot.get`); an exit status if either fails."""
     from .app import make_client
-    from .bitrix24.wire import make_http
+    from .bitrix24.network import make_http
     from .errors import B24Error
 
     transport = None

@@ -211,7 +211,7 @@ class JwtVerifier:
         import jwt
         from pydantic_core import from_json
 
-        from .bitrix24.wire import trust
+        from .bitrix24.network import trust
 
         if self._http is None:  # trusting what the portal's client trusts, with the same cached TLS context
             self._http = httpx.AsyncClient(

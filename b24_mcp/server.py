@@ -128,7 +128,7 @@ class Connection:
             raise ConfigError(f"b24-mcp is not configured: {said} Then restart the MCP server.")
         if self._client is None:
             from .app import make_client
-            from .bitrix24.wire import make_http
+            from .bitrix24.network import make_http
 
             transport = self.transport
             if transport is None and self.settings.demo:
@@ -356,5 +356,5 @@ async def _poll_when_listed(connection: Connection) -> None:
 
 
 def _import_client_modules() -> None:
-    from .bitrix24 import auth, client, wire  # noqa: F401 - imported for their side effect: loaded once, off the loop
+    from .bitrix24 import auth, client, network, wire  # noqa: F401 - imported for their side effect: loaded once, off the loop
     from .tools import registry  # noqa: F401 - the tools and their models, which tools/list did not need

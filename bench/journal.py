@@ -33,7 +33,7 @@ from b24_mcp import demo  # noqa: E402
 from b24_mcp import settings as config  # noqa: E402
 from b24_mcp.app import make_client  # noqa: E402
 from b24_mcp.bitrix24.events import Event  # noqa: E402
-from b24_mcp.bitrix24.wire import make_http  # noqa: E402
+from b24_mcp.bitrix24.network import make_http  # noqa: E402
 from b24_mcp.journal import drain  # noqa: E402
 from b24_mcp.journal.store import Journal, fts_query  # noqa: E402
 from b24_mcp.server import build_server  # noqa: E402

@@ -20,9 +20,9 @@ from b24_mcp import settings as config
 from b24_mcp.app import make_client, mask_secrets
 from b24_mcp.bitrix24.auth import OAuth
 from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.network import make_http
 from b24_mcp.bitrix24.oauth import OAuthSession
 from b24_mcp.bitrix24.retry import Backoff, RetryPolicy, jittered
-from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import HINTS, POLICIES, AnswerError, B24Error, InputError, PortalError, UpstreamError
 from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.tools.get_chat_members import read_members

@@ -25,7 +25,7 @@ from mcp import Client
 
 from b24_mcp import logs, settings
 from b24_mcp.app import make_client
-from b24_mcp.bitrix24 import wire
+from b24_mcp.bitrix24 import network, wire
 from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.errors import B24Error, UpstreamError
 from b24_mcp.server import build_server
@@ -59,7 +59,7 @@ def host(ca: trustme.CA) -> Iterator[RawHost]:
 @asynccontextmanager
 async def client_for(portal: StandInPortal, **env: str) -> AsyncIterator[B24Client]:
     s = settings.load(webhook_vars(portal.webhook_url, **{"B24_TIMEOUT": "5", **env}))
-    async with wire.make_http(s.timeout) as http:
+    async with network.make_http(s.timeout) as http:
         yield make_client(s, http)
 
 

@@ -31,7 +31,7 @@ import trustme
 
 from b24_mcp import settings
 from b24_mcp.app import make_client
-from b24_mcp.bitrix24 import wire
+from b24_mcp.bitrix24 import network
 from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.bitrix24.retry import RetryPolicy
 from b24_mcp.errors import AnswerError, B24Error, ConfigError, PortalError, UpstreamError
@@ -75,7 +75,7 @@ async def client_for(base: str, retry: RetryPolicy | None = None, **env: str) ->
             **env,
         }
     )
-    async with wire.make_http(s.timeout) as http:
+    async with network.make_http(s.timeout) as http:
         yield make_client(s, http, retry)
 
 
@@ -371,7 +371,7 @@ def test_an_unusable_ssl_cert_file_is_a_config_error(
     monkeypatch.setenv("SSL_CERT_FILE", str(path))
     # httpx builds its SSL context when the client is made, so that is where the setting is judged.
     with pytest.raises(ConfigError, match="SSL_CERT_FILE") as caught:
-        wire.make_http(5)
+        network.make_http(5)
     assert "PEM file" in str(caught.value)
 
 
@@ -406,14 +406,14 @@ def test_a_proxy_httpx_cannot_use_is_a_config_error(
         pytest.skip("socksio is installed: httpx can use a SOCKS proxy")
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
-        wire.make_http(5)  # httpx mounts every proxy from the environment when the client is made
+        network.make_http(5)  # httpx mounts every proxy from the environment when the client is made
     assert str(caught.value).startswith(f"{name} is set to a {says}")
     assert "pw" not in str(caught.value)
 
 
 def test_a_malformed_proxy_is_named_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@[oops")
-    err = wire.network_error("portal.test", httpx.ConnectError("connection refused"))
+    err = network.network_error("portal.test", httpx.ConnectError("connection refused"))
     assert "through the proxy [oops (set by HTTPS_PROXY" in str(err) and "pw" not in str(err)
 
 
@@ -462,7 +462,7 @@ async def mocked(transport: httpx.MockTransport, **env: str) -> AsyncIterator[B2
     s = settings.load(
         {"B24_WEBHOOK_URL": f"https://portal.test/rest/1/{CODE}/", "B24_BOT_ID": "456", "B24_BOT_TOKEN": TOKEN, **env}
     )
-    async with wire.make_http(s.timeout, transport) as http:
+    async with network.make_http(s.timeout, transport) as http:
         yield make_client(s, http)
 
 

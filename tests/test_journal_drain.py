@@ -17,9 +17,9 @@ from b24_mcp import demo
 from b24_mcp import settings as config
 from b24_mcp.app import make_client
 from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.network import make_http
 from b24_mcp.bitrix24.pacing import LeakyBucket
 from b24_mcp.bitrix24.retry import RetryPolicy
-from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import B24Error
 from b24_mcp.journal.drain import IDLE_FIRST, IDLE_MAX, MORE_GAP, Drainer, Poller
 from b24_mcp.journal.store import Journal

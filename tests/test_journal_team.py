@@ -14,8 +14,8 @@ import pytest
 
 from b24_mcp import settings as config
 from b24_mcp.app import make_client, make_inbox
+from b24_mcp.bitrix24.network import make_http
 from b24_mcp.bitrix24.redis_state import Redis
-from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.journal import command
 from b24_mcp.journal.inbox import Inbox
 from b24_mcp.journal.shared import SharedDrainer, SharedLog

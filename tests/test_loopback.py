@@ -21,8 +21,8 @@ from mcp import Client
 from b24_mcp import settings as config
 from b24_mcp.app import make_client
 from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.network import make_http
 from b24_mcp.bitrix24.retry import RetryPolicy, jittered
-from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import B24Error, PortalError, UpstreamError
 from b24_mcp.server import build_server
 from b24_mcp.tools.get_chat import read_chat

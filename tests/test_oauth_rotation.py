@@ -19,9 +19,9 @@ import pytest
 from mcp import Client
 
 from b24_mcp import settings as config
+from b24_mcp.bitrix24.network import make_http
 from b24_mcp.bitrix24.oauth import RENEWALS, OAuthSession, TokenPair
 from b24_mcp.bitrix24.token_file import TokenFile
-from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import AuthError
 from b24_mcp.server import build_server
 from tests.portal import OAuthSettings, StandInPortal, rotated

@@ -16,8 +16,8 @@ import pytest
 from b24_mcp import settings as config
 from b24_mcp.app import make_client
 from b24_mcp.bitrix24.client import B24Client
+from b24_mcp.bitrix24.network import make_http
 from b24_mcp.bitrix24.retry import Backoff, RetryPolicy, jittered
-from b24_mcp.bitrix24.wire import make_http
 from b24_mcp.errors import PortalError
 from b24_mcp.tools.get_chat import read_chat
 from b24_mcp.tools.get_messages import read_window

@@ -16,7 +16,7 @@ import pytest
 
 from b24_mcp import settings as config
 from b24_mcp.app import make_client
-from b24_mcp.bitrix24.wire import make_http
+from b24_mcp.bitrix24.network import make_http
 from b24_mcp.journal.drain import Drainer
 from b24_mcp.journal.store import Journal
 from tests.e2e.helpers import kill_left, webhook_env
@@ -29,7 +29,7 @@ DRAINER = """
 import sys, anyio
 from b24_mcp import settings as config
 from b24_mcp.app import make_client
-from b24_mcp.bitrix24.wire import make_http
+from b24_mcp.bitrix24.network import make_http
 from b24_mcp.journal import drain
 from b24_mcp.journal.store import Journal
 import os
