@@ -33,7 +33,8 @@ def make_auth(settings: Settings, http: httpx.AsyncClient) -> Auth:
 
     if isinstance(settings.auth, WebhookConfig):
         return Webhook(settings.auth)
-    from .bitrix24.oauth import OAuthSession, TokenPair
+    from .bitrix24.oauth import OAuthSession
+    from .bitrix24.token_server import TokenPair
 
     auth = settings.auth
     session = OAuthSession(

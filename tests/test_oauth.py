@@ -23,8 +23,9 @@ import pytest
 
 from b24_mcp import settings as config
 from b24_mcp.bitrix24.network import make_http
-from b24_mcp.bitrix24.oauth import OAuthSession, Stored, TokenPair
+from b24_mcp.bitrix24.oauth import OAuthSession, Stored
 from b24_mcp.bitrix24.token_file import TokenFile
+from b24_mcp.bitrix24.token_server import TokenPair
 from b24_mcp.errors import AuthError, ConfigError
 from b24_mcp.logs import fingerprint, redact
 from b24_mcp.paths import check_token_path, default_token_file, lock_file_of

@@ -20,7 +20,7 @@ from b24_mcp import settings
 from b24_mcp.app import make_auth
 from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.bitrix24.network import make_http
-from b24_mcp.bitrix24.oauth import TokenPair
+from b24_mcp.bitrix24.token_server import TokenPair
 from b24_mcp.errors import PortalError
 from b24_mcp.tools.get_chat import read_chat
 

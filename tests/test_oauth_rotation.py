@@ -20,8 +20,9 @@ from mcp import Client
 
 from b24_mcp import settings as config
 from b24_mcp.bitrix24.network import make_http
-from b24_mcp.bitrix24.oauth import RENEWALS, OAuthSession, TokenPair
+from b24_mcp.bitrix24.oauth import RENEWALS, OAuthSession
 from b24_mcp.bitrix24.token_file import TokenFile
+from b24_mcp.bitrix24.token_server import TokenPair
 from b24_mcp.errors import AuthError
 from b24_mcp.server import build_server
 from tests.portal import OAuthSettings, StandInPortal, rotated

@@ -20,9 +20,10 @@ from b24_mcp.app import make_auth, shared_portal
 from b24_mcp.bitrix24.auth import OAuth
 from b24_mcp.bitrix24.client import B24Client
 from b24_mcp.bitrix24.network import make_http
-from b24_mcp.bitrix24.oauth import OAuthSession, Stored, TokenPair
+from b24_mcp.bitrix24.oauth import OAuthSession, Stored
 from b24_mcp.bitrix24.pacing import LeakyBucket
 from b24_mcp.bitrix24.redis_state import Redis, RedisBucket, RedisPairs, SharedPortal
+from b24_mcp.bitrix24.token_server import TokenPair
 from b24_mcp.errors import PortalError, UpstreamError
 from b24_mcp.logs import fingerprint
 from b24_mcp.team import parse_redis_url

@@ -20,8 +20,9 @@ import anyio
 from ..errors import B24Error, PortalError, UpstreamError, available_later, portal_error
 from ..logs import fingerprint
 from ..team import REDIS_URL, RedisConfig
-from .oauth import LockBusy, SaveFailed, Stored, TokenPair
+from .oauth import LockBusy, SaveFailed, Stored
 from .pacing import OnWait, SharedBucket, gcra, tolerance
+from .token_server import TokenPair
 
 if TYPE_CHECKING:
     import redis.asyncio

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..paths import lock_file_of, os_reason
-from .oauth import LockBusy, SaveFailed, Stored, TokenPair
+from .oauth import LockBusy, SaveFailed, Stored
+from .token_server import TokenPair
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock

@@ -34,7 +34,8 @@ WORKER = textwrap.dedent(
     """
     import sys, time, anyio, httpx
     from pathlib import Path
-    from b24_mcp.bitrix24.oauth import OAuthSession, TokenPair
+    from b24_mcp.bitrix24.oauth import OAuthSession
+    from b24_mcp.bitrix24.token_server import TokenPair
     from b24_mcp.bitrix24.token_file import TokenFile
     from tests.values import OAUTH_ACCESS, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH  # not tests.portal: TLS
 
