@@ -27,9 +27,9 @@ def names() -> list[str]:
     return [tool.name for tool in TOOLS]
 
 
-def calls() -> dict[str, Call]:
-    """Every Bitrix24 method a tool calls, by name."""
-    return {call.method: call for tool in TOOLS for call in tool.calls}
+def calls(tools: Sequence[ToolSpec] = TOOLS) -> dict[str, Call]:
+    """Every Bitrix24 method these tools (all of them, by default) call, by name."""
+    return {call.method: call for tool in tools for call in tool.calls}
 
 
 def standin_answers() -> dict[str, StandInAnswer]:
@@ -41,4 +41,4 @@ def ready(served: Sequence[str] | None, journal: bool) -> list[Any]:
     """Before the first call: the result types of the served tools' Bitrix24 calls, for the client to build
     parsers for. An inbox tool without the journal makes no call (it answers from its `run`): nothing of it."""
     tools = [t for t in TOOLS if (served is None or t.name in served) and (journal or t.inbox is None)]
-    return list({call.method: call.result for tool in tools for call in tool.calls}.values())
+    return [call.result for call in calls(tools).values()]
