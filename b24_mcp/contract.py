@@ -60,9 +60,8 @@ def spec_of(name: str) -> ToolSpec:
 
 
 def spec_of_template(uri_template: str) -> ToolSpec:
-    from .tools.registry import RESOURCES
-
-    return next(spec for spec in RESOURCES if spec.resource and spec.resource.uri_template == uri_template)
+    """The tool behind a resource template, by the contract's `templateTools` (what B24_TOOLS filters by too)."""
+    return spec_of(published_contract()["templateTools"][uri_template])
 
 
 def template_of(spec: ToolSpec) -> dict[str, Any]:
